@@ -4,16 +4,11 @@ import PackageDescription
 let package = Package(
     name: "MassageFleet",
     platforms: [.macOS(.v15)],
-    products: [
-        .library(name: "Mosquitto", targets: ["Mosquitto"]),
-        .library(name: "MassageEngine", targets: ["MassageEngine"]),
-        .library(name: "FleetProtocol", targets: ["FleetProtocol"]),
-        .executable(name: "mqtt-bench", targets: ["mqtt-bench"]),
-    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
     ],
     targets: [
         // C shim → Swift wrapper
@@ -27,6 +22,7 @@ let package = Package(
             dependencies: [
                 "CMosquitto",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
         // Pure domain: no MQTT, no database.

@@ -1,0 +1,295 @@
+import CMosquitto
+import Foundation
+import Logging
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Threads that drive many libmosquitto clients with its external-loop
+/// functions (`mosquitto_socket`, `mosquitto_loop_read/write/misc`) and
+/// `poll(2)`, instead of one `mosquitto_loop_start` thread per client.
+///
+/// Why: the fleet simulator runs a thousand clients in one process; a thread
+/// per client costs a thread stack and a wake-up per client per keepalive, and
+/// gives us no say over reconnect timing. Here a few threads serve them all and
+/// reconnects follow our own backoff with full jitter. docs/BENCHMARKS.md has
+/// the measurements of both.
+public final class MQTTEventLoopGroup: Sendable {
+    let loops: [MQTTEventLoop]
+    private let next = Atomic<Int>(0)
+
+    public init(numberOfThreads: Int = 1) {
+        loops = (0..<max(1, numberOfThreads)).map { MQTTEventLoop(name: "mqtt-loop-\($0)") }
+    }
+
+    /// The process-wide group (one thread), used when no group is given.
+    public static let shared = MQTTEventLoopGroup(numberOfThreads: 1)
+
+    func nextLoop() -> MQTTEventLoop {
+        let i = next.add(1, ordering: .relaxed).oldValue
+        return loops[i % loops.count]
+    }
+
+    /// Clients currently registered on all loops.
+    public var clientCount: Int { loops.reduce(0) { $0 + $1.clientCount } }
+}
+
+final class MQTTEventLoop: Sendable {
+    enum Request: Sendable {
+        case start(ClientCore)
+        case shutdown(ClientCore)
+        case abort(ClientCore)
+    }
+
+    /// Self-pipe: a byte written to `wakeWrite` interrupts `poll`.
+    private let wakeRead: Int32
+    private let wakeWrite: Int32
+    private let inbox = Mutex<[Request]>([])
+    private let registered = Atomic<Int>(0)
+    private let name: String
+
+    init(name: String) {
+        self.name = name
+        var pair: [Int32] = [-1, -1]
+        let rc = pipe(&pair)
+        precondition(rc == 0, "pipe failed: \(systemErrorText())")
+        for fd in pair {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        wakeRead = pair[0]
+        wakeWrite = pair[1]
+        let thread = Thread { [self] in self.run() }
+        thread.name = name
+        thread.start()
+    }
+
+    var clientCount: Int { registered.load(ordering: .relaxed) }
+
+    func submit(_ request: Request) {
+        inbox.withLock { $0.append(request) }
+        wake()
+    }
+
+    func wake() {
+        var one: UInt8 = 1
+        _ = write(wakeWrite, &one, 1) // a full pipe already means "wake up"
+
+    }
+
+    // MARK: The loop thread
+
+    /// Loop-thread bookkeeping for one client; never leaves this thread.
+    private final class Entry {
+        enum Phase {
+            /// Waiting until `at` before the next connection attempt.
+            case waiting(until: ContinuousClock.Instant)
+            /// TCP (and TLS) opened, CONNECT sent; CONNACK due by `deadline`.
+            case connecting(deadline: ContinuousClock.Instant)
+            case connected
+            /// DISCONNECT sent; destroy once the socket closed or at `deadline`.
+            case closing(deadline: ContinuousClock.Instant)
+            /// Gave up (connect() failed, or reconnect disabled); waits for shutdown.
+            case stopped
+        }
+        let core: ClientCore
+        var phase: Phase
+        var attempt = 0
+
+        init(core: ClientCore, phase: Phase) {
+            self.core = core
+            self.phase = phase
+        }
+    }
+
+    private func run() {
+        var entries: [ObjectIdentifier: Entry] = [:]
+        var rng = SystemRandomNumberGenerator()
+        var fds: [pollfd] = []
+        var polled: [Entry] = []
+        let clock = ContinuousClock()
+        let miscInterval = Duration.milliseconds(100)
+        var nextMisc = clock.now
+
+        while true {
+            // 1. Requests from other threads.
+            for request in inbox.withLock({ r -> [Request] in defer { r = [] }; return r }) {
+                switch request {
+                case .start(let core):
+                    let entry = Entry(core: core, phase: .waiting(until: clock.now))
+                    entries[ObjectIdentifier(core)] = entry
+                    registered.store(entries.count, ordering: .relaxed)
+                case .shutdown(let core):
+                    guard let entry = entries[ObjectIdentifier(core)] else {
+                        core.destroy() // never started
+                        continue
+                    }
+                    if mosquitto_socket(core.mosq) >= 0 {
+                        _ = mosquitto_disconnect_v5(core.mosq, 0, nil)
+                        entry.phase = .closing(deadline: clock.now + .seconds(2))
+                    } else {
+                        entry.phase = .closing(deadline: clock.now)
+                    }
+                case .abort(let core):
+                    // As a crash: no DISCONNECT, so the broker publishes the will.
+                    entries[ObjectIdentifier(core)] = nil
+                    registered.store(entries.count, ordering: .relaxed)
+                    core.destroy()
+                }
+            }
+
+            let now = clock.now
+
+            // 2. Phase changes: sockets that closed, deadlines, attempts due.
+            for (key, entry) in entries {
+                let core = entry.core
+                let socket = mosquitto_socket(core.mosq)
+                switch entry.phase {
+                case .closing(let deadline):
+                    if socket < 0 || now >= deadline {
+                        entries[key] = nil
+                        registered.store(entries.count, ordering: .relaxed)
+                        core.destroy()
+                    }
+                case .connecting(let deadline):
+                    if core.state.withLock({ $0.connection.isConnected }) {
+                        entry.phase = .connected
+                        entry.attempt = 0
+                        if socket < 0 { connectionEnded(entry, wasConnected: true, now: now, rng: &rng) }
+                    } else if socket < 0 {
+                        connectionEnded(entry, wasConnected: false, now: now, rng: &rng)
+                    } else if now >= deadline {
+                        _ = mosquitto_disconnect_v5(core.mosq, 0, nil)
+                        core.state.withLock { $0.lastDisconnectError = nil }
+                        let error = MQTTError(.timeout, "connecting to \(core.configuration.endpoint) as '\(core.configuration.clientID)': no CONNACK within \(core.configuration.connectTimeout)")
+                        failAttempt(entry, error, now: now, rng: &rng)
+                    }
+                case .connected:
+                    if socket < 0 { connectionEnded(entry, wasConnected: true, now: now, rng: &rng) }
+                case .waiting(let until):
+                    if now >= until { attemptConnect(entry, now: now, rng: &rng) }
+                case .stopped:
+                    break
+                }
+            }
+
+            // 3. Keepalive and retries.
+            if now >= nextMisc {
+                for entry in entries.values where mosquitto_socket(entry.core.mosq) >= 0 {
+                    _ = mosquitto_loop_misc(entry.core.mosq)
+                }
+                nextMisc = now + miscInterval
+            }
+
+            // 4. Wait for sockets, the wake-up fd, or the next deadline.
+            fds.removeAll(keepingCapacity: true)
+            polled.removeAll(keepingCapacity: true)
+            fds.append(pollfd(fd: wakeRead, events: Int16(POLLIN), revents: 0))
+            var deadline = nextMisc
+            for entry in entries.values {
+                switch entry.phase {
+                case .waiting(let until): deadline = min(deadline, until)
+                case .connecting(let d), .closing(let d): deadline = min(deadline, d)
+                default: break
+                }
+                let socket = mosquitto_socket(entry.core.mosq)
+                guard socket >= 0 else { continue }
+                var events: Int16 = 0
+                if !entry.core.inbound.isPaused { events |= Int16(POLLIN) }
+                if mosquitto_want_write(entry.core.mosq) { events |= Int16(POLLOUT) }
+                fds.append(pollfd(fd: socket, events: events, revents: 0))
+                polled.append(entry)
+            }
+            let wait = max(Duration.zero, clock.now.duration(to: deadline))
+            let waitMs = Int32(min(1000, (wait.components.seconds * 1000) + (wait.components.attoseconds / 1_000_000_000_000_000)))
+            let ready = poll(&fds, nfds_t(fds.count), max(waitMs, 0))
+            if ready < 0 && errno != EINTR {
+                entries.first?.value.core.logger.error("poll failed", metadata: ["error": "\(systemErrorText())"])
+            }
+            guard ready > 0 else { continue }
+
+            if fds[0].revents != 0 {
+                var drain = [UInt8](repeating: 0, count: 256)
+                while read(wakeRead, &drain, drain.count) > 0 {}
+            }
+            for (index, entry) in polled.enumerated() {
+                let revents = Int32(fds[index + 1].revents)
+                guard revents != 0 else { continue }
+                let mosq = entry.core.mosq
+                if revents & (POLLIN | POLLHUP | POLLERR) != 0, !entry.core.inbound.isPaused {
+                    // Drain what is readable: libmosquitto reads about one
+                    // packet per call and sets EAGAIN when the socket is empty.
+                    for _ in 0..<256 {
+                        errno = 0
+                        let rc = mosquitto_loop_read(mosq, 1)
+                        if rc != MOSQ_ERR_SUCCESS.rawValue { entry.core.noteLoopError(rc) }
+                        if rc != MOSQ_ERR_SUCCESS.rawValue || errno == EAGAIN || mosquitto_socket(mosq) < 0 || entry.core.inbound.isPaused {
+                            break
+                        }
+                    }
+                }
+                if revents & POLLOUT != 0, mosquitto_socket(mosq) >= 0 {
+                    let rc = mosquitto_loop_write(mosq, 1)
+                    if rc != MOSQ_ERR_SUCCESS.rawValue { entry.core.noteLoopError(rc) }
+                }
+            }
+        }
+    }
+
+    private func attemptConnect(_ entry: Entry, now: ContinuousClock.Instant, rng: inout SystemRandomNumberGenerator) {
+        let core = entry.core
+        let c = core.configuration
+        core.state.withLock { s in
+            s.connackFailure = nil
+            s.lastLogError = nil
+            s.lastDisconnectError = nil
+        }
+        core.setConnection(.connecting(attempt: entry.attempt))
+        var rc: Int32
+        do {
+            let props = CPropertyList()
+            if let expiry = c.sessionExpiry { try props.addInt32(MQTT_PROP_SESSION_EXPIRY_INTERVAL, expiry) }
+            // Blocking only for the TCP connect; TLS and CONNACK continue in the loop.
+            rc = mosquitto_connect_bind_v5(core.mosq, c.host, Int32(c.port), Int32(c.keepAliveSeconds), nil, props.head)
+        } catch {
+            rc = MOSQ_ERR_INVAL.rawValue
+        }
+        if rc == MOSQ_ERR_SUCCESS.rawValue {
+            entry.phase = .connecting(deadline: now + c.connectTimeout)
+        } else {
+            let detail = core.state.withLock { $0.lastLogError }
+            failAttempt(entry, .mosquitto(rc, "connecting to \(c.endpoint) as '\(c.clientID)'", detail: detail), now: now, rng: &rng)
+        }
+    }
+
+    private func connectionEnded(_ entry: Entry, wasConnected: Bool, now: ContinuousClock.Instant, rng: inout SystemRandomNumberGenerator) {
+        let core = entry.core
+        let error = core.state.withLock { $0.lastDisconnectError }
+            ?? MQTTError(.connectionLost, "connection to \(core.configuration.endpoint) was lost")
+        if wasConnected {
+            entry.attempt = 0
+            core.logger.warning("connection lost", metadata: ["mqtt.client": "\(core.configuration.clientID)", "error": "\(error.message)"])
+        }
+        failAttempt(entry, error, now: now, rng: &rng)
+    }
+
+    /// Schedules the next attempt with full jitter, or gives up.
+    private func failAttempt(_ entry: Entry, _ error: MQTTError, now: ContinuousClock.Instant, rng: inout SystemRandomNumberGenerator) {
+        let core = entry.core
+        let policy = core.configuration.reconnect
+        let retry = core.state.withLock { s in
+            !s.shuttingDown && policy.enabled && (s.everConnected || s.retryFirstConnect)
+        }
+        guard retry else {
+            entry.phase = .stopped
+            core.setConnection(.disconnected(error: error, retryIn: nil))
+            core.failConnectWaiters(error)
+            return
+        }
+        let delay = policy.delay(attempt: entry.attempt, using: &rng)
+        entry.attempt += 1
+        entry.phase = .waiting(until: now + delay)
+        core.setConnection(.disconnected(error: error, retryIn: delay))
+    }
+}

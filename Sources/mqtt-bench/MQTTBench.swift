@@ -1,0 +1,245 @@
+import ArgumentParser
+import CMosquitto
+import FleetTestSupport
+import Foundation
+import Mosquitto
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Measures the Mosquitto module against libmosquitto's own command-line
+/// tools, in the same run, on the same private broker. See docs/BENCHMARKS.md.
+@main
+struct MQTTBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mqtt-bench",
+        abstract: "Throughput and connection-scaling benchmarks of the MQTT client against mosquitto_sub / mosquitto_pub.",
+        subcommands: [All.self, Receive.self, Publish.self, Connections.self],
+        defaultSubcommand: All.self)
+}
+
+struct CommonOptions: ParsableArguments {
+    @Option(help: "Messages per run.")
+    var messages = 100_000
+    @Option(help: "Payload size in bytes.")
+    var size = 100
+    @Option(help: "Repetitions; the median is reported.")
+    var runs = 3
+}
+
+/// A broker tuned so that nothing is dropped while a queue is drained.
+func benchBroker() async throws -> MosquittoBroker {
+    raiseFileLimit()
+    return try await MosquittoBroker.start(BrokerOptions(extraConfig: """
+        max_queued_messages 0
+        max_queued_bytes 0
+        queue_qos0_messages true
+        max_inflight_messages 20
+        """))
+}
+
+struct Receive: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Messages/s received: our client vs mosquitto_sub draining the same queued stream.")
+    @OptionGroup var options: CommonOptions
+    @Option(help: "QoS 0 or 1.") var qos = 0
+
+    func run() async throws {
+        let broker = try await benchBroker()
+        defer { broker.stopNow() }
+        let result = try await receiveBenchmark(broker: broker, qos: QoS(rawValue: qos) ?? .atMostOnce, options: options)
+        print(result.line)
+    }
+}
+
+struct Publish: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Messages/s published: our client vs mosquitto_pub -l fed the same lines.")
+    @OptionGroup var options: CommonOptions
+    @Option(help: "QoS 0 or 1.") var qos = 0
+
+    func run() async throws {
+        let broker = try await benchBroker()
+        defer { broker.stopNow() }
+        let result = try await publishBenchmark(broker: broker, qos: QoS(rawValue: qos) ?? .atMostOnce, options: options)
+        print(result.line)
+    }
+}
+
+struct All: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Every benchmark; prints a Markdown table for docs/BENCHMARKS.md.")
+    @OptionGroup var options: CommonOptions
+    @Option(help: "Clients for the connection-scaling comparison.") var clients = 1000
+
+    func run() async throws {
+        let broker = try await benchBroker()
+        defer { broker.stopNow() }
+        print("libmosquitto \(MQTTClient.libraryVersion); \(ProcessInfo.processInfo.activeProcessorCount) cores; \(options.messages) messages of \(options.size) bytes; median of \(options.runs) runs")
+        print("")
+        print("| benchmark | ours (msg/s) | reference (msg/s) | ratio |")
+        print("| --- | ---: | ---: | ---: |")
+        for qos in [QoS.atMostOnce, .atLeastOnce] {
+            print(try await receiveBenchmark(broker: broker, qos: qos, options: options).line)
+            print(try await publishBenchmark(broker: broker, qos: qos, options: options).line)
+        }
+        print("")
+        print(try await connectionComparison(clients: clients))
+    }
+}
+
+struct Comparison {
+    var name: String
+    var ours: Double
+    var reference: Double
+    var referenceName: String
+    var line: String {
+        "| \(name) | \(Int(ours)) | \(Int(reference)) (\(referenceName)) | \(String(format: "%.2f", ours / reference))× |"
+    }
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    return sorted[sorted.count / 2]
+}
+
+func payload(size: Int) -> [UInt8] {
+    (0..<size).map { UInt8(ascii: "a") + UInt8($0 % 26) }
+}
+
+// MARK: Receive
+
+/// Both subscribers get a persistent session, the stream is published while
+/// they are away (the broker queues it), then each drains it alone and is
+/// timed from connect to the last message — so the figure is the receiver's
+/// speed, not the publisher's.
+func receiveBenchmark(broker: MosquittoBroker, qos: QoS, options: CommonOptions) async throws -> Comparison {
+    let n = options.messages
+    let topic = "bench/recv/q\(qos.rawValue)"
+    var ours: [Double] = []
+    var theirs: [Double] = []
+    for run in 0..<options.runs {
+        let cId = "bench-c-\(qos.rawValue)-\(run)"
+        let swiftId = "bench-swift-\(qos.rawValue)-\(run)"
+        // Create both sessions.
+        try runTool("mosquitto_sub", ["-h", broker.host, "-p", "\(broker.port)", "-V", "mqttv5", "-c", "-i", cId, "-x", "3600", "-q", "\(qos.rawValue)", "-t", topic, "-E"])
+        var config = MQTTConfiguration(host: broker.host, port: broker.port, clientID: swiftId, cleanStart: false, sessionExpiry: 3600)
+        config.receiveMaximum = 20 // libmosquitto's default, as mosquitto_sub uses
+        config.inboundBufferCapacity = 100_000
+        do {
+            let c = try MQTTClient(configuration: config, eventLoopGroup: MQTTEventLoopGroup(numberOfThreads: 1))
+            try await c.connect()
+            try await c.subscribe(topic, qos: qos)
+            await c.shutdown()
+        }
+        // Queue the stream for both.
+        try await publishAll(broker: broker, topic: topic, count: n, size: options.size, qos: qos)
+
+        // mosquitto_sub drains its queue.
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        try runTool("mosquitto_sub", ["-h", broker.host, "-p", "\(broker.port)", "-V", "mqttv5", "-c", "-i", cId, "-x", "3600", "-q", "\(qos.rawValue)", "-t", topic, "-C", "\(n)"])
+        theirs.append(Double(n) / t0.duration(to: clock.now).seconds)
+
+        // Our client drains its queue.
+        let client = try MQTTClient(configuration: config, eventLoopGroup: MQTTEventLoopGroup(numberOfThreads: 1))
+        let t1 = clock.now
+        try await client.connect()
+        var count = 0
+        for await _ in client.messages {
+            count += 1
+            if count == n { break }
+        }
+        ours.append(Double(n) / t1.duration(to: clock.now).seconds)
+        await client.shutdown()
+    }
+    return Comparison(name: "receive QoS \(qos.rawValue)", ours: median(ours), reference: median(theirs), referenceName: "mosquitto_sub")
+}
+
+func publishAll(broker: MosquittoBroker, topic: String, count: Int, size: Int, qos: QoS) async throws {
+    let client = try MQTTClient(configuration: MQTTConfiguration(host: broker.host, port: broker.port, clientID: "bench-feeder-\(UUID().uuidString.prefix(6))"))
+    try await client.connect()
+    let body = payload(size: size)
+    try await publishWindowed(client, topic: topic, count: count, payload: body, qos: qos, window: 100)
+    await client.shutdown()
+}
+
+/// Publishes `count` messages keeping up to `window` QoS ≥ 1 publishes in flight.
+func publishWindowed(_ client: MQTTClient, topic: String, count: Int, payload: [UInt8], qos: QoS, window: Int) async throws {
+    if qos == .atMostOnce {
+        for _ in 0..<count { try await client.publish(topic, payload: payload, qos: qos) }
+        return
+    }
+    try await withThrowingTaskGroup(of: Void.self) { group in
+        var inFlight = 0
+        for _ in 0..<count {
+            if inFlight == window {
+                try await group.next()
+                inFlight -= 1
+            }
+            group.addTask { try await client.publish(topic, payload: payload, qos: qos) }
+            inFlight += 1
+        }
+        try await group.waitForAll()
+    }
+}
+
+// MARK: Publish
+
+/// mosquitto_pub -l publishes one message per stdin line; our client publishes
+/// the same lines (QoS 1 with the same in-flight window, 20). Each is timed
+/// until its last message was handed over (QoS 0) or acknowledged (QoS 1).
+func publishBenchmark(broker: MosquittoBroker, qos: QoS, options: CommonOptions) async throws -> Comparison {
+    let n = options.messages
+    let line = String(decoding: payload(size: options.size), as: UTF8.self)
+    let input = FileManager.default.temporaryDirectory.appendingPathComponent("mqtt-bench-lines-\(getpid()).txt")
+    try String(repeating: line + "\n", count: n).write(to: input, atomically: true, encoding: .utf8)
+    defer { try? FileManager.default.removeItem(at: input) }
+    let topic = "bench/pub/q\(qos.rawValue)"
+    var ours: [Double] = []
+    var theirs: [Double] = []
+    let clock = ContinuousClock()
+    for _ in 0..<options.runs {
+        let t0 = clock.now
+        try runTool("mosquitto_pub", ["-h", broker.host, "-p", "\(broker.port)", "-V", "mqttv5", "-q", "\(qos.rawValue)", "-t", topic, "-l"], stdin: input)
+        theirs.append(Double(n) / t0.duration(to: clock.now).seconds)
+
+        var config = MQTTConfiguration(host: broker.host, port: broker.port, clientID: "bench-pub-\(UUID().uuidString.prefix(6))")
+        config.sendMaximum = 20 // libmosquitto's default, as mosquitto_pub uses
+        let body = payload(size: options.size)
+        let t1 = clock.now
+        let client = try MQTTClient(configuration: config, eventLoopGroup: MQTTEventLoopGroup(numberOfThreads: 1))
+        try await client.connect()
+        try await publishWindowed(client, topic: topic, count: n, payload: body, qos: qos, window: 20)
+        await client.shutdown()
+        ours.append(Double(n) / t1.duration(to: clock.now).seconds)
+    }
+    return Comparison(name: "publish QoS \(qos.rawValue)", ours: median(ours), reference: median(theirs), referenceName: "mosquitto_pub -l")
+}
+
+// MARK: Tools
+
+@discardableResult
+func runTool(_ name: String, _ arguments: [String], stdin: URL? = nil) throws -> Int32 {
+    let process = Process()
+    process.executableURL = try ExecutableLocator.find(name)
+    process.arguments = arguments
+    process.standardOutput = FileHandle.nullDevice
+    if let stdin { process.standardInput = try FileHandle(forReadingFrom: stdin) }
+    try process.run()
+    process.waitUntilExit()
+    guard process.terminationStatus == 0 else {
+        throw ValidationError("\(name) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
+    }
+    return process.terminationStatus
+}
+
+func raiseFileLimit() {
+    var limit = rlimit()
+    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+    limit.rlim_cur = limit.rlim_max
+    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+}
+
+extension Duration {
+    var seconds: Double {
+        Double(components.seconds) + Double(components.attoseconds) / 1e18
+    }
+}

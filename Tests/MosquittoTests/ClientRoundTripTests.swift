@@ -1,0 +1,183 @@
+import FleetTestSupport
+import Mosquitto
+import Testing
+
+@Suite("MQTT 5 client against a real mosquitto")
+struct ClientRoundTripTests {
+    @Test("messages round-trip at QoS 0, 1 and 2 with every MQTT 5 property", arguments: QoS.allCases)
+    func roundTrip(qos: QoS) async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let subscriber = try await makeClient(broker, "sub")
+        let publisher = try await makeClient(broker, "pub")
+        let inbox = MessageCollector(subscriber)
+        let granted = try await subscriber.subscribe([Subscription("t/rt/#", qos: .exactlyOnce)])
+        #expect(granted == [.exactlyOnce])
+
+        let props = MQTTProperties(
+            responseTopic: "t/replies/42",
+            correlationData: [0, 1, 2, 0xFF],
+            userProperties: [UserProperty("site", "clinic-a"), UserProperty("site", "again"), UserProperty("trace", "x")],
+            messageExpiryInterval: 120,
+            contentType: "application/json",
+            payloadFormatIndicator: 1)
+        let result = try await publisher.publish("t/rt/\(qos.rawValue)", payload: bytes(#"{"n":1}"#), qos: qos, properties: props)
+        #expect(result.reasonCode == 0)
+
+        let got = try await inbox.waitFor(1).first
+        let message = try #require(got)
+        #expect(message.topic == "t/rt/\(qos.rawValue)")
+        #expect(text(message.payload) == #"{"n":1}"#)
+        #expect(message.qos == qos)
+        #expect(message.retain == false)
+        #expect(message.properties.responseTopic == "t/replies/42")
+        #expect(message.properties.correlationData == [0, 1, 2, 0xFF])
+        #expect(message.properties.userProperties == props.userProperties)
+        #expect(message.properties.contentType == "application/json")
+        #expect(message.properties.payloadFormatIndicator == 1)
+        // The broker forwards the remaining lifetime, never more than was set.
+        let expiry = try #require(message.properties.messageExpiryInterval)
+        #expect(expiry <= 120 && expiry >= 110)
+        await publisher.shutdown()
+        await subscriber.shutdown()
+    }
+
+    @Test("request/response: the reply goes to the response topic with the same correlation data")
+    func requestResponse() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let device = try await makeClient(broker, "device")
+        let console = try await makeClient(broker, "console")
+        try await device.subscribe("dev/cmd", qos: .atLeastOnce)
+        try await console.subscribe("console/replies/#", qos: .atLeastOnce)
+        let replies = MessageCollector(console)
+
+        // The device answers every command on its response topic.
+        let responder = Task {
+            for await request in device.messages {
+                guard let replyTo = request.properties.responseTopic else { continue }
+                _ = try? await device.publish(
+                    replyTo, payload: bytes("pong:" + text(request.payload)), qos: .atLeastOnce,
+                    properties: MQTTProperties(correlationData: request.properties.correlationData))
+            }
+        }
+        for i in 0..<3 {
+            try await console.publish("dev/cmd", payload: bytes("ping\(i)"), qos: .atLeastOnce,
+                                      properties: MQTTProperties(responseTopic: "console/replies/r1", correlationData: bytes("corr-\(i)")))
+        }
+        let got = try await replies.waitFor(3)
+        #expect(Set(got.map { text($0.payload) }) == ["pong:ping0", "pong:ping1", "pong:ping2"])
+        for reply in got {
+            let n = text(reply.payload).last!
+            #expect(reply.properties.correlationData == bytes("corr-\(n)"))
+        }
+        responder.cancel()
+        await device.shutdown()
+        await console.shutdown()
+    }
+
+    @Test("a retained message reaches a subscriber that comes later, flagged retained")
+    func retained() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let publisher = try await makeClient(broker, "pub")
+        try await publisher.publish("site/a/dev1/status", payload: bytes("online"), qos: .atLeastOnce, retain: true)
+
+        let late = try await makeClient(broker, "late")
+        let inbox = MessageCollector(late)
+        try await late.subscribe("site/+/+/status")
+        let message = try #require(try await inbox.waitFor(1).first)
+        #expect(message.retain)
+        #expect(text(message.payload) == "online")
+
+        // An empty retained payload clears it: a new subscriber gets nothing
+        // retained, only the live message published afterwards.
+        try await publisher.publish("site/a/dev1/status", payload: [], qos: .atLeastOnce, retain: true)
+        let later = try await makeClient(broker, "later")
+        let inbox2 = MessageCollector(later)
+        try await later.subscribe("site/+/+/status")
+        try await publisher.publish("site/a/dev1/status", payload: bytes("live"), qos: .atLeastOnce)
+        let first = try #require(try await inbox2.waitFor(1).first)
+        #expect(text(first.payload) == "live")
+        #expect(first.retain == false)
+        for c in [publisher, late, later] { await c.shutdown() }
+    }
+
+    @Test("no-local subscriptions don't echo the client's own publishes")
+    func noLocal() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let client = try await makeClient(broker, "self")
+        let other = try await makeClient(broker, "other")
+        let inbox = MessageCollector(client)
+        try await client.subscribe([Subscription("echo/#", qos: .atLeastOnce, noLocal: true)])
+        try await client.publish("echo/mine", payload: bytes("mine"), qos: .atLeastOnce)
+        try await other.publish("echo/theirs", payload: bytes("theirs"), qos: .atLeastOnce)
+        let got = try await inbox.waitFor(1)
+        #expect(got.map(\.topic) == ["echo/theirs"])
+        await client.shutdown()
+        await other.shutdown()
+    }
+
+    @Test("unsubscribe stops delivery")
+    func unsubscribe() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let client = try await makeClient(broker, "unsub")
+        let inbox = MessageCollector(client)
+        try await client.subscribe("u/a")
+        try await client.subscribe("u/b")
+        try await client.unsubscribe(["u/a"])
+        try await client.publish("u/a", payload: bytes("a"), qos: .atLeastOnce)
+        try await client.publish("u/b", payload: bytes("b"), qos: .atLeastOnce)
+        let got = try await inbox.waitFor(1)
+        #expect(got.map(\.topic) == ["u/b"])
+        await client.shutdown()
+    }
+
+    @Test("a slow consumer loses nothing: the client stops reading instead of dropping")
+    func backpressure() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let consumer = try await makeClient(broker, "slow") { $0.inboundBufferCapacity = 16 }
+        try await consumer.subscribe("bp/#", qos: .atLeastOnce)
+        let publisher = try await makeClient(broker, "fast")
+        let total = 800 // below mosquitto's default max_queued_messages (1000)
+        for i in 0..<total {
+            try await publisher.publish("bp/x", payload: bytes("\(i)"), qos: .atLeastOnce)
+        }
+        // Only now start reading: the buffer held 16 and the rest waited in TCP and the broker.
+        var seen: [Int] = []
+        var iterator = consumer.messages.makeAsyncIterator()
+        while seen.count < total, let message = await iterator.next() {
+            seen.append(Int(text(message.payload)) ?? -1)
+        }
+        #expect(seen == Array(0..<total))
+        await publisher.shutdown()
+        await consumer.shutdown()
+    }
+
+    @Test("many clients share one event-loop thread")
+    func manyClientsOneThread() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let group = MQTTEventLoopGroup(numberOfThreads: 1)
+        var clients: [MQTTClient] = []
+        for i in 0..<50 {
+            let c = try await makeClient(broker, "many\(i)", group: group)
+            try await c.subscribe("many/\(i)", qos: .atLeastOnce)
+            clients.append(c)
+        }
+        #expect(group.clientCount == 50)
+        let inboxes = clients.map(MessageCollector.init)
+        for (i, c) in clients.enumerated() {
+            try await c.publish("many/\((i + 1) % 50)", payload: bytes("from \(i)"), qos: .atLeastOnce)
+        }
+        for (i, inbox) in inboxes.enumerated() {
+            let got = try await inbox.waitFor(1)
+            #expect(text(got[0].payload) == "from \((i + 49) % 50)")
+        }
+        for c in clients { await c.shutdown() }
+        try await waitUntil(timeout: .seconds(5), "all clients left the loop") { group.clientCount == 0 }
+    }
+}

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# The one command that runs every test on a fresh Debian machine with the
+# Swift toolchain: installs what the tests need when it is missing, builds,
+# and runs the whole suite against real mosquitto brokers (each test starts
+# its own on a free loopback port; nothing assumes a broker on 1883).
+#
+#   deploy/test.sh                 # everything
+#   deploy/test.sh --filter Engine # passed on to `swift test`
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev openssl pkg-config)
+missing=()
+for p in "${packages[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if ((${#missing[@]})); then
+    echo "==> installing ${missing[*]}"
+    sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+# Installing the mosquitto package may start a system broker on 1883; the
+# tests never use it, so it is left alone.
+
+command -v swift >/dev/null || { echo "error: swift is not on PATH; install the Swift 6 toolchain (swift.org) first" >&2; exit 2; }
+
+echo "==> building (debug, with tests)"
+swift build --build-tests
+echo "==> running tests"
+swift test --skip-build "$@"
