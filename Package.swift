@@ -9,6 +9,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // C shim → Swift wrapper
@@ -35,6 +37,24 @@ let package = Package(
             name: "FleetProtocol",
             dependencies: ["MassageEngine"]
         ),
+        // The agent library: engine <-> MQTT, outbox, commands, config.
+        .target(
+            name: "MassageAgent",
+            dependencies: [
+                "Mosquitto", "MassageEngine", "FleetProtocol",
+                .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Yams", package: "Yams"),
+            ]
+        ),
+        .executableTarget(
+            name: "massage-agent",
+            dependencies: [
+                "MassageAgent",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         // Fixtures shared by every test target (real mosquitto, temp dirs).
         .target(
             name: "FleetTestSupport",
@@ -45,11 +65,14 @@ let package = Package(
             dependencies: [
                 "Mosquitto",
                 "CMosquitto",
+                "FleetTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .testTarget(name: "FleetTestSupportTests", dependencies: ["FleetTestSupport"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
+        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport"]),
     ]
 )

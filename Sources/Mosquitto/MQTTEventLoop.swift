@@ -228,6 +228,7 @@ final class MQTTEventLoop: Sendable {
                             break
                         }
                     }
+                    entry.core.inbound.flush()
                 }
                 if revents & POLLOUT != 0, mosquitto_socket(mosq) >= 0 {
                     let rc = mosquitto_loop_write(mosq, 1)

@@ -49,23 +49,43 @@ final class InboundBuffer: Sendable {
 
     var count: Int { state.withLock { $0.queue.count } }
 
-    /// Called on the loop thread from libmosquitto's message callback.
+    /// Called on the loop thread from libmosquitto's message callback. The
+    /// waiting consumer is woken by `flush()` once per batch read from the
+    /// socket, not once per message: one task wake-up serves the whole batch.
     func append(_ message: MQTTMessage) {
-        let waiter: CheckedContinuation<MQTTMessage?, Never>? = state.withLock { s in
-            guard !s.finished else { return nil }
-            if let w = s.waiter {
-                s.waiter = nil
-                return w
-            }
+        state.withLock { s in
+            guard !s.finished else { return }
             s.queue.append(message)
             if s.queue.count >= capacity { s.paused = true }
-            return nil
         }
-        waiter?.resume(returning: message)
+    }
+
+    /// Hands the oldest message to a waiting consumer, if one waits.
+    func flush() {
+        let handoff = state.withLock { s -> (CheckedContinuation<MQTTMessage?, Never>, MQTTMessage)? in
+            guard let w = s.waiter, let m = s.queue.popFirst() else { return nil }
+            s.waiter = nil
+            return (w, m)
+        }
+        if let (waiter, message) = handoff { waiter.resume(returning: message) }
     }
 
     func next() async -> MQTTMessage? {
         if Task.isCancelled { return nil }
+        // Fast path: a message is ready; no continuation needed.
+        let ready = state.withLock { s -> (MQTTMessage, Bool)? in
+            guard let m = s.queue.popFirst() else { return nil }
+            var wake = false
+            if s.paused && s.queue.count < resumeBelow {
+                s.paused = false
+                wake = true
+            }
+            return (m, wake)
+        }
+        if let (message, wake) = ready {
+            if wake { onRoom() }
+            return message
+        }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (c: CheckedContinuation<MQTTMessage?, Never>) in
                 enum Outcome { case value(MQTTMessage?, wake: Bool), wait }

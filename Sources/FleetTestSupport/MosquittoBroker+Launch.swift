@@ -1,0 +1,102 @@
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
+
+/// Launching one mosquitto process and waiting until it is ready.
+extension MosquittoBroker {
+    enum LaunchOutcome {
+        /// Running and accepting connections.
+        case ready(Running)
+        /// It exited because a port was taken; the log excerpt says which.
+        case addressInUse(String)
+    }
+
+    /// Starts `mosquitto -c configFile` with stdout/stderr appended to
+    /// `logFile`, under an orphan guard, and polls until it is ready: the
+    /// "mosquitto version … running" line is in the log (when the config
+    /// logs it) and every probe port accepts a TCP connection. Returns
+    /// `.addressInUse` if it exited because a port was taken; throws with
+    /// the log tail if it exited for another reason or missed `timeout`.
+    static func launch(
+        mosquitto: URL, configFile: URL, logFile: URL, probePorts: [Int], expectsReadyLine: Bool,
+        timeout: Duration
+    ) async throws -> LaunchOutcome {
+        let offset = FileText.size(of: logFile)
+        let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fd >= 0 else {
+            throw FixtureError("cannot open the broker log \(logFile.path): \(String(cString: strerror(errno)))")
+        }
+        let logHandle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
+        defer { try? logHandle.close() }
+
+        let token = OrphanGuard.makeToken()
+        var environment = ProcessInfo.processInfo.environment
+        environment[OrphanGuard.tokenVariable] = token
+        let process = Process()
+        try ChildLaunch.configure(process, executable: mosquitto, arguments: ["-c", configFile.path])
+        process.environment = environment
+        process.standardInput = FileHandle.nullDevice
+        process.standardOutput = logHandle
+        process.standardError = logHandle
+        do {
+            try process.run()
+        } catch {
+            throw FixtureError("cannot start \(mosquitto.path) -c \(configFile.path): \(error)")
+        }
+        let pid = process.processIdentifier
+        let orphanGuard: OrphanGuard
+        do {
+            orphanGuard = try OrphanGuard(protecting: pid, token: token)
+        } catch {
+            sendSignal(SIGKILL, to: pid)
+            throw error
+        }
+
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: timeout)
+        let portList = probePorts.map { "127.0.0.1:\($0)" }.joined(separator: ", ")
+        while true {
+            let alive = process.isRunning
+            let log = FileText.read(logFile, from: offset)
+            if !alive {
+                orphanGuard.release()
+                let excerpt = FileText.excerpt("mosquitto log", logFile, from: offset)
+                if log.contains("Address already in use") {
+                    return .addressInUse(excerpt)
+                }
+                let status =
+                    process.terminationReason == .uncaughtSignal
+                    ? ExitStatus.signalled(process.terminationStatus) : .exited(process.terminationStatus)
+                throw FixtureError(
+                    "mosquitto exited during start-up (\(status)); check its config \(configFile.path)"
+                        + " (set FLEET_KEEP_TEST_DIRS=1 to keep it); \(excerpt)")
+            }
+            if !expectsReadyLine || hasReadyLine(log),
+                probePorts.allSatisfy({ acceptsTCPConnections(port: $0) })
+            {
+                return .ready(Running(process: process, orphanGuard: orphanGuard))
+            }
+            if clock.now >= deadline {
+                sendSignal(SIGKILL, to: pid)
+                orphanGuard.release()
+                throw FixtureError(
+                    "mosquitto (pid \(pid)) did not accept connections on \(portList) within \(timeout); "
+                        + "killed it. Config \(configFile.path); "
+                        + FileText.excerpt("mosquitto log", logFile, from: offset))
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Whether `log` has mosquitto's "mosquitto version X running" line,
+    /// logged once every listener is bound.
+    static func hasReadyLine(_ log: String) -> Bool {
+        log.split(separator: "\n").contains { line in
+            line.hasSuffix(" running") && line.contains("mosquitto version")
+        }
+    }
+}
