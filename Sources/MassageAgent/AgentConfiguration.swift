@@ -1,0 +1,321 @@
+import FleetProtocol
+import Foundation
+import Logging
+import MassageEngine
+import Mosquitto
+import Yams
+
+/// A configuration problem: the key (dotted path) and what was expected.
+public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
+    public struct Problem: Sendable, Equatable, CustomStringConvertible {
+        public var key: String
+        public var message: String
+        public init(key: String, message: String) {
+            self.key = key
+            self.message = message
+        }
+        public var description: String { key.isEmpty ? message : "\(key): \(message)" }
+    }
+
+    public var source: String
+    public var problems: [Problem]
+
+    public init(source: String, problems: [Problem]) {
+        self.source = source
+        self.problems = problems
+    }
+
+    public var description: String {
+        "invalid configuration (\(source)):\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
+    }
+}
+
+/// Everything `massage-agent` runs with, validated. Built from the YAML file
+/// (Config/agent.yaml documents every key) and command-line overrides.
+public struct AgentConfiguration: Sendable {
+    public struct Broker: Sendable, Equatable {
+        public var host = "127.0.0.1"
+        public var port = 1883
+        public var username: String?
+        /// The password, read from `password_file` (never written in the config itself).
+        public var password: String?
+        public var tls: TLSConfiguration?
+        public var keepAliveSeconds = 30
+        public var reconnectInitialDelay: Duration = .milliseconds(500)
+        public var reconnectMaximumDelay: Duration = .seconds(30)
+        public init() {}
+    }
+
+    public var site: Identifier
+    public var device: Identifier
+    public var topicRoot: TopicRoot = .default
+    public var broker = Broker()
+    public var dataDirectory: URL
+    public var programsDirectory: URL
+    public var telemetryIntervalSeconds: Double = 5
+    public var usageIntervalSeconds: Double = 60
+    public var hardwareSeed: UInt64 = 1
+    public var limits = EngineLimits.Overrides()
+    public var outbox = OutboxLimits()
+    /// Simulated time runs this many times faster (demos, tests).
+    public var speed: Double = 1
+    /// How late a schedule may still start after the device was off.
+    public var scheduleGraceSeconds: Double = 60
+    public var logLevel: Logger.Level = .info
+
+    public var address: DeviceAddress { DeviceAddress(site: site, device: device) }
+    public var clientID: String { "agent-\(site)-\(device)" }
+
+    public init(site: Identifier, device: Identifier, dataDirectory: URL, programsDirectory: URL) {
+        self.site = site
+        self.device = device
+        self.dataDirectory = dataDirectory
+        self.programsDirectory = programsDirectory
+    }
+}
+
+/// Command-line values that override the file.
+public struct AgentOverrides: Sendable {
+    public var site: String?
+    public var device: String?
+    public var broker: String?
+    public var dataDirectory: String?
+    public var speed: Double?
+    public var logLevel: String?
+    public init(site: String? = nil, device: String? = nil, broker: String? = nil, dataDirectory: String? = nil, speed: Double? = nil, logLevel: String? = nil) {
+        self.site = site
+        self.device = device
+        self.broker = broker
+        self.dataDirectory = dataDirectory
+        self.speed = speed
+        self.logLevel = logLevel
+    }
+}
+
+extension AgentConfiguration {
+    static let knownKeys: [String: Set<String>] = [
+        "": ["site", "device", "topic_root", "data_dir", "programs_dir", "broker", "telemetry_interval_s", "usage_interval_s",
+             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level"],
+        "broker": ["host", "port", "username", "password_file", "tls", "keepalive_s", "reconnect_initial_ms", "reconnect_max_ms"],
+        "broker.tls": ["ca_file", "cert_file", "key_file", "verify_hostname"],
+        "hardware": ["kind", "seed"],
+        "limits": ["pressure_ceiling_mmhg", "max_session_minutes", "max_motor_temp_c"],
+        "outbox": ["max_messages", "max_bytes"],
+    ]
+
+    /// Loads and validates `file` with `overrides` applied. Every problem is
+    /// reported at once, each naming its key. Relative paths in the file are
+    /// resolved against the file's directory.
+    public static func load(file: URL?, overrides: AgentOverrides = .init()) throws(ConfigurationError) -> AgentConfiguration {
+        let source = file?.path ?? "command line"
+        var root: [String: Any] = [:]
+        if let file {
+            let text: String
+            do { text = try String(contentsOf: file, encoding: .utf8) } catch {
+                throw ConfigurationError(source: source, problems: [.init(key: "", message: "cannot read the file: \(error.localizedDescription)")])
+            }
+            do {
+                guard let loaded = try Yams.load(yaml: text) else { root = [:]; return try build(root, base: file.deletingLastPathComponent(), source: source, overrides: overrides) }
+                guard let dict = loaded as? [String: Any] else {
+                    throw ConfigurationError(source: source, problems: [.init(key: "", message: "expected a YAML mapping of keys at the top level")])
+                }
+                root = dict
+            } catch let e as ConfigurationError {
+                throw e
+            } catch {
+                throw ConfigurationError(source: source, problems: [.init(key: "", message: "not valid YAML: \(error)")])
+            }
+        }
+        let base = file?.deletingLastPathComponent() ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        return try build(root, base: base, source: source, overrides: overrides)
+    }
+
+    private static func build(_ root: [String: Any], base: URL, source: String, overrides: AgentOverrides) throws(ConfigurationError) -> AgentConfiguration {
+        var reader = ConfigReader(root: root, known: knownKeys)
+        let siteText = overrides.site ?? reader.string("site")
+        let deviceText = overrides.device ?? reader.string("device")
+        let site = reader.identifier(siteText, key: "site")
+        let device = reader.identifier(deviceText, key: "device")
+        let dataDir = overrides.dataDirectory ?? reader.string("data_dir")
+        let programsDir = reader.string("programs_dir") ?? "programs"
+        if dataDir == nil { reader.problem("data_dir", "required: the directory for the agent's database (e.g. /var/lib/massage-agent)") }
+
+        var config = AgentConfiguration(
+            site: site ?? Identifier(rawValue: "invalid")!, device: device ?? Identifier(rawValue: "invalid")!,
+            dataDirectory: URL(fileURLWithPath: dataDir ?? ".", relativeTo: base).standardizedFileURL,
+            programsDirectory: URL(fileURLWithPath: programsDir, relativeTo: base).standardizedFileURL)
+
+        if let root = reader.string("topic_root") {
+            do { config.topicRoot = try TopicRoot(root) } catch { reader.problem("topic_root", error.description) }
+        }
+        // Broker
+        if let host = reader.string("broker.host") { config.broker.host = host }
+        if let port = reader.int("broker.port", in: 1...65535) { config.broker.port = port }
+        if let override = overrides.broker {
+            let parts = override.split(separator: ":", omittingEmptySubsequences: false)
+            if parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) {
+                config.broker.host = String(parts[0])
+                config.broker.port = port
+            } else {
+                reader.problem("--broker", "expected HOST:PORT with a port 1–65535, got \"\(override)\"")
+            }
+        }
+        config.broker.username = reader.string("broker.username")
+        if let file = reader.string("broker.password_file") {
+            let url = URL(fileURLWithPath: file, relativeTo: base)
+            if let password = try? String(contentsOf: url, encoding: .utf8) {
+                config.broker.password = password.trimmingCharacters(in: .newlines)
+            } else {
+                reader.problem("broker.password_file", "cannot read \(url.path)")
+            }
+        }
+        if let keepalive = reader.int("broker.keepalive_s", in: 5...3600) { config.broker.keepAliveSeconds = keepalive }
+        if let ms = reader.int("broker.reconnect_initial_ms", in: 10...60_000) { config.broker.reconnectInitialDelay = .milliseconds(ms) }
+        if let ms = reader.int("broker.reconnect_max_ms", in: 100...600_000) { config.broker.reconnectMaximumDelay = .milliseconds(ms) }
+        if reader.has("broker.tls") {
+            if let ca = reader.string("broker.tls.ca_file") {
+                var tls = TLSConfiguration(caFile: URL(fileURLWithPath: ca, relativeTo: base).path)
+                tls.certificateFile = reader.string("broker.tls.cert_file").map { URL(fileURLWithPath: $0, relativeTo: base).path }
+                tls.keyFile = reader.string("broker.tls.key_file").map { URL(fileURLWithPath: $0, relativeTo: base).path }
+                if let verify = reader.bool("broker.tls.verify_hostname") { tls.verifyHostname = verify }
+                config.broker.tls = tls
+            } else {
+                reader.problem("broker.tls.ca_file", "required when broker.tls is present: the CA that signed the broker's certificate")
+            }
+        }
+        // Intervals and engine
+        if let v = reader.double("telemetry_interval_s", in: DeviceConfig.telemetryIntervalRange) { config.telemetryIntervalSeconds = v }
+        if let v = reader.double("usage_interval_s", in: DeviceConfig.usageIntervalRange) { config.usageIntervalSeconds = v }
+        if let kind = reader.string("hardware.kind"), kind != "simulated" {
+            reader.problem("hardware.kind", "expected \"simulated\" (the only hardware driver in this build), got \"\(kind)\"")
+        }
+        if let seed = reader.int("hardware.seed", in: 0...Int.max) { config.hardwareSeed = UInt64(seed) }
+        var overridesLimits = EngineLimits.Overrides()
+        if let minutes = reader.int("limits.max_session_minutes", in: 1...Int.max) { overridesLimits.maxSessionMinutes = minutes }
+        if let temp = reader.double("limits.max_motor_temp_c", in: -100...1000) { overridesLimits.maxMotorTemperatureC = temp }
+        if let ceilings = reader.value("limits.pressure_ceiling_mmhg") {
+            if let dict = ceilings as? [String: Any] {
+                var values: [String: Double] = [:]
+                for (zone, v) in dict {
+                    if let d = (v as? Double) ?? (v as? Int).map(Double.init) { values[zone] = d } else {
+                        reader.problem("limits.pressure_ceiling_mmhg.\(zone)", "expected a number of mmHg")
+                    }
+                }
+                overridesLimits.ceilingsMMHg = values
+            } else {
+                reader.problem("limits.pressure_ceiling_mmhg", "expected a mapping of zone to mmHg, e.g. {calf: 120}")
+            }
+        }
+        do { _ = try EngineLimits(overrides: overridesLimits) } catch {
+            for p in error.problems { reader.problem("limits.\(p.key)", p.message) }
+        }
+        config.limits = overridesLimits
+        if let n = reader.int("outbox.max_messages", in: 10...10_000_000) { config.outbox.maxMessages = n }
+        if let n = reader.int("outbox.max_bytes", in: 10_000...10_000_000_000) { config.outbox.maxBytes = n }
+        if let speed = overrides.speed ?? reader.double("speed", in: 0.01...1000) {
+            if (0.01...1000).contains(speed) { config.speed = speed } else { reader.problem("--speed", "expected a number from 0.01 to 1000, got \(speed)") }
+        }
+        if let grace = reader.double("schedule_grace_s", in: 0...86_400) { config.scheduleGraceSeconds = grace }
+        if let level = overrides.logLevel ?? reader.string("log_level") {
+            if let parsed = Logger.Level(rawValue: level) { config.logLevel = parsed } else {
+                reader.problem(overrides.logLevel != nil ? "--log-level" : "log_level", "expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
+            }
+        }
+        reader.checkUnknownKeys()
+        if !reader.problems.isEmpty { throw ConfigurationError(source: source, problems: reader.problems) }
+        return config
+    }
+}
+
+/// Reads typed values out of a YAML mapping by dotted key, collecting problems.
+struct ConfigReader {
+    let root: [String: Any]
+    let known: [String: Set<String>]
+    var problems: [ConfigurationError.Problem] = []
+
+    mutating func problem(_ key: String, _ message: String) {
+        problems.append(.init(key: key, message: message))
+    }
+
+    func value(_ key: String) -> Any? {
+        var node: Any = root
+        for part in key.split(separator: ".") {
+            guard let dict = node as? [String: Any], let next = dict[String(part)] else { return nil }
+            node = next
+        }
+        return node is NSNull ? nil : node
+    }
+
+    func has(_ key: String) -> Bool { value(key) != nil }
+
+    mutating func string(_ key: String) -> String? {
+        guard let v = value(key) else { return nil }
+        if let s = v as? String { return s }
+        if v is Int || v is Double { return "\(v)" }
+        problem(key, "expected a string")
+        return nil
+    }
+
+    mutating func int(_ key: String, in range: ClosedRange<Int>) -> Int? {
+        guard let v = value(key) else { return nil }
+        guard let i = v as? Int else {
+            problem(key, "expected an integer from \(range.lowerBound) to \(range.upperBound), got \(v)")
+            return nil
+        }
+        guard range.contains(i) else {
+            problem(key, "expected an integer from \(range.lowerBound) to \(range.upperBound), got \(i)")
+            return nil
+        }
+        return i
+    }
+
+    mutating func double(_ key: String, in range: ClosedRange<Double>) -> Double? {
+        guard let v = value(key) else { return nil }
+        guard let d = (v as? Double) ?? (v as? Int).map(Double.init), d.isFinite else {
+            problem(key, "expected a number from \(range.lowerBound) to \(range.upperBound), got \(v)")
+            return nil
+        }
+        guard range.contains(d) else {
+            problem(key, "expected a number from \(range.lowerBound) to \(range.upperBound), got \(d)")
+            return nil
+        }
+        return d
+    }
+
+    mutating func bool(_ key: String) -> Bool? {
+        guard let v = value(key) else { return nil }
+        guard let b = v as? Bool else {
+            problem(key, "expected true or false, got \(v)")
+            return nil
+        }
+        return b
+    }
+
+    mutating func identifier(_ text: String?, key: String) -> Identifier? {
+        guard let text else {
+            problem(key, "required: \(Identifier.ruleInWords)")
+            return nil
+        }
+        guard let id = Identifier(rawValue: text) else {
+            problem(key, "\"\(text)\" is not a valid identifier: \(Identifier.ruleInWords)")
+            return nil
+        }
+        return id
+    }
+
+    /// An unknown key is a mistake (a typo would otherwise be ignored silently).
+    mutating func checkUnknownKeys() {
+        func walk(_ node: [String: Any], _ path: String) {
+            let allowed = known[path] ?? []
+            for (key, value) in node {
+                let full = path.isEmpty ? key : "\(path).\(key)"
+                if !allowed.contains(key) {
+                    problems.append(.init(key: full, message: "unknown key; expected one of: \(allowed.sorted().joined(separator: ", "))"))
+                } else if let child = value as? [String: Any], known[full] != nil {
+                    walk(child, full)
+                }
+            }
+        }
+        walk(root, "")
+    }
+}

@@ -1,0 +1,118 @@
+import Foundation
+import GRDB
+import MassageEngine
+
+/// The agent's SQLite file (WAL): the durable outbox, the replies to
+/// commands already executed, the epoch, the applied configuration, and
+/// the engine's ledger, schedules and active-session marker.
+///
+/// Migrations are named and append-only: never edit one that has shipped.
+public final class AgentDatabase: Sendable {
+    let writer: DatabasePool
+
+    public init(path: String) throws {
+        var config = Configuration()
+        config.label = "massage-agent"
+        config.busyMode = .timeout(5)
+        writer = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(writer)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: outbox, commands, meta, engine state") { db in
+            try db.create(table: "meta") { t in
+                t.primaryKey("key", .text)
+                t.column("value", .text).notNull()
+            }
+            try db.create(table: "outbox") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("topic", .text).notNull()
+                t.column("payload", .blob).notNull()
+                t.column("qos", .integer).notNull()
+                t.column("retain", .boolean).notNull()
+                t.column("created_at", .double).notNull()
+            }
+            try db.create(table: "command_reply") { t in
+                t.primaryKey("id", .text)
+                t.column("reply", .blob).notNull()
+                t.column("received_at", .double).notNull().indexed()
+            }
+            try db.create(table: "engine_state") { t in
+                t.primaryKey("key", .text)
+                t.column("json", .blob).notNull()
+            }
+            try db.create(table: "schedule") { t in
+                t.primaryKey("id", .text)
+                t.column("json", .blob).notNull()
+            }
+        }
+        return m
+    }
+
+    // MARK: Meta
+
+    func meta(_ key: String) throws -> String? {
+        try writer.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
+    }
+
+    func setMeta(_ key: String, _ value: String) throws {
+        try writer.write { db in
+            try db.execute(sql: "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", arguments: [key, value])
+        }
+    }
+
+    /// Increments and returns the epoch: one more on every agent start.
+    public func nextEpoch() throws -> UInt64 {
+        try writer.write { db in
+            let current = try UInt64.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'epoch'") ?? 0
+            let next = current + 1
+            try db.execute(sql: "INSERT INTO meta(key, value) VALUES ('epoch', ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", arguments: ["\(next)"])
+            return next
+        }
+    }
+}
+
+// MARK: - Engine storage
+
+extension AgentDatabase: EngineStorage {
+    public func load() throws -> PersistedState {
+        try writer.read { db in
+            let decoder = JSONDecoder()
+            var state = PersistedState()
+            if let data = try Data.fetchOne(db, sql: "SELECT json FROM engine_state WHERE key = 'usage'") {
+                state.usage = try decoder.decode(UsageCounters.self, from: data)
+            }
+            if let data = try Data.fetchOne(db, sql: "SELECT json FROM engine_state WHERE key = 'active_session'") {
+                state.activeSession = try decoder.decode(ActiveSessionMarker.self, from: data)
+            }
+            state.schedules = try Data.fetchAll(db, sql: "SELECT json FROM schedule ORDER BY id").map {
+                try decoder.decode(ScheduledSession.self, from: $0)
+            }.sorted { $0.at < $1.at }
+            return state
+        }
+    }
+
+    public func apply(_ batch: PersistenceBatch) throws {
+        guard !batch.isEmpty else { return }
+        let encoder = JSONEncoder()
+        try writer.write { db in
+            if let usage = batch.usage {
+                try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('usage', ?)", arguments: [try encoder.encode(usage)])
+            }
+            switch batch.activeSession {
+            case .unchanged: break
+            case .set(let marker):
+                try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('active_session', ?)", arguments: [try encoder.encode(marker)])
+            case .clear:
+                try db.execute(sql: "DELETE FROM engine_state WHERE key = 'active_session'")
+            }
+            for schedule in batch.upsertSchedules {
+                try db.execute(sql: "INSERT OR REPLACE INTO schedule(id, json) VALUES (?, ?)", arguments: [schedule.id.rawValue, try encoder.encode(schedule)])
+            }
+            for id in batch.removeSchedules {
+                try db.execute(sql: "DELETE FROM schedule WHERE id = ?", arguments: [id.rawValue])
+            }
+        }
+    }
+}

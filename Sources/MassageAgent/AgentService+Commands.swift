@@ -1,0 +1,157 @@
+import FleetProtocol
+import Foundation
+import MassageEngine
+import Mosquitto
+
+extension AgentService {
+    /// Answers one message on the `cmd` topic. Order: decode → repeated id
+    /// (first reply again, nothing runs) → expiry → run. Any payload gets a
+    /// reply when there is somewhere to send it; nothing here can stop the agent.
+    func handleCommand(_ message: MQTTMessage) async {
+        let responseTopic = message.properties.responseTopic
+        let correlation = message.properties.correlationData
+        switch decodeCommand(message.payload) {
+        case .failure(let rejection):
+            logger.notice("refused a command", metadata: ["command.id": "\(rejection.id ?? "-")", "error": "\(rejection.error)"])
+            let reply = encodeReply(rejection.reply)
+            if let id = rejection.id, !id.isEmpty { try? replies.record(id: id, reply: Data(reply)) }
+            await send(reply, to: responseTopic ?? rejection.replyTo, correlation: correlation)
+        case .success(let incoming):
+            let command = incoming.command
+            let target = responseTopic ?? command.replyTo
+            if let previous = try? replies.reply(for: command.id) {
+                logger.info("repeated command id: sending the first reply again", metadata: ["command.id": "\(command.id)"])
+                await send(Array(previous), to: target, correlation: correlation)
+                return
+            }
+            let reply: CommandReply
+            if let expired = command.expiryError(now: Date()) {
+                reply = .failure(id: command.id, error: expired)
+            } else {
+                reply = await execute(incoming.request, id: command.id)
+            }
+            logger.info("command", metadata: ["command.id": "\(command.id)", "command.action": "\(command.action)", "ok": "\(reply.ok)",
+                                                "error": "\(reply.error.map { "\($0)" } ?? "-")"])
+            let bytes = encodeReply(reply)
+            do { try replies.record(id: command.id, reply: Data(bytes)) } catch {
+                logger.error("could not remember a command id", metadata: ["command.id": "\(command.id)", "error": "\(error)"])
+            }
+            await send(bytes, to: target, correlation: correlation)
+        }
+    }
+
+    private func encodeReply(_ reply: CommandReply) -> [UInt8] {
+        (try? Array(FleetJSON.encode(reply))) ?? Array(#"{"id":null,"ok":false,"error":{"code":"internal","message":"reply could not be encoded"}}"#.utf8)
+    }
+
+    private func send(_ reply: [UInt8], to topic: String?, correlation: [UInt8]?) async {
+        guard let topic, TopicRoot.isValidPublishTopic(topic) else {
+            logger.notice("a command had no valid response topic or reply_to; no reply sent")
+            return
+        }
+        do {
+            try await client.publish(topic, payload: reply, qos: .atLeastOnce, properties: MQTTProperties(correlationData: correlation, contentType: "application/json"))
+        } catch {
+            logger.warning("could not send a command reply", metadata: ["topic": "\(topic)", "error": "\(error)"])
+        }
+    }
+
+    func execute(_ request: CommandRequest, id: String) async -> CommandReply {
+        do {
+            switch request {
+            case .ping:
+                return try .success(id: id, encoding: PingResult(epoch: epoch))
+            case .getStatus:
+                let t = engine.telemetry()
+                let telemetry = WireMapping.telemetry(t, interval: configuration.telemetryIntervalSeconds)
+                let status = statusBody()
+                return try .success(id: id, encoding: GetStatusResult(
+                    agentVersion: Self.version, epoch: epoch, programs: status.programs ?? [], configVersion: appliedVersion,
+                    capabilities: status.capabilities ?? [], sessionState: telemetry.sessionState, sessionID: telemetry.sessionID,
+                    program: telemetry.program, scheduled: engine.schedules().map(Self.entry)))
+            case .resync:
+                await publishStatus()
+                enqueueUsage()
+                republishReported()
+                return try .success(id: id, encoding: ResyncResult(republished: ["status", "usage", "config/reported"]))
+            case .startSession(let params):
+                let request = sessionRequest(params)
+                let session = try engine.start(request)
+                let program = engine.telemetry().programID
+                return try .success(id: id, encoding: StartSessionResult(
+                    sessionID: session.rawValue, program: WireMapping.programID(program) ?? "", durationSeconds: duration(of: request),
+                    intensity: request.intensity))
+            case .scheduleSession(let params):
+                let scheduled = try engine.schedule(sessionRequest(params.session), at: params.at)
+                var result = try JSONValue(encoding: Self.entry(scheduled))
+                if case .object(var fields) = result {
+                    fields["session_id"] = .string(scheduled.sessionID.rawValue)
+                    fields["duration_s"] = .number(Double(scheduled.durationSeconds))
+                    result = .object(fields)
+                }
+                return .success(id: id, result: result)
+            case .cancelScheduled(let params):
+                try engine.cancelScheduled(ScheduleID(rawValue: params.scheduleID))
+                return try .success(id: id, encoding: CancelScheduledResult(scheduleID: params.scheduleID))
+            case .stopSession(let params):
+                try checkSession(params.sessionID)
+                let session = engine.telemetry().sessionID
+                try engine.stop(reason: .remoteStop)
+                return try .success(id: id, encoding: SessionControlResult(sessionID: session?.rawValue ?? "", sessionState: .stopping))
+            case .pauseSession(let params):
+                try checkSession(params.sessionID)
+                try engine.pause()
+                return try controlResult(id: id)
+            case .resumeSession(let params):
+                try checkSession(params.sessionID)
+                try engine.resume()
+                return try controlResult(id: id)
+            case .adjustIntensity(let params):
+                try checkSession(params.sessionID)
+                try engine.adjustIntensity(params.intensity)
+                return try controlResult(id: id)
+            }
+        } catch let error as EngineError {
+            return .failure(id: id, error: WireMapping.protocolError(error))
+        } catch let error as ProtocolError {
+            return .failure(id: id, error: error)
+        } catch {
+            logger.error("command failed unexpectedly", metadata: ["command.id": "\(id)", "error": "\(error)"])
+            return .failure(id: id, error: .internal("the device could not complete the command: \(error)"))
+        }
+    }
+
+    private func sessionRequest(_ params: StartSessionParams) -> SessionRequest {
+        let intensity = params.intensity ?? state.withLock { $0.applied.config.defaultIntensity }
+        switch params.plan {
+        case .program(let id): return .program(id.rawValue, intensity: intensity)
+        case .steps(let steps): return .steps(steps, intensity: intensity)
+        }
+    }
+
+    private func duration(of request: SessionRequest) -> Int? {
+        switch request.source {
+        case .program(let id): return engine.programs[id]?.totalSeconds
+        case .steps(let steps): return steps.reduce(0) { $0 + $1.durationSeconds }
+        }
+    }
+
+    /// A command naming a session must name the running one.
+    private func checkSession(_ id: String?) throws {
+        guard let id else { return }
+        let running = engine.telemetry().sessionID?.rawValue
+        guard running == id else {
+            throw ProtocolError.notFound("session \"\(id)\" is not running" + (running.map { "; the running session is \"\($0)\"" } ?? "; no session is running"))
+        }
+    }
+
+    private func controlResult(id: String) throws -> CommandReply {
+        let t = engine.telemetry()
+        let wire = WireMapping.telemetry(t, interval: configuration.telemetryIntervalSeconds)
+        return try .success(id: id, encoding: SessionControlResult(sessionID: t.sessionID?.rawValue ?? "", sessionState: wire.sessionState, intensity: t.intensity))
+    }
+
+    static func entry(_ s: ScheduledSession) -> ScheduleEntry {
+        ScheduleEntry(scheduleID: s.id.rawValue, at: s.at, program: WireMapping.programID(s.program.id) ?? s.program.id)
+    }
+}

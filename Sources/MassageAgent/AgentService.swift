@@ -1,0 +1,395 @@
+import FleetProtocol
+import Foundation
+import Logging
+import MassageEngine
+import Mosquitto
+import ServiceLifecycle
+import Synchronization
+
+/// A massager on the fleet: runs the engine, speaks the wire contract over
+/// MQTT, keeps events, usage and reported config in the durable outbox until
+/// the broker has them, and applies desired configuration safely.
+///
+/// One `Service`; its `run()` returns after a graceful shutdown (SIGTERM):
+/// a running session is soft-stopped (`session_aborted: shutdown`), the
+/// outbox is flushed for a bounded time, `offline` with `reason: shutdown`
+/// is published, and the MQTT connection is closed with DISCONNECT.
+public final class AgentService: Service, Sendable {
+    public static let version = "0.1.0"
+
+    let configuration: AgentConfiguration
+    let logger: Logger
+    let database: AgentDatabase
+    let outbox: Outbox
+    let replies: CommandReplyLog
+    let engine: MassageEngine
+    let client: MQTTClient
+    let epoch: UInt64
+    let topics: DeviceTopics
+    /// Programs from the programs directory, before any desired config.
+    let builtinPrograms: ProgramLibrary
+    let state: Mutex<AgentState>
+    /// Wakes the outbox publisher (new entries, or connected again).
+    let outboxSignal: AsyncStream<Void>.Continuation
+    private let outboxWakeups: AsyncStream<Void>
+    /// Engine events seen by the observer vs. written to the outbox, so
+    /// shutdown can wait until every event is safely stored.
+    let eventCounts = EventCounts()
+
+    struct AgentState {
+        var seq: [DeviceTopicKind: UInt64] = [:]
+        var connectedSince: Date?
+        var applied: AppliedConfig
+        var pendingDesired: DesiredConfig?
+        var lastReported: ReportedConfig?
+    }
+
+    /// What `massage-agent` needs besides the configuration; tests inject these.
+    public struct Dependencies: Sendable {
+        public var hardware: any MassagerHardware
+        public var clock: any WallClock
+        public var eventLoopGroup: MQTTEventLoopGroup
+        public init(hardware: (any MassagerHardware)? = nil, clock: any WallClock = SystemWallClock(), eventLoopGroup: MQTTEventLoopGroup = .shared) {
+            self.hardware = hardware ?? SimulatedMassager()
+            self.clock = clock
+            self.eventLoopGroup = eventLoopGroup
+        }
+    }
+
+    public init(configuration: AgentConfiguration, dependencies: Dependencies = .init(), logger: Logger) throws {
+        self.configuration = configuration
+        self.logger = logger
+        try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
+        database = try AgentDatabase(path: configuration.dataDirectory.appendingPathComponent("agent.sqlite").path)
+        outbox = Outbox(database: database, limits: configuration.outbox)
+        replies = CommandReplyLog(database: database)
+        epoch = try database.nextEpoch()
+        topics = DeviceTopics(root: configuration.topicRoot, device: configuration.address)
+
+        // Configuration: the file's limits, tightened further by the last applied desired config.
+        let fileLimits: EngineLimits
+        do { fileLimits = try EngineLimits(overrides: configuration.limits) } catch {
+            throw ConfigurationError(source: "limits", problems: error.problems.map { .init(key: "limits.\($0.key)", message: $0.message) })
+        }
+        do {
+            builtinPrograms = try ProgramLibrary.load(directory: configuration.programsDirectory, limits: fileLimits)
+        } catch {
+            throw ConfigurationError(source: configuration.programsDirectory.path, problems: [.init(key: "programs_dir", message: error.description)])
+        }
+        var applied = AppliedConfig.load(from: configuration.dataDirectory, logger: logger)
+        var resolved: ResolvedConfig
+        do {
+            resolved = try ResolvedConfig(validating: applied.config, file: configuration, fileLimits: fileLimits, builtins: builtinPrograms)
+            if !resolved.selfCheck().isEmpty { throw ConfigRejection(reasons: resolved.selfCheck()) }
+        } catch {
+            // A persisted config that no longer validates (the programs or the file changed): run without it.
+            logger.error("the applied configuration no longer validates; running with the file's settings", metadata: ["config.version": "\(applied.version)", "error": "\(error)"])
+            applied = AppliedConfig(version: applied.version, config: DeviceConfig())
+            resolved = try ResolvedConfig(validating: DeviceConfig(), file: configuration, fileLimits: fileLimits, builtins: builtinPrograms)
+        }
+        state = Mutex(AgentState(applied: applied))
+
+        let counts = eventCounts
+        var engineConfig = EngineConfiguration()
+        engineConfig.limits = resolved.limits
+        engineConfig.scheduleGracePeriod = .milliseconds(Int64(configuration.scheduleGraceSeconds * 1000))
+        engineConfig.eventBufferSize = 10_000
+        engine = try MassageEngine(
+            programs: resolved.programs, configuration: engineConfig, hardware: dependencies.hardware,
+            clock: dependencies.clock, storage: database,
+            eventObserver: { _ in counts.produced.add(1, ordering: .relaxed) })
+
+        var mqtt = MQTTConfiguration(host: configuration.broker.host, port: configuration.broker.port, clientID: configuration.clientID)
+        mqtt.username = configuration.broker.username
+        mqtt.password = configuration.broker.password
+        mqtt.tls = configuration.broker.tls
+        mqtt.keepAliveSeconds = configuration.broker.keepAliveSeconds
+        mqtt.reconnect = ReconnectPolicy(initialDelay: configuration.broker.reconnectInitialDelay, maximumDelay: configuration.broker.reconnectMaximumDelay)
+        let willBody = Stamped(Status.offline(agentVersion: Self.version), envelope: Envelope(ts: Date(), epoch: epoch, seq: 0))
+        mqtt.will = Will(topic: topics.status, payload: Array(try FleetJSON.encode(willBody)), qos: .atLeastOnce, retain: true,
+                         properties: MQTTProperties(contentType: "application/json"))
+        client = try MQTTClient(configuration: mqtt, eventLoopGroup: dependencies.eventLoopGroup, logger: logger)
+        (outboxWakeups, outboxSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    var appliedVersion: UInt64 { state.withLock { $0.applied.version } }
+
+    // MARK: Run
+
+    public func run() async throws {
+        logger.info("massage-agent starting", metadata: [
+            "device": "\(configuration.address)", "epoch": "\(epoch)", "broker": "\(configuration.broker.host):\(configuration.broker.port)",
+            "programs": "\(engine.programs.ids.joined(separator: ","))", "speed": "\(configuration.speed)"])
+        let (shutdownRequests, requestShutdown) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        client.start()
+        outboxSignal.yield()
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { io in
+                io.addTask { await self.watchConnection() }
+                io.addTask { await self.receiveMessages() }
+                io.addTask { await self.publishOutbox() }
+                io.addTask { await self.publishTelemetry() }
+                io.addTask { await self.publishUsagePeriodically() }
+                io.addTask { await self.pumpEngineEvents() }
+                await withDiscardingTaskGroup { engineGroup in
+                    engineGroup.addTask { await EngineDriver(engine: self.engine, speed: max(1, Int(self.configuration.speed.rounded()))).run() }
+                    // Wait for SIGTERM/SIGINT (or cancellation).
+                    for await _ in shutdownRequests { break }
+                    await self.releaseForShutdown()
+                    engineGroup.cancelAll()
+                }
+                await self.drainForShutdown()
+                io.cancelAll()
+            }
+        } onGracefulShutdown: {
+            requestShutdown.yield()
+        }
+        // Cancellation without a graceful shutdown also ends the loop above
+        // (task groups end their children); make sure the stream ends too.
+        requestShutdown.finish()
+        await client.shutdown()
+        logger.info("massage-agent stopped", metadata: ["device": "\(configuration.address)"])
+    }
+
+    /// Soft-stops a running session (pressure released within 2 s) while the
+    /// engine still ticks, so the session ends as `aborted: shutdown`.
+    private func releaseForShutdown() async {
+        let snapshot = engine.telemetry()
+        guard snapshot.state != .idle else { return }
+        logger.notice("shutdown: releasing the running session", metadata: ["session.id": "\(snapshot.sessionID?.rawValue ?? "")"])
+        try? engine.stop(reason: .shutdown)
+        let clock = ContinuousClock()
+        let deadline = clock.now + .seconds(3)
+        while engine.telemetry().state != .idle, clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+    }
+
+    /// Waits (bounded) until every engine event is in the outbox and the
+    /// outbox is delivered, then publishes `offline` with `reason: shutdown`.
+    private func drainForShutdown() async {
+        let clock = ContinuousClock()
+        var deadline = clock.now + .seconds(2)
+        while eventCounts.stored.load(ordering: .relaxed) < eventCounts.produced.load(ordering: .relaxed), clock.now < deadline {
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        try? engine.flushPersistence()
+        enqueueUsage()
+        deadline = clock.now + .seconds(3)
+        while outbox.count > 0, client.isConnected, clock.now < deadline {
+            outboxSignal.yield()
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        if outbox.count > 0 {
+            logger.warning("shutdown: undelivered messages stay in the outbox for the next start", metadata: ["outbox.count": "\(outbox.count)"])
+        }
+        if client.isConnected {
+            let offline = stamp(Status.offline(reason: .shutdown, agentVersion: Self.version))
+            do {
+                try await client.publish(topics.status, payload: offline, qos: .atLeastOnce, retain: true, properties: Self.json)
+            } catch {
+                logger.warning("shutdown: could not publish offline status", metadata: ["error": "\(error)"])
+            }
+        }
+    }
+
+    static let json = MQTTProperties(contentType: "application/json", payloadFormatIndicator: 1)
+
+    // MARK: Stamping
+
+    /// Encodes `body` with `ts`, `epoch` and the next `seq` of its topic.
+    func stamp<Body: AgentMessage>(_ body: Body) -> [UInt8] {
+        let seq = state.withLock { s -> UInt64 in
+            let next = (s.seq[Body.topicKind] ?? 0) + 1
+            s.seq[Body.topicKind] = next
+            return next
+        }
+        let message = Stamped(body, envelope: Envelope(ts: Date(), epoch: epoch, seq: seq))
+        do {
+            return Array(try FleetJSON.encode(message))
+        } catch {
+            logger.error("could not encode a message", metadata: ["topic.kind": "\(Body.topicKind)", "error": "\(error)"])
+            return []
+        }
+    }
+
+    /// Stamps and stores a message for delivery. Stamping and storing happen
+    /// under one lock so that the outbox order is the `seq` order.
+    func enqueue<Body: AgentMessage>(_ body: Body, topic: String) {
+        enqueueLock.withLock { _ in
+            let payload = stamp(body)
+            do {
+                let dropped = try outbox.enqueue([(topic: topic, payload: Data(payload), qos: Body.topicKind.qos, retain: Body.topicKind.retained)])
+                if dropped > 0 { logger.warning("outbox full: dropped the oldest messages", metadata: ["outbox.dropped": "\(dropped)"]) }
+            } catch {
+                logger.error("could not write to the outbox", metadata: ["error": "\(error)"])
+            }
+        }
+        outboxSignal.yield()
+    }
+
+    private let enqueueLock = Mutex(0)
+
+    func enqueueUsage() {
+        let dropped = (try? outbox.droppedTotal()) ?? 0
+        enqueue(WireMapping.usage(engine.usage(), outboxDropped: dropped), topic: topics.usage)
+    }
+
+    func statusBody() -> Status {
+        Status.online(agentVersion: Self.version, programs: engine.programs.ids, configVersion: appliedVersion,
+                      capabilities: [.customSteps, .schedule, .pause, .adjustIntensity, .breathingCue, .pressureSensor])
+    }
+
+    func publishStatus() async {
+        guard client.isConnected else { return }
+        do {
+            try await client.publish(topics.status, payload: stamp(statusBody()), qos: .atLeastOnce, retain: true, properties: Self.json)
+        } catch {
+            logger.warning("could not publish status", metadata: ["error": "\(error)"])
+        }
+    }
+
+    // MARK: Loops
+
+    /// On every (re)connection: birth, subscriptions, outbox delivery.
+    private func watchConnection() async {
+        for await change in client.connectionStates {
+            guard case .connected = change else {
+                if case .disconnected(let error, let retry) = change {
+                    logger.info("broker connection down", metadata: ["error": "\(error?.message ?? "-")", "retry_in": "\(retry.map { "\($0)" } ?? "-")"])
+                }
+                continue
+            }
+            state.withLock { $0.connectedSince = Date() }
+            logger.info("connected to the broker", metadata: ["broker": "\(configuration.broker.host):\(configuration.broker.port)"])
+            await publishStatus()
+            do {
+                try await client.subscribe([Subscription(topics.cmd, qos: .atLeastOnce), Subscription(topics.configDesired, qos: .atLeastOnce)])
+            } catch {
+                logger.warning("subscribe failed; it is retried after the next reconnect", metadata: ["error": "\(error)"])
+            }
+            outboxSignal.yield()
+        }
+    }
+
+    private func receiveMessages() async {
+        for await message in client.messages {
+            if message.topic == topics.cmd {
+                await handleCommand(message)
+            } else if message.topic == topics.configDesired {
+                await handleDesiredConfig(message.payload)
+            } else {
+                logger.debug("ignored a message on an unexpected topic", metadata: ["topic": "\(message.topic)"])
+            }
+        }
+    }
+
+    /// Delivers the outbox in order while connected; an entry is removed only
+    /// after the broker acknowledged it. Entries that waited through an
+    /// outage (created before this connection) go out with `historical: true`.
+    private func publishOutbox() async {
+        // Wake on signals, and at least every second in case one was missed.
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .seconds(1))
+                    self.outboxSignal.yield()
+                }
+            }
+            for await _ in outboxWakeups {
+                await deliverOutbox()
+            }
+            group.cancelAll()
+        }
+    }
+
+    private func deliverOutbox() async {
+        while client.isConnected, !Task.isCancelled {
+            let batch: [OutboxEntry]
+            do { batch = try outbox.peek(limit: 100) } catch {
+                logger.error("could not read the outbox", metadata: ["error": "\(error)"])
+                return
+            }
+            guard !batch.isEmpty else { return }
+            let since = state.withLock { $0.connectedSince } ?? .distantFuture
+            var delivered: [Int64] = []
+            for entry in batch {
+                let payload = entry.createdAt < since ? Self.markHistorical(entry.payload) : entry.payload
+                do {
+                    try await client.publish(entry.topic, payload: Array(payload), qos: QoS(rawValue: entry.qos) ?? .atLeastOnce,
+                                             retain: entry.retain, properties: Self.json)
+                    delivered.append(entry.id)
+                } catch {
+                    break
+                }
+            }
+            do { try outbox.remove(delivered) } catch {
+                logger.error("could not remove delivered messages from the outbox", metadata: ["error": "\(error)"])
+            }
+            if delivered.count < batch.count { return }
+        }
+    }
+
+    static func markHistorical(_ payload: Data) -> Data {
+        guard var object = (try? JSONSerialization.jsonObject(with: payload)) as? [String: Any] else { return payload }
+        object["historical"] = true
+        return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? payload
+    }
+
+    private func publishTelemetry() async {
+        while !Task.isCancelled {
+            let interval = state.withLock { $0.applied.config.telemetryIntervalSeconds } ?? configuration.telemetryIntervalSeconds
+            try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+            guard client.isConnected, !Task.isCancelled else { continue }
+            let body = WireMapping.telemetry(engine.telemetry(), interval: interval)
+            _ = try? await client.publish(topics.telemetry, payload: stamp(body), qos: .atMostOnce, properties: Self.json)
+        }
+    }
+
+    private func publishUsagePeriodically() async {
+        while !Task.isCancelled {
+            let interval = state.withLock { $0.applied.config.usageIntervalSeconds } ?? configuration.usageIntervalSeconds
+            try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
+            if !Task.isCancelled { enqueueUsage() }
+        }
+    }
+
+    /// Engine events → the outbox, in order. After a session ends: usage,
+    /// and any desired config that waited for it.
+    private func pumpEngineEvents() async {
+        for await event in engine.events {
+            enqueue(WireMapping.event(event), topic: topics.events)
+            eventCounts.stored.add(1, ordering: .relaxed)
+            switch event.kind {
+            case .sessionCompleted, .sessionAborted:
+                try? engine.flushPersistence()
+                enqueueUsage()
+                await applyPendingConfig()
+            default:
+                break
+            }
+        }
+    }
+}
+
+/// The topics of one device.
+struct DeviceTopics: Sendable {
+    let status, telemetry, events, usage, cmd, configDesired, configReported: String
+
+    init(root: TopicRoot, device: DeviceAddress) {
+        status = root.topic(.status, for: device)
+        telemetry = root.topic(.telemetry, for: device)
+        events = root.topic(.events, for: device)
+        usage = root.topic(.usage, for: device)
+        cmd = root.topic(.cmd, for: device)
+        configDesired = root.topic(.configDesired, for: device)
+        configReported = root.topic(.configReported, for: device)
+    }
+}
+
+/// Engine events produced (counted by the engine's observer) and stored in
+/// the outbox (counted by the pump).
+final class EventCounts: Sendable {
+    let produced = Atomic<Int>(0)
+    let stored = Atomic<Int>(0)
+}

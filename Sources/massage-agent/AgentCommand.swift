@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import Logging
+import MassageAgent
+import ServiceLifecycle
+
+/// `massage-agent --config FILE [overrides]`: parses arguments, loads the
+/// configuration, and runs the agent in a ServiceGroup until SIGTERM/SIGINT.
+@main
+struct AgentCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "massage-agent",
+        abstract: "Runs a leg massager on the MassageFleet: the massage engine, MQTT commands, durable reporting.",
+        discussion: "Configuration is YAML (see Config/agent.yaml). Flags override the file. A bad configuration exits with status 2.",
+        version: AgentService.version)
+
+    @Option(name: .long, help: "The agent's YAML configuration file.")
+    var config: String?
+    @Option(help: "Site id (overrides `site`).") var site: String?
+    @Option(help: "Device id (overrides `device`).") var device: String?
+    @Option(help: "Broker as HOST:PORT (overrides `broker.host`/`broker.port`).") var broker: String?
+    @Option(name: .customLong("data-dir"), help: "Directory for the agent's database (overrides `data_dir`).") var dataDir: String?
+    @Option(help: "Run simulated time N× faster (demos, tests; default 1).") var speed: Double?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+
+    func run() async throws {
+        let configuration: AgentConfiguration
+        do {
+            configuration = try AgentConfiguration.load(
+                file: config.map { URL(fileURLWithPath: $0) },
+                overrides: AgentOverrides(site: site, device: device, broker: broker, dataDirectory: dataDir, speed: speed, logLevel: logLevel))
+        } catch {
+            FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        var logger = Logger(label: "massage-agent")
+        logger[metadataKey: "device"] = "\(configuration.address)"
+        let agent: AgentService
+        do {
+            agent = try AgentService(configuration: configuration, logger: logger)
+        } catch let error as ConfigurationError {
+            FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        } catch {
+            FileHandle.standardError.write(Data("massage-agent: cannot start: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
