@@ -1,0 +1,79 @@
+import FleetTestSupport
+import Foundation
+@testable import MassageAgent
+import Testing
+
+@Suite("Agent outbox and command ids (real SQLite)")
+struct OutboxTests {
+    func database(_ dir: TemporaryDirectory) throws -> AgentDatabase {
+        try AgentDatabase(path: dir.url.appendingPathComponent("agent.sqlite").path)
+    }
+
+    @Test("entries come back in insertion order and survive reopening the database")
+    func orderAndDurability() throws {
+        let dir = try TemporaryDirectory(prefix: "outbox")
+        do {
+            let outbox = Outbox(database: try database(dir))
+            for i in 0..<5 {
+                try outbox.enqueue([(topic: "t/\(i)", payload: Data("\(i)".utf8), qos: 1, retain: i == 4)])
+            }
+        }
+        let reopened = Outbox(database: try database(dir))
+        let entries = try reopened.peek(limit: 10)
+        #expect(entries.map(\.topic) == ["t/0", "t/1", "t/2", "t/3", "t/4"])
+        #expect(entries.last?.retain == true)
+        try reopened.remove(Array(entries.prefix(2).map(\.id)))
+        #expect(try reopened.peek(limit: 10).map(\.topic) == ["t/2", "t/3", "t/4"])
+    }
+
+    @Test("a full outbox drops the oldest entries first and counts them")
+    func boundedDropOldest() throws {
+        let dir = try TemporaryDirectory(prefix: "outbox")
+        let outbox = Outbox(database: try database(dir), limits: OutboxLimits(maxMessages: 3, maxBytes: 1_000_000))
+        for i in 0..<5 {
+            try outbox.enqueue([(topic: "t/\(i)", payload: Data("x".utf8), qos: 1, retain: false)])
+        }
+        #expect(try outbox.peek(limit: 10).map(\.topic) == ["t/2", "t/3", "t/4"])
+        #expect(try outbox.droppedTotal() == 2)
+
+        // 3 × 1 byte + 20 bytes = 23 > 22: the oldest goes.
+        let bytes = Outbox(database: try database(dir), limits: OutboxLimits(maxMessages: 100, maxBytes: 22))
+        try bytes.enqueue([(topic: "big", payload: Data(repeating: 1, count: 20), qos: 1, retain: false)])
+        #expect(try bytes.peek(limit: 10).map(\.topic) == ["t/3", "t/4", "big"])
+        #expect(try bytes.droppedTotal() == 3)
+    }
+
+    @Test("a command id is remembered with its first reply; old ids beyond the newest 1,000 are pruned after 24 h")
+    func commandIDs() throws {
+        let dir = try TemporaryDirectory(prefix: "replies")
+        let log = CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
+        let old = Date(timeIntervalSince1970: 1_000_000)
+        for i in 0..<5 { try log.record(id: "old-\(i)", reply: Data("r\(i)".utf8), at: old.addingTimeInterval(Double(i))) }
+        #expect(try log.reply(for: "old-0") == Data("r0".utf8))
+        // Recording again does not replace the first reply.
+        try log.record(id: "old-4", reply: Data("second".utf8), at: old.addingTimeInterval(5))
+        #expect(try log.reply(for: "old-4") == Data("r4".utf8))
+        // A day later: only the newest 3 of the old ones stay, plus the new one.
+        try log.record(id: "new", reply: Data("n".utf8), at: old.addingTimeInterval(2 * 86_400))
+        #expect(log.count == 3)
+        #expect(try log.reply(for: "old-0") == nil)
+        #expect(try log.reply(for: "new") != nil)
+    }
+
+    @Test("the epoch grows by one on every start and persists")
+    func epoch() throws {
+        let dir = try TemporaryDirectory(prefix: "epoch")
+        #expect(try database(dir).nextEpoch() == 1)
+        #expect(try database(dir).nextEpoch() == 2)
+        #expect(try database(dir).nextEpoch() == 3)
+    }
+
+    @Test("historical marking adds the flag and keeps every field")
+    func historical() throws {
+        let marked = AgentService.markHistorical(Data(#"{"seq":3,"type":"session_started","epoch":2}"#.utf8))
+        let object = try #require(try JSONSerialization.jsonObject(with: marked) as? [String: Any])
+        #expect(object["historical"] as? Bool == true)
+        #expect(object["seq"] as? Int == 3)
+        #expect(object["type"] as? String == "session_started")
+    }
+}
