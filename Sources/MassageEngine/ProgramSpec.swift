@@ -11,14 +11,22 @@ public struct ProgramSpec: Codable, Sendable, Equatable {
     public var name: String
     /// What the program is for, in the brief's words.
     public var description: String?
+    /// A relaxation program: every step must carry a slow breathing cue
+    /// (at most `HardLimits.relaxationMaxBreathingBPM`). Optional; absent
+    /// means false.
+    public var relaxation: Bool?
     public var steps: [StepSpec]
 
-    public init(id: String, name: String, description: String? = nil, steps: [StepSpec]) {
+    public init(id: String, name: String, description: String? = nil, relaxation: Bool? = nil, steps: [StepSpec]) {
         self.id = id
         self.name = name
         self.description = description
+        self.relaxation = relaxation
         self.steps = steps
     }
+
+    /// The keys a program document may hold; `ProgramLibrary` refuses others.
+    public static let documentKeys: Set<String> = ["id", "name", "description", "relaxation", "steps"]
 }
 
 /// One step of a program: a target (zone or point id), a technique, an
@@ -31,11 +39,14 @@ public struct StepSpec: Codable, Sendable, Equatable {
     public var durationSeconds: Int
     public var breathingBPM: Int?
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case target, technique, intensity
         case durationSeconds = "duration_s"
         case breathingBPM = "breathing_bpm"
     }
+
+    /// The keys a step may hold; `ProgramLibrary` refuses others.
+    public static let documentKeys: Set<String> = Set(CodingKeys.allCases.map(\.rawValue))
 
     public init(target: String, technique: String, intensity: Int, durationSeconds: Int, breathingBPM: Int? = nil) {
         self.target = target

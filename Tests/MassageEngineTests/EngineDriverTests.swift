@@ -1,0 +1,61 @@
+import Foundation
+import MassageEngine
+import Testing
+
+@Suite("Live driver")
+struct EngineDriverTests {
+    /// Waits for `condition` with a deadline (real time), polling.
+    func waitUntil(deadline seconds: Double, _ condition: () -> Bool) async -> Bool {
+        let clock = ContinuousClock()
+        let end = clock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
+        while clock.now < end {
+            if condition() { return true }
+            try? await Task.sleep(for: .milliseconds(5))
+        }
+        return condition()
+    }
+
+    @Test("at speed N the driver runs N ticks per real tick, with the same physics")
+    func speedFactor() async throws {
+        let h = try Harness()
+        // 20 s of engine time; at speed 200 it takes about 0.1 s of real time.
+        try h.engine.start(.steps([step("calf", "kneading", 5, 20)]))
+        let driver = EngineDriver(engine: h.engine, speed: 200)
+        let started = ContinuousClock.now
+        let run = Task { await driver.run() }
+        let finished = await waitUntil(deadline: 20) { h.journal.types.contains("session_completed") }
+        let elapsed = ContinuousClock.now - started
+        run.cancel()
+        await run.value
+        #expect(finished)
+        #expect(elapsed < .seconds(10), "20 s of session must run at least twice as fast as real time")
+        #expect(h.engine.tickCount % 200 == 0, "ticks come in batches of the speed factor")
+        // Same exact accounting as a test driving ticks by hand.
+        #expect(h.engine.usage().milliseconds.byZone["calf"] == 20_000)
+    }
+
+    @Test("cancelling the driver releases the massager and ends the session as shutdown")
+    func cancellation() async throws {
+        let h = try Harness()
+        try h.engine.start(.program("calf-release"))
+        let run = Task { await EngineDriver(engine: h.engine, speed: 10).run() }
+        #expect(await waitUntil(deadline: 10) { h.engine.tickCount > 100 })
+        run.cancel()
+        await run.value
+        #expect(h.simulator.snapshot().released)
+        #expect(h.journal.abortReasons == [.shutdown])
+        // The persistence loop and the final flush wrote the outcome.
+        #expect(h.storage.persisted.usage.aborted(.shutdown) == 1)
+        #expect(h.storage.persisted.activeSession == nil)
+    }
+
+    @Test("the persistence loop writes changes while the driver ticks")
+    func persistenceLoop() async throws {
+        let h = try Harness()
+        let run = Task { await EngineDriver(engine: h.engine, speed: 50, persistenceInterval: .milliseconds(10)).run() }
+        try h.engine.start(.steps([step("thigh", "compression", 3, 60)]))
+        #expect(await waitUntil(deadline: 10) { h.storage.persisted.activeSession != nil })
+        run.cancel()
+        await run.value
+    }
+}
