@@ -1,0 +1,136 @@
+import Foundation
+
+/// Sizes the protocol refuses to go beyond. A message over a limit is
+/// refused with a message naming the limit; it is never parsed.
+public enum ProtocolLimits {
+    /// Largest payload accepted on any topic: 256 KiB.
+    public static let maxPayloadBytes = 256 * 1024
+    /// Deepest nesting of arrays and objects accepted in a payload.
+    public static let maxNestingDepth = 32
+    /// Longest command id (and schedule id), in UTF-8 bytes.
+    public static let maxIDBytes = 128
+    /// Most steps in a custom session or a program.
+    public static let maxSteps = 100
+    /// Most programs in one desired config.
+    public static let maxPrograms = 200
+}
+
+/// The one JSON configuration agent and console share, so both encode the
+/// same bytes: dates as RFC 3339 UTC with milliseconds, slashes unescaped,
+/// keys optionally sorted.
+public enum FleetJSON {
+    public static func makeEncoder(sortedKeys: Bool = false) -> JSONEncoder {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = sortedKeys ? [.sortedKeys, .withoutEscapingSlashes] : [.withoutEscapingSlashes]
+        encoder.dateEncodingStrategy = .custom { date, encoder in
+            var container = encoder.singleValueContainer()
+            try container.encode(RFC3339.string(from: date))
+        }
+        encoder.nonConformingFloatEncodingStrategy = .throw
+        return encoder
+    }
+
+    public static func makeDecoder() -> JSONDecoder {
+        let decoder = JSONDecoder()
+        decoder.dateDecodingStrategy = .custom { decoder in
+            let container = try decoder.singleValueContainer()
+            let string = try container.decode(String.self)
+            guard let date = RFC3339.date(from: string) else {
+                throw DecodingError.dataCorruptedError(in: container, debugDescription: RFC3339.expectation)
+            }
+            return date
+        }
+        return decoder
+    }
+
+    /// Encodes `value` with the shared configuration.
+    public static func encode<T: Encodable>(_ value: T, sortedKeys: Bool = false) throws -> Data {
+        try makeEncoder(sortedKeys: sortedKeys).encode(value)
+    }
+
+    /// Decodes untrusted bytes into `T`. Never traps: size, UTF-8 and nesting
+    /// are checked first, and every failure becomes a `ProtocolError`
+    /// (`bad_request`) whose message names the field and what was expected.
+    public static func decode<T: Decodable, Bytes: Collection<UInt8>>(
+        _ type: T.Type, from bytes: Bytes, maxBytes: Int = ProtocolLimits.maxPayloadBytes
+    ) -> Result<T, ProtocolError> {
+        let data: Data
+        switch preflight(bytes, maxBytes: maxBytes) {
+        case .failure(let error): return .failure(error)
+        case .success(let checked): data = checked
+        }
+        do {
+            return .success(try makeDecoder().decode(T.self, from: data))
+        } catch let error as DecodingError {
+            // Parse again as plain JSON only to say what was found where.
+            guard let root = try? makeDecoder().decode(JSONValue.self, from: data) else {
+                return .failure(.badRequest("not valid JSON" + syntaxDetail(data)))
+            }
+            return .failure(.badRequest(error.readableMessage(root: root)))
+        } catch let error as ProtocolError {
+            return .failure(error)
+        } catch {
+            return .failure(.badRequest("\(error)"))
+        }
+    }
+
+    /// Parses untrusted bytes into a `JSONValue` (see `decode`).
+    public static func parse<Bytes: Collection<UInt8>>(
+        _ bytes: Bytes, maxBytes: Int = ProtocolLimits.maxPayloadBytes
+    ) -> Result<JSONValue, ProtocolError> {
+        decode(JSONValue.self, from: bytes, maxBytes: maxBytes)
+    }
+
+    /// Where the JSON syntax breaks, in Foundation's words (" (Unexpected
+    /// character 's' around line 1, column 1.)"), or "".
+    private static func syntaxDetail(_ data: Data) -> String {
+        do {
+            _ = try JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed])
+        } catch let error as NSError {
+            if let reason = error.userInfo[NSDebugDescriptionErrorKey] as? String, !reason.isEmpty {
+                return " (\(reason))"
+            }
+        }
+        return ""
+    }
+
+    /// The checks made before any parser sees the bytes.
+    static func preflight<Bytes: Collection<UInt8>>(_ bytes: Bytes, maxBytes: Int) -> Result<Data, ProtocolError> {
+        let count = bytes.count
+        if count == 0 { return .failure(.badRequest("empty payload: expected a JSON object")) }
+        if count > maxBytes {
+            return .failure(.badRequest("payload is \(count) bytes; the limit is \(maxBytes) bytes (\(maxBytes / 1024) KiB)"))
+        }
+        let data = Data(bytes)
+        if String(validating: data, as: UTF8.self) == nil {
+            return .failure(.badRequest("payload is not UTF-8 text: expected a JSON object"))
+        }
+        if nestingExceeds(data, limit: ProtocolLimits.maxNestingDepth) {
+            return .failure(.badRequest(
+                "payload nests arrays and objects more than \(ProtocolLimits.maxNestingDepth) levels deep; that is the limit"))
+        }
+        return .success(data)
+    }
+
+    /// Whether `[` and `{` outside strings nest deeper than `limit`.
+    private static func nestingExceeds(_ data: Data, limit: Int) -> Bool {
+        var depth = 0, inString = false, escaped = false
+        for byte in data {
+            if inString {
+                if escaped { escaped = false }
+                else if byte == UInt8(ascii: "\\") { escaped = true }
+                else if byte == UInt8(ascii: "\"") { inString = false }
+                continue
+            }
+            switch byte {
+            case UInt8(ascii: "\""): inString = true
+            case UInt8(ascii: "["), UInt8(ascii: "{"):
+                depth += 1
+                if depth > limit { return true }
+            case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
+            default: break
+            }
+        }
+        return false
+    }
+}
