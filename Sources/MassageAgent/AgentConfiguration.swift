@@ -5,51 +5,13 @@ import MassageEngine
 import Mosquitto
 import Yams
 
-/// A configuration problem: the key (dotted path) and what was expected.
-public struct ConfigurationError: Error, Sendable, Equatable, CustomStringConvertible {
-    public struct Problem: Sendable, Equatable, CustomStringConvertible {
-        public var key: String
-        public var message: String
-        public init(key: String, message: String) {
-            self.key = key
-            self.message = message
-        }
-        public var description: String { key.isEmpty ? message : "\(key): \(message)" }
-    }
-
-    public var source: String
-    public var problems: [Problem]
-
-    public init(source: String, problems: [Problem]) {
-        self.source = source
-        self.problems = problems
-    }
-
-    public var description: String {
-        "invalid configuration (\(source)):\n" + problems.map { "  - \($0)" }.joined(separator: "\n")
-    }
-}
-
 /// Everything `massage-agent` runs with, validated. Built from the YAML file
 /// (Config/agent.yaml documents every key) and command-line overrides.
 public struct AgentConfiguration: Sendable {
-    public struct Broker: Sendable, Equatable {
-        public var host = "127.0.0.1"
-        public var port = 1883
-        public var username: String?
-        /// The password, read from `password_file` (never written in the config itself).
-        public var password: String?
-        public var tls: TLSConfiguration?
-        public var keepAliveSeconds = 30
-        public var reconnectInitialDelay: Duration = .milliseconds(500)
-        public var reconnectMaximumDelay: Duration = .seconds(30)
-        public init() {}
-    }
-
     public var site: Identifier
     public var device: Identifier
     public var topicRoot: TopicRoot = .default
-    public var broker = Broker()
+    public var broker = BrokerSettings()
     public var dataDirectory: URL
     public var programsDirectory: URL
     public var telemetryIntervalSeconds: Double = 5
@@ -96,8 +58,8 @@ extension AgentConfiguration {
     static let knownKeys: [String: Set<String>] = [
         "": ["site", "device", "topic_root", "data_dir", "programs_dir", "broker", "telemetry_interval_s", "usage_interval_s",
              "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level"],
-        "broker": ["host", "port", "username", "password_file", "tls", "keepalive_s", "reconnect_initial_ms", "reconnect_max_ms"],
-        "broker.tls": ["ca_file", "cert_file", "key_file", "verify_hostname"],
+        "broker": BrokerSettings.keys,
+        "broker.tls": BrokerSettings.tlsKeys,
         "hardware": ["kind", "seed"],
         "limits": ["pressure_ceiling_mmhg", "max_session_minutes", "max_motor_temp_c"],
         "outbox": ["max_messages", "max_bytes"],
@@ -148,41 +110,7 @@ extension AgentConfiguration {
         if let root = reader.string("topic_root") {
             do { config.topicRoot = try TopicRoot(root) } catch { reader.problem("topic_root", error.description) }
         }
-        // Broker
-        if let host = reader.string("broker.host") { config.broker.host = host }
-        if let port = reader.int("broker.port", in: 1...65535) { config.broker.port = port }
-        if let override = overrides.broker {
-            let parts = override.split(separator: ":", omittingEmptySubsequences: false)
-            if parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (1...65535).contains(port) {
-                config.broker.host = String(parts[0])
-                config.broker.port = port
-            } else {
-                reader.problem("--broker", "expected HOST:PORT with a port 1–65535, got \"\(override)\"")
-            }
-        }
-        config.broker.username = reader.string("broker.username")
-        if let file = reader.string("broker.password_file") {
-            let url = URL(fileURLWithPath: file, relativeTo: base)
-            if let password = try? String(contentsOf: url, encoding: .utf8) {
-                config.broker.password = password.trimmingCharacters(in: .newlines)
-            } else {
-                reader.problem("broker.password_file", "cannot read \(url.path)")
-            }
-        }
-        if let keepalive = reader.int("broker.keepalive_s", in: 5...3600) { config.broker.keepAliveSeconds = keepalive }
-        if let ms = reader.int("broker.reconnect_initial_ms", in: 10...60_000) { config.broker.reconnectInitialDelay = .milliseconds(ms) }
-        if let ms = reader.int("broker.reconnect_max_ms", in: 100...600_000) { config.broker.reconnectMaximumDelay = .milliseconds(ms) }
-        if reader.has("broker.tls") {
-            if let ca = reader.string("broker.tls.ca_file") {
-                var tls = TLSConfiguration(caFile: URL(fileURLWithPath: ca, relativeTo: base).path)
-                tls.certificateFile = reader.string("broker.tls.cert_file").map { URL(fileURLWithPath: $0, relativeTo: base).path }
-                tls.keyFile = reader.string("broker.tls.key_file").map { URL(fileURLWithPath: $0, relativeTo: base).path }
-                if let verify = reader.bool("broker.tls.verify_hostname") { tls.verifyHostname = verify }
-                config.broker.tls = tls
-            } else {
-                reader.problem("broker.tls.ca_file", "required when broker.tls is present: the CA that signed the broker's certificate")
-            }
-        }
+        config.broker = BrokerSettings.read(&reader, base: base, override: overrides.broker)
         // Intervals and engine
         if let v = reader.double("telemetry_interval_s", in: DeviceConfig.telemetryIntervalRange) { config.telemetryIntervalSeconds = v }
         if let v = reader.double("usage_interval_s", in: DeviceConfig.usageIntervalRange) { config.usageIntervalSeconds = v }
@@ -227,95 +155,3 @@ extension AgentConfiguration {
     }
 }
 
-/// Reads typed values out of a YAML mapping by dotted key, collecting problems.
-struct ConfigReader {
-    let root: [String: Any]
-    let known: [String: Set<String>]
-    var problems: [ConfigurationError.Problem] = []
-
-    mutating func problem(_ key: String, _ message: String) {
-        problems.append(.init(key: key, message: message))
-    }
-
-    func value(_ key: String) -> Any? {
-        var node: Any = root
-        for part in key.split(separator: ".") {
-            guard let dict = node as? [String: Any], let next = dict[String(part)] else { return nil }
-            node = next
-        }
-        return node is NSNull ? nil : node
-    }
-
-    func has(_ key: String) -> Bool { value(key) != nil }
-
-    mutating func string(_ key: String) -> String? {
-        guard let v = value(key) else { return nil }
-        if let s = v as? String { return s }
-        if v is Int || v is Double { return "\(v)" }
-        problem(key, "expected a string")
-        return nil
-    }
-
-    mutating func int(_ key: String, in range: ClosedRange<Int>) -> Int? {
-        guard let v = value(key) else { return nil }
-        guard let i = v as? Int else {
-            problem(key, "expected an integer from \(range.lowerBound) to \(range.upperBound), got \(v)")
-            return nil
-        }
-        guard range.contains(i) else {
-            problem(key, "expected an integer from \(range.lowerBound) to \(range.upperBound), got \(i)")
-            return nil
-        }
-        return i
-    }
-
-    mutating func double(_ key: String, in range: ClosedRange<Double>) -> Double? {
-        guard let v = value(key) else { return nil }
-        guard let d = (v as? Double) ?? (v as? Int).map(Double.init), d.isFinite else {
-            problem(key, "expected a number from \(range.lowerBound) to \(range.upperBound), got \(v)")
-            return nil
-        }
-        guard range.contains(d) else {
-            problem(key, "expected a number from \(range.lowerBound) to \(range.upperBound), got \(d)")
-            return nil
-        }
-        return d
-    }
-
-    mutating func bool(_ key: String) -> Bool? {
-        guard let v = value(key) else { return nil }
-        guard let b = v as? Bool else {
-            problem(key, "expected true or false, got \(v)")
-            return nil
-        }
-        return b
-    }
-
-    mutating func identifier(_ text: String?, key: String) -> Identifier? {
-        guard let text else {
-            problem(key, "required: \(Identifier.ruleInWords)")
-            return nil
-        }
-        guard let id = Identifier(rawValue: text) else {
-            problem(key, "\"\(text)\" is not a valid identifier: \(Identifier.ruleInWords)")
-            return nil
-        }
-        return id
-    }
-
-    /// An unknown key is a mistake (a typo would otherwise be ignored silently).
-    mutating func checkUnknownKeys() {
-        func walk(_ node: [String: Any], _ path: String) {
-            let allowed = known[path] ?? []
-            for (key, value) in node {
-                let full = path.isEmpty ? key : "\(path).\(key)"
-                if !allowed.contains(key) {
-                    problems.append(.init(key: full, message: "unknown key; expected one of: \(allowed.sorted().joined(separator: ", "))"))
-                } else if let child = value as? [String: Any], known[full] != nil {
-                    walk(child, full)
-                }
-            }
-        }
-        walk(root, "")
-    }
-}

@@ -99,12 +99,7 @@ public final class AgentService: Service, Sendable {
             clock: dependencies.clock, storage: database,
             eventObserver: { _ in counts.produced.add(1, ordering: .relaxed) })
 
-        var mqtt = MQTTConfiguration(host: configuration.broker.host, port: configuration.broker.port, clientID: configuration.clientID)
-        mqtt.username = configuration.broker.username
-        mqtt.password = configuration.broker.password
-        mqtt.tls = configuration.broker.tls
-        mqtt.keepAliveSeconds = configuration.broker.keepAliveSeconds
-        mqtt.reconnect = ReconnectPolicy(initialDelay: configuration.broker.reconnectInitialDelay, maximumDelay: configuration.broker.reconnectMaximumDelay)
+        var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: configuration.clientID)
         let willBody = Stamped(Status.offline(agentVersion: Self.version), envelope: Envelope(ts: Date(), epoch: epoch, seq: 0))
         mqtt.will = Will(topic: topics.status, payload: Array(try FleetJSON.encode(willBody)), qos: .atLeastOnce, retain: true,
                          properties: MQTTProperties(contentType: "application/json"))

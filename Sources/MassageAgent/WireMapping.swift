@@ -30,7 +30,15 @@ enum WireMapping {
         case .sessionAborted(let reason):
             return Event(type: .sessionAborted, sessionID: session, program: program, reason: SessionAbortReason(rawValue: reason.rawValue))
         case .sessionMissed(let scheduleID, let at, let why):
-            return Event(type: .sessionMissed, sessionID: session, program: program, scheduleID: scheduleID.rawValue, at: at, message: why.rawValue)
+            let code: ErrorCode
+            switch why {
+            case .busy: code = .busy
+            case .unsafe: code = .unsafe
+            case .invalid: code = .invalidParams
+            default: code = .expired
+            }
+            return Event(type: .sessionMissed, sessionID: session, program: program, scheduleID: scheduleID.rawValue, at: at,
+                         error: ProtocolError(code: code, message: "scheduled session missed: \(why.rawValue)"))
         case .faultRaised(let fault):
             return Event(type: .faultRaised, fault: fault.kind.rawValue, message: fault.description)
         case .faultCleared(let fault):

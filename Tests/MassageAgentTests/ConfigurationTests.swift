@@ -1,5 +1,6 @@
 import FleetTestSupport
 import Foundation
+import FleetProtocol
 @testable import MassageAgent
 import Testing
 

@@ -1,0 +1,206 @@
+import Crypto
+import FleetProtocol
+import Foundation
+import Logging
+import Yams
+
+/// An API token as configured: only its SHA-256 is stored.
+public struct TokenEntry: Sendable, Equatable {
+    public var name: String
+    public var sha256: [UInt8]
+    public var role: Principal.Role
+    public var sites: Set<String>?
+
+    public init(name: String, sha256: [UInt8], role: Principal.Role, sites: Set<String>? = nil) {
+        self.name = name
+        self.sha256 = sha256
+        self.role = role
+        self.sites = sites
+    }
+
+    public static func hash(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
+    public static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
+}
+
+public struct SiteConfiguration: Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var timeZone: TimeZone
+}
+
+/// Health thresholds (docs/operations.md explains each).
+public struct HealthThresholds: Sendable, Equatable {
+    /// A device is stale after this many telemetry intervals without telemetry.
+    public var staleFactor: Double = 3
+    /// Desired ≠ reported config for longer than this raises `config_drift`.
+    public var configDriftSeconds: Double = 300
+    /// A condition must be gone this long before its alert clears (hysteresis).
+    public var clearAfterSeconds: Double = 5
+    /// `pain_signal` aborts of one program at one site within the window that raise a warning.
+    public var painSignalCount: Int = 3
+    public var painSignalWindowHours: Double = 24
+    /// A sent command with no reply after this is `timed_out`.
+    public var commandTimeoutSeconds: Double = 30
+    public init() {}
+}
+
+public struct ConsoleConfiguration: Sendable {
+    public var broker = BrokerSettings()
+    public var topicRoot: TopicRoot = .default
+    public var httpHost = "127.0.0.1"
+    public var httpPort = 8080
+    public var databasePath: String
+    /// This console's name on the broker (client id, reply topic).
+    public var instance = "console"
+    public var sites: [SiteConfiguration] = []
+    public var health = HealthThresholds()
+    public var tokens: [TokenEntry] = []
+    public var logLevel: Logger.Level = .info
+    public var maxRequestBodyBytes = 1 << 20
+
+    public init(databasePath: String) {
+        self.databasePath = databasePath
+    }
+
+    public func site(_ id: String) -> SiteConfiguration? { sites.first { $0.id == id } }
+
+    public func timeZone(ofSite id: String) -> TimeZone { site(id)?.timeZone ?? TimeZone(identifier: "UTC")! }
+}
+
+public struct ConsoleOverrides: Sendable {
+    public var broker: String?
+    public var http: String?
+    public var database: String?
+    public var logLevel: String?
+    public var adminToken: String?
+    public init(broker: String? = nil, http: String? = nil, database: String? = nil, logLevel: String? = nil, adminToken: String? = nil) {
+        self.broker = broker
+        self.http = http
+        self.database = database
+        self.logLevel = logLevel
+        self.adminToken = adminToken
+    }
+}
+
+extension ConsoleConfiguration {
+    static let knownKeys: [String: Set<String>] = [
+        "": ["broker", "topic_root", "http", "database", "instance", "sites", "health", "tokens", "log_level", "max_request_body_bytes"],
+        "broker": BrokerSettings.keys,
+        "broker.tls": BrokerSettings.tlsKeys,
+        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s"],
+    ]
+
+    /// Loads and validates the console's YAML file; `FLEET_CONSOLE_ADMIN_TOKEN`
+    /// (passed as `overrides.adminToken`) adds an admin token.
+    public static func load(file: URL?, overrides: ConsoleOverrides = .init()) throws(ConfigurationError) -> ConsoleConfiguration {
+        let source = file?.path ?? "command line"
+        var root: [String: Any] = [:]
+        let base = file?.deletingLastPathComponent() ?? URL(fileURLWithPath: FileManager.default.currentDirectoryPath)
+        if let file {
+            let text: String
+            do { text = try String(contentsOf: file, encoding: .utf8) } catch {
+                throw ConfigurationError(source: source, problems: [.init(key: "", message: "cannot read the file: \(error.localizedDescription)")])
+            }
+            let loaded: Any?
+            do { loaded = try Yams.load(yaml: text) } catch {
+                throw ConfigurationError(source: source, problems: [.init(key: "", message: "not valid YAML: \(error)")])
+            }
+            root = try ConfigReader.mapping(loaded, source: source)
+        }
+        var r = ConfigReader(root: root, known: knownKeys)
+        let dbPath = overrides.database ?? r.string("database") ?? "fleet-console.sqlite"
+        var c = ConsoleConfiguration(databasePath: URL(fileURLWithPath: dbPath, relativeTo: base).path)
+        c.broker = BrokerSettings.read(&r, base: base, override: overrides.broker)
+        if let root = r.string("topic_root") {
+            do { c.topicRoot = try TopicRoot(root) } catch { r.problem("topic_root", error.description) }
+        }
+        if let http = overrides.http ?? r.string("http") {
+            let parts = http.split(separator: ":", omittingEmptySubsequences: false)
+            if parts.count == 2, !parts[0].isEmpty, let port = Int(parts[1]), (0...65535).contains(port) {
+                c.httpHost = String(parts[0])
+                c.httpPort = port
+            } else {
+                r.problem(overrides.http != nil ? "--http" : "http", "expected HOST:PORT, e.g. 127.0.0.1:8080; got \"\(http)\"")
+            }
+        }
+        if let instance = r.string("instance") {
+            if Identifier.isValid(instance) { c.instance = instance } else { r.problem("instance", "\"\(instance)\" is not valid: \(Identifier.ruleInWords)") }
+        }
+        if let v = r.int("max_request_body_bytes", in: 1024...(64 << 20)) { c.maxRequestBodyBytes = v }
+        // Sites
+        if let sites = r.value("sites") {
+            if let list = sites as? [Any] {
+                for (i, item) in list.enumerated() {
+                    let key = "sites[\(i)]"
+                    guard let site = item as? [String: Any] else { r.problem(key, "expected {id, name, timezone}"); continue }
+                    let unknown = Set(site.keys).subtracting(["id", "name", "timezone"])
+                    for k in unknown.sorted() { r.problem("\(key).\(k)", "unknown key; expected one of: id, name, timezone") }
+                    guard let id = site["id"] as? String, Identifier.isValid(id) else { r.problem("\(key).id", "required: \(Identifier.ruleInWords)"); continue }
+                    let tzName = site["timezone"] as? String ?? "UTC"
+                    guard let tz = TimeZone(identifier: tzName) else { r.problem("\(key).timezone", "\"\(tzName)\" is not an IANA time zone (e.g. Europe/Berlin)"); continue }
+                    if c.sites.contains(where: { $0.id == id }) { r.problem("\(key).id", "site \"\(id)\" is listed twice") }
+                    c.sites.append(SiteConfiguration(id: id, name: site["name"] as? String ?? id, timeZone: tz))
+                }
+            } else {
+                r.problem("sites", "expected a list of {id, name, timezone}")
+            }
+        }
+        // Health
+        if let v = r.double("health.stale_factor", in: 1...100) { c.health.staleFactor = v }
+        if let v = r.double("health.config_drift_s", in: 1...86_400) { c.health.configDriftSeconds = v }
+        if let v = r.double("health.clear_after_s", in: 0...3600) { c.health.clearAfterSeconds = v }
+        if let v = r.int("health.pain_signal_count", in: 1...1000) { c.health.painSignalCount = v }
+        if let v = r.double("health.pain_signal_window_h", in: 0.1...720) { c.health.painSignalWindowHours = v }
+        if let v = r.double("health.command_timeout_s", in: 1...3600) { c.health.commandTimeoutSeconds = v }
+        // Tokens
+        if let tokens = r.value("tokens") {
+            if let list = tokens as? [Any] {
+                for (i, item) in list.enumerated() {
+                    let key = "tokens[\(i)]"
+                    guard let t = item as? [String: Any] else { r.problem(key, "expected {name, sha256, role, sites?}"); continue }
+                    for k in Set(t.keys).subtracting(["name", "sha256", "role", "sites"]).sorted() {
+                        r.problem("\(key).\(k)", k == "token" ? "plain tokens are not stored; put its SHA-256 in sha256 (fleet-console hash-token)" : "unknown key; expected one of: name, role, sha256, sites")
+                    }
+                    guard let name = t["name"] as? String, !name.isEmpty else { r.problem("\(key).name", "required"); continue }
+                    guard let hex = t["sha256"] as? String, let digest = Self.hexBytes(hex), digest.count == 32 else {
+                        r.problem("\(key).sha256", "required: 64 hexadecimal characters, the SHA-256 of the token (fleet-console hash-token prints it)"); continue
+                    }
+                    guard let roleText = t["role"] as? String, let role = Principal.Role(rawValue: roleText) else {
+                        r.problem("\(key).role", "expected viewer, operator or admin"); continue
+                    }
+                    var sites: Set<String>?
+                    if let s = t["sites"] {
+                        guard let list = s as? [String] else { r.problem("\(key).sites", "expected a list of site ids"); continue }
+                        sites = Set(list)
+                    }
+                    c.tokens.append(TokenEntry(name: name, sha256: digest, role: role, sites: sites))
+                }
+            } else {
+                r.problem("tokens", "expected a list of {name, sha256, role, sites?}")
+            }
+        }
+        if let admin = overrides.adminToken, !admin.isEmpty {
+            c.tokens.append(TokenEntry(name: "env-admin", sha256: TokenEntry.hash(admin), role: .admin))
+        }
+        if let level = overrides.logLevel ?? r.string("log_level") {
+            if let parsed = Logger.Level(rawValue: level) { c.logLevel = parsed } else {
+                r.problem(overrides.logLevel != nil ? "--log-level" : "log_level", "expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")
+            }
+        }
+        // `sites` and `tokens` are lists checked above; walk only mappings.
+        r.checkUnknownKeys()
+        if !r.problems.isEmpty { throw ConfigurationError(source: source, problems: r.problems) }
+        return c
+    }
+
+    static func hexBytes(_ hex: String) -> [UInt8]? {
+        let chars = Array(hex.lowercased())
+        guard chars.count % 2 == 0 else { return nil }
+        var out: [UInt8] = []
+        for i in stride(from: 0, to: chars.count, by: 2) {
+            guard let b = UInt8(String(chars[i...i + 1]), radix: 16) else { return nil }
+            out.append(b)
+        }
+        return out
+    }
+}

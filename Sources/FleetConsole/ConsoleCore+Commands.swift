@@ -1,0 +1,228 @@
+import FleetProtocol
+import Foundation
+import Mosquitto
+
+enum ConsoleWork: Sendable {
+    case dispatch(DeviceAddress)
+    case resync(DeviceAddress)
+}
+
+extension ConsoleCore {
+    func workLoop() async {
+        for await item in workItems {
+            switch item {
+            case .dispatch(let address): await dispatchQueuedCommands(for: address)
+            case .resync(let address): await sendResync(to: address)
+            }
+        }
+    }
+
+    /// `POST /api/v1/commands`: validates, resolves targets within the
+    /// caller's sites, records a result per device (persisted), and sends to
+    /// the devices that are online; the others stay queued until they return
+    /// or the command expires.
+    public func submit(_ submission: CommandSubmission, by principal: Principal) async throws(ConsoleError) -> CommandRecord {
+        try require(.operator, principal, for: "sending commands")
+        let action = Action(rawValue: submission.action)
+        let request: CommandRequest
+        do { request = try CommandRequest(action: action, params: submission.params ?? .object([:])) } catch {
+            audit(principal, "command.\(submission.action)", targets: describe(submission.targets), outcome: "refused", detail: error.message)
+            throw .badRequest(error.message)
+        }
+        let ttl = submission.ttlSeconds ?? 60
+        guard ttl >= 1, ttl <= 7 * 86_400 else { throw .badRequest("ttl_s: expected seconds from 1 to 604800, got \(ttl)") }
+        let targets = try resolveTargets(submission.targets, for: principal)
+        guard !targets.isEmpty else {
+            throw .badRequest("targets: no device matches (site \(submission.targets.site ?? "any"), devices \(submission.targets.devices?.joined(separator: ",") ?? "all")\(submission.targets.idleOnly == true ? ", idle and online only" : ""))")
+        }
+        let now = Date()
+        var record = CommandRecord(id: "cmd-\(UUID().uuidString.lowercased())", action: action.rawValue, params: request.params,
+                                   createdBy: principal.name, createdAt: now, expiresAt: now.addingTimeInterval(ttl),
+                                   results: targets.map { CommandTargetResult(site: $0.site.rawValue, device: $0.device.rawValue, state: .queued, updatedAt: now) })
+        commands.withLock { $0[record.id] = record }
+        do { try store.saveCommand(record) } catch {
+            throw .unavailable("the command could not be recorded: \(error)")
+        }
+        audit(principal, "command.\(action.rawValue)", targets: targets.map(\.description).joined(separator: ","), outcome: "accepted", detail: record.id)
+        for address in targets { await send(commandID: record.id, to: address) }
+        record = commands.withLock { $0[record.id] } ?? record
+        return record
+    }
+
+    private func describe(_ t: CommandSubmission.Targets) -> String {
+        [t.site.map { "site=\($0)" }, t.devices.map { "devices=\($0.joined(separator: ","))" }, t.idleOnly == true ? "idle_only" : nil].compactMap { $0 }.joined(separator: " ")
+    }
+
+    func resolveTargets(_ t: CommandSubmission.Targets, for principal: Principal) throws(ConsoleError) -> [DeviceAddress] {
+        if let site = t.site {
+            guard Identifier.isValid(site) else { throw .badRequest("targets.site: \"\(site)\" is not a valid site id") }
+            guard principal.canSee(site: site) else { throw .forbidden("token '\(principal.name)' may not act on site \"\(site)\"") }
+        }
+        let fleet = model.withLock { $0.devices }
+        var chosen: [DeviceAddress] = []
+        if let devices = t.devices {
+            guard !devices.isEmpty else { throw .badRequest("targets.devices: expected at least one device") }
+            for name in devices {
+                let parts = name.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+                let address: DeviceAddress
+                if parts.count == 2, let a = try? DeviceAddress(site: parts[0], device: parts[1]) {
+                    address = a
+                } else if parts.count == 1, let site = t.site, let a = try? DeviceAddress(site: site, device: parts[0]) {
+                    address = a
+                } else {
+                    throw .badRequest("targets.devices: \"\(name)\" is not a device id (with targets.site) or a site/device address")
+                }
+                guard principal.canSee(site: address.site.rawValue) else { throw .forbidden("token '\(principal.name)' may not act on site \"\(address.site)\"") }
+                guard fleet[address] != nil else { throw .notFound("device \(address) is not known to this console") }
+                chosen.append(address)
+            }
+        } else {
+            guard let site = t.site else { throw .badRequest("targets: give a site, a list of devices, or both") }
+            chosen = fleet.keys.filter { $0.site.rawValue == site }.sorted()
+        }
+        if t.idleOnly == true {
+            chosen = chosen.filter { fleet[$0]?.state == .idle }
+        }
+        return chosen
+    }
+
+    public func command(id: String, for principal: Principal) throws(ConsoleError) -> CommandRecord {
+        var record = commands.withLock { $0[id] }
+        if record == nil { record = try? store.command(id: id) }
+        guard var record else { throw .notFound("command \"\(id)\" not found") }
+        record.results = record.results.filter { principal.canSee(site: $0.site) }
+        if record.results.isEmpty { throw .notFound("command \"\(id)\" not found") }
+        return record
+    }
+
+    /// Sends one device's copy of a command if the device is online.
+    func send(commandID: String, to address: DeviceAddress) async {
+        guard let record = commands.withLock({ $0[commandID] }),
+              let result = record.results.first(where: { $0.site == address.site.rawValue && $0.device == address.device.rawValue }),
+              result.state == .queued else { return }
+        let now = Date()
+        if now >= record.expiresAt {
+            update(commandID, address) { $0.state = .expired; $0.error = .init(code: .expired, message: "the command expired before the device was reachable") }
+            return
+        }
+        let online = model.withLock { $0.devices[address]?.online ?? false }
+        guard online, client.isConnected else { return }
+        guard let request = try? CommandRequest(action: Action(rawValue: record.action), params: record.params) else {
+            update(commandID, address) { $0.state = .failed; $0.error = .internal("the stored command no longer decodes") }
+            return
+        }
+        let command = Command(id: "\(record.id)/\(address.site)/\(address.device)", request: request, expiresAt: record.expiresAt)
+        do {
+            let payload = Array(try FleetJSON.encode(command))
+            update(commandID, address) { $0.state = .sent }
+            try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: payload, qos: .atLeastOnce,
+                                     properties: MQTTProperties(responseTopic: replyTopic, correlationData: Array("\(record.id)\n\(address)".utf8),
+                                                                messageExpiryInterval: UInt32(max(1, record.expiresAt.timeIntervalSince(now).rounded(.up))),
+                                                                contentType: "application/json"))
+        } catch {
+            logger.warning("could not send a command; it stays queued", metadata: ["command.id": "\(commandID)", "device": "\(address)", "error": "\(error)"])
+            update(commandID, address) { $0.state = .queued }
+        }
+    }
+
+    /// Sends what waits for `address` (it came back online), or for everyone after a reconnect.
+    func dispatchQueuedCommands(for address: DeviceAddress? = nil) async {
+        let waiting = commands.withLock { all in
+            all.values.flatMap { record in
+                record.results.filter { $0.state == .queued && (address == nil || ($0.site == address!.site.rawValue && $0.device == address!.device.rawValue)) }
+                    .compactMap { r in (try? DeviceAddress(site: r.site, device: r.device)).map { (record.id, $0) } }
+            }
+        }
+        for (id, target) in waiting { await send(commandID: id, to: target) }
+    }
+
+    func handleReply(_ message: MQTTMessage) {
+        guard let correlation = message.properties.correlationData,
+              let text = String(bytes: correlation, encoding: .utf8) else {
+            metrics.malformed.increment()
+            return
+        }
+        let parts = text.split(separator: "\n", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let address = try? DeviceAddress(site: String(parts[1].split(separator: "/").first ?? ""), device: String(parts[1].split(separator: "/").last ?? "")) else {
+            metrics.malformed.increment()
+            return
+        }
+        guard case .success(let reply) = FleetJSON.decode(CommandReply.self, from: message.payload) else {
+            metrics.malformed.increment()
+            return
+        }
+        update(parts[0], address) { r in
+            guard !r.state.isFinal || r.state == .timedOut else { return }
+            switch reply.outcome {
+            case .success(let result):
+                r.state = .succeeded
+                r.result = result
+                r.error = nil
+            case .failure(let error):
+                r.state = .failed
+                r.error = error
+            }
+        }
+    }
+
+    /// Applies a change to one device's result and persists the record.
+    func update(_ commandID: String, _ address: DeviceAddress, _ change: (inout CommandTargetResult) -> Void) {
+        let record = commands.withLock { all -> CommandRecord? in
+            guard var record = all[commandID],
+                  let i = record.results.firstIndex(where: { $0.site == address.site.rawValue && $0.device == address.device.rawValue }) else { return nil }
+            change(&record.results[i])
+            record.results[i].updatedAt = Date()
+            if record.isFinished { all[commandID] = nil } else { all[commandID] = record }
+            return record
+        }
+        guard let record else { return }
+        do { try store.saveCommand(record) } catch {
+            logger.error("could not persist a command result", metadata: ["command.id": "\(commandID)", "error": "\(error)"])
+        }
+        if record.isFinished {
+            let counts = Dictionary(grouping: record.results, by: \.state).map { "\($0.value.count) \($0.key.rawValue)" }.sorted().joined(separator: ", ")
+            try? store.audit(actor: record.createdBy, action: "command.\(record.action).finished", targets: record.results.map { "\($0.site)/\($0.device)" }.joined(separator: ","),
+                             outcome: counts, detail: record.id)
+        }
+    }
+
+    /// Every second: sent without a reply past the timeout → timed_out;
+    /// queued past expires_at → expired.
+    func commandSweepLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let now = Date()
+            let timeout = configuration.health.commandTimeoutSeconds
+            let due = commands.withLock { all in
+                all.values.flatMap { record in
+                    record.results.compactMap { r -> (String, DeviceAddress, CommandState)? in
+                        guard let a = try? DeviceAddress(site: r.site, device: r.device) else { return nil }
+                        if r.state == .queued, now >= record.expiresAt { return (record.id, a, .expired) }
+                        if r.state == .sent, let at = r.updatedAt, now.timeIntervalSince(at) >= timeout { return (record.id, a, .timedOut) }
+                        return nil
+                    }
+                }
+            }
+            for (id, address, state) in due {
+                update(id, address) { r in
+                    r.state = state
+                    r.error = state == .expired
+                        ? ProtocolError(code: .expired, message: "the device was not reachable before the command expired")
+                        : ProtocolError(code: ErrorCode(rawValue: "timeout"), message: "no reply from the device within \(Int(timeout)) s")
+                }
+            }
+        }
+    }
+
+    func sendResync(to address: DeviceAddress) async {
+        guard client.isConnected else { return }
+        let command = Command(id: "resync-\(UUID().uuidString.lowercased())", request: .resync, expiresAt: Date().addingTimeInterval(60))
+        do {
+            try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: Array(try FleetJSON.encode(command)), qos: .atLeastOnce,
+                                     properties: MQTTProperties(responseTopic: replyTopic, correlationData: Array("\(command.id)\n\(address)".utf8)))
+            metrics.resyncs.increment()
+        } catch {
+            logger.warning("could not send resync", metadata: ["device": "\(address)", "error": "\(error)"])
+        }
+    }
+}

@@ -1,0 +1,115 @@
+import FleetProtocol
+import Foundation
+
+extension ConsoleCore {
+    /// Every second: evaluate every condition, raise new alerts (one per
+    /// device and type), clear those whose condition has been gone for
+    /// `clear_after_s` (hysteresis), refresh the device gauges.
+    func healthLoop() async {
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            evaluateHealth(now: Date())
+        }
+    }
+
+    struct Condition {
+        var severity: Health
+        var message: String
+    }
+
+    func conditions(now: Date) -> [FleetModel.AlertKey: Condition] {
+        let h = configuration.health
+        let (devices, pain) = (model.withLock { $0.devices }, (try? store.painSignalAborts(since: now.addingTimeInterval(-h.painSignalWindowHours * 3600))) ?? [])
+        var out: [FleetModel.AlertKey: Condition] = [:]
+        for (address, r) in devices {
+            func raise(_ type: String, _ severity: Health, _ message: String) {
+                out[.init(site: address.site.rawValue, device: address.device.rawValue, type: type)] = Condition(severity: severity, message: message)
+            }
+            if !r.online {
+                let why = r.offlineReason == "shutdown" ? "shut down" : "connection lost"
+                raise("offline", r.offlineReason == "shutdown" ? .warning : .critical, "\(address) is offline (\(why))")
+            } else if let at = r.telemetryAt, let interval = r.telemetry?.intervalSeconds, now.timeIntervalSince(at) > interval * h.staleFactor {
+                raise("stale", .warning, "no telemetry from \(address) for \(Int(now.timeIntervalSince(at))) s (interval \(interval) s)")
+            }
+            if r.online, let faults = r.telemetry?.faults, !faults.isEmpty {
+                raise("fault", .critical, "\(address) reports \(faults.joined(separator: ", "))")
+            }
+            if r.online, r.telemetry?.sessionState == .cooldown || (r.telemetry?.faults.contains("overheat") ?? false) {
+                raise("overheat", .warning, "\(address) is locked out until its motor cools down")
+            }
+            if r.configDiffers, let since = r.desiredSince, now.timeIntervalSince(since) > h.configDriftSeconds {
+                raise("config_drift", .warning, "\(address) runs config \(r.reported?.appliedVersion.map(String.init) ?? "none"), desired \(r.desired?.version ?? 0), for \(Int(now.timeIntervalSince(since))) s")
+            }
+            if let dropped = r.usage?.outboxDropped, dropped > 0 {
+                raise("outbox_drops", .warning, "\(address) dropped \(dropped) undelivered messages from its outbox")
+            }
+        }
+        for p in pain where p.count >= h.painSignalCount {
+            out[.init(site: p.site, device: nil, type: "pain_signals")] = Condition(
+                severity: .warning,
+                message: "\(p.count) sessions of \(p.program) at \(p.site) ended with a pain signal in \(Int(h.painSignalWindowHours)) h: its intensity may be too high")
+        }
+        return out
+    }
+
+    func evaluateHealth(now: Date) {
+        let current = conditions(now: now)
+        let clearAfter = configuration.health.clearAfterSeconds
+        var toRaise: [(FleetModel.AlertKey, Condition)] = []
+        var toClear: [Int64] = []
+        model.withLock { m in
+            for (key, condition) in current {
+                if var active = m.activeAlerts[key] {
+                    active.lastSeen = now
+                    m.activeAlerts[key] = active
+                } else {
+                    toRaise.append((key, condition))
+                }
+            }
+            for (key, active) in m.activeAlerts where current[key] == nil && now.timeIntervalSince(active.lastSeen) >= clearAfter {
+                toClear.append(active.id)
+                m.activeAlerts[key] = nil
+            }
+        }
+        for (key, condition) in toRaise {
+            do {
+                let id = try store.insertAlert(site: key.site, device: key.device, type: key.type, severity: condition.severity, message: condition.message, at: now)
+                model.withLock { $0.activeAlerts[key] = .init(id: id, severity: condition.severity, message: condition.message, lastSeen: now) }
+                logger.notice("alert raised", metadata: ["alert.type": "\(key.type)", "site": "\(key.site)", "device": "\(key.device ?? "-")", "message": "\(condition.message)"])
+            } catch {
+                logger.error("could not store an alert", metadata: ["error": "\(error)"])
+            }
+        }
+        for id in toClear {
+            try? store.clearAlert(id: id, at: now)
+        }
+        // Gauges.
+        let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts.count) }
+        metrics.alertsActive.set(Double(alerts))
+        var counts: [String: [DeviceState: Int]] = [:]
+        for site in configuration.sites { counts[site.id] = [:] }
+        for (a, r) in devices { counts[a.site.rawValue, default: [:]][r.state, default: 0] += 1 }
+        for (site, byState) in counts {
+            for state in DeviceState.allCases { metrics.setDevices(site: site, state: state.rawValue, count: byState[state] ?? 0) }
+        }
+    }
+
+    public func alerts(for principal: Principal, activeOnly: Bool) throws(ConsoleError) -> [AlertRecord] {
+        do { return try store.alerts(activeOnly: activeOnly).filter { principal.canSee(site: $0.site) } } catch {
+            throw .unavailable("alerts cannot be read: \(error)")
+        }
+    }
+
+    public func acknowledgeAlert(id: Int64, by principal: Principal) throws(ConsoleError) -> AlertRecord {
+        try require(.operator, principal, for: "acknowledging alerts")
+        let existing = try alerts(for: principal, activeOnly: false).first { $0.id == id }
+        guard existing != nil else { throw .notFound("alert \(id) not found") }
+        do {
+            guard let alert = try store.acknowledgeAlert(id: id, by: principal.name, at: Date()) else { throw ConsoleError.notFound("alert \(id) not found") }
+            audit(principal, "alert.ack", targets: "\(alert.site)/\(alert.device ?? "*")", outcome: "ok", detail: "alert \(id) \(alert.type)")
+            return alert
+        } catch let e as ConsoleError { throw e } catch {
+            throw .unavailable("the alert could not be updated: \(error)")
+        }
+    }
+}

@@ -1,0 +1,268 @@
+import FleetProtocol
+import Foundation
+import Mosquitto
+
+extension ConsoleCore {
+    /// Every message under the root. Never throws, never blocks on the
+    /// database (writes go to the pending batch, committed by `flushLoop`).
+    func ingest() async {
+        for await message in client.messages {
+            metrics.ingested.increment()
+            if message.topic == replyTopic {
+                handleReply(message)
+                continue
+            }
+            guard let topic = configuration.topicRoot.parse(message.topic) else {
+                reject(message, "topic outside the contract")
+                continue
+            }
+            guard case .device(let address, let kind) = topic else { continue }
+            switch kind {
+            case .cmd:
+                continue // commands (ours or another console's)
+            case .configDesired:
+                handleDesired(address, message.payload)
+                continue
+            default:
+                break
+            }
+            switch AgentPayload.decode(kind: kind, payload: message.payload) {
+            case .failure(let error):
+                if message.payload.isEmpty && message.retain { continue } // a cleared retained topic
+                reject(message, error.message)
+            case .success(let payload):
+                apply(payload, from: address, raw: message.payload)
+            }
+        }
+    }
+
+    private func reject(_ message: MQTTMessage, _ why: String) {
+        metrics.malformed.increment()
+        logger.debug("ignored a malformed message", metadata: ["topic": "\(message.topic.prefix(200))", "bytes": "\(message.payload.count)", "why": "\(why.prefix(200))"])
+    }
+
+    private func handleDesired(_ address: DeviceAddress, _ payload: [UInt8]) {
+        guard !payload.isEmpty, case .success(let desired) = DesiredConfig.decode(payload) else { return }
+        let json = model.withLock { m -> Data? in
+            var r = m.record(address)
+            if r.desired?.version != desired.version { r.desiredSince = Date() }
+            r.desired = desired
+            m.devices[address] = r
+            return try? FleetJSON.encode(r)
+        }
+        if let json { pending.withLock { $0.devices[address] = json } }
+    }
+
+    func apply(_ payload: AgentPayload, from address: DeviceAddress, raw: [UInt8]) {
+        let now = Date()
+        let lag = now.timeIntervalSince(payload.envelope.ts)
+        // Lag from live telemetry and events (a will carries its connect time, so status is left out).
+        switch payload {
+        case .telemetry, .event:
+            if !payload.envelope.historical, lag.isFinite { metrics.lag.set(max(0, lag)) }
+        default:
+            break
+        }
+        var resync = false
+        let (json, batchItems) = model.withLock { m -> (Data?, PendingItems) in
+            var r = m.record(address)
+            var items = PendingItems()
+            let envelope = payload.envelope
+            if !envelope.historical { r.lastSeen = max(r.lastSeen ?? .distantPast, now) }
+            switch payload {
+            case .status(let s):
+                let body = s.body
+                let wasOnline = r.online
+                // A status from an older epoch (a late will) never overrides a newer one.
+                if let epoch = r.epoch, envelope.epoch < epoch { break }
+                r.epoch = envelope.epoch
+                r.online = body.state == .online
+                r.offlineReason = body.reason?.rawValue
+                if wasOnline != r.online { r.onlineChangedAt = now }
+                if let v = body.agentVersion { r.agentVersion = v }
+                if let p = body.programs { r.programs = p }
+                if body.state == .online, let lastEpoch = r.lastEventEpoch, envelope.epoch > lastEpoch {
+                    r.session = nil // a new epoch: whatever ran before was interrupted
+                }
+            case .telemetry(let t):
+                if let last = r.lastTelemetrySeq, r.epoch == envelope.epoch, envelope.seq > last + 1 { r.telemetryGaps += Int(envelope.seq - last - 1) }
+                r.lastTelemetrySeq = envelope.seq
+                r.telemetry = t.body
+                r.telemetryAt = now
+                if r.epoch == nil || envelope.epoch >= (r.epoch ?? 0) { r.online = true; r.epoch = envelope.epoch }
+                if t.body.sessionState == .idle || t.body.sessionState == .cooldown || t.body.sessionState == .fault {
+                    r.session = nil
+                } else if let id = t.body.sessionID {
+                    if r.session?.sessionID != id { r.session = SessionNow(sessionID: id, program: t.body.program, startedAt: nil, state: t.body.sessionState.rawValue) }
+                    else { r.session?.state = t.body.sessionState.rawValue }
+                }
+            case .event(let e):
+                let last = r.lastEventEpoch.flatMap { epoch in r.lastEventSeq.map { (epoch: epoch, seq: $0) } }
+                let check = SequenceCheck.classify(last: last, incoming: (envelope.epoch, envelope.seq))
+                switch check {
+                case .next, .newEpoch(missing: 0):
+                    r.lastEventEpoch = envelope.epoch
+                    r.lastEventSeq = envelope.seq
+                case .gap, .newEpoch:
+                    r.lastEventEpoch = envelope.epoch
+                    r.lastEventSeq = envelope.seq
+                    if (r.lastResyncRequest.map { now.timeIntervalSince($0) > 30 } ?? true) {
+                        r.lastResyncRequest = now
+                        resync = true
+                    }
+                case .notNewer, .olderEpoch:
+                    break // stored by key below: a duplicate is a no-op
+                }
+                items.event = (e, Data(raw))
+                if case .next = check { applySession(e.body, envelope: envelope, to: &r, items: &items) }
+                else if case .gap = check { applySession(e.body, envelope: envelope, to: &r, items: &items) }
+                else if case .newEpoch = check { applySession(e.body, envelope: envelope, to: &r, items: &items) }
+                else { items.sessionOnly = sessionRecord(e.body, envelope: envelope, address: address) }
+            case .usage(let u):
+                r.usage = u.body
+                let previous = m.usage[address]
+                let delta: Usage
+                if let previous {
+                    delta = u.body.delta(since: previous.last) ?? u.body // a reset: count everything anew
+                } else {
+                    delta = u.body
+                }
+                let total = (previous?.total ?? Usage()).adding(delta)
+                m.usage[address] = (u.body, total)
+                items.usage = (u.body, total)
+                if !delta.isZero {
+                    let day = Self.day(of: envelope.ts, in: configuration.timeZone(ofSite: address.site.rawValue))
+                    let key = "\(address.site.rawValue)|\(day)"
+                    var bucket = m.usageDays[key] ?? UsageDay(site: address.site.rawValue, day: day, sessions: SessionCounts(), minutes: [:])
+                    bucket.add(delta)
+                    m.usageDays[key] = bucket
+                    items.usageDay = bucket
+                }
+            case .reportedConfig(let c):
+                r.reported = c.body
+            }
+            m.devices[address] = r
+            return (try? FleetJSON.encode(r), items)
+        }
+        let size = pending.withLock { b -> Int in
+            if let json { b.devices[address] = json }
+            if let (event, data) = batchItems.event, case .event(let stamped) = payload {
+                _ = event
+                b.events.append((address, stamped, data))
+            }
+            if let s = batchItems.session { b.sessions[s.sessionID] = merge(b.sessions[s.sessionID], s) }
+            if let s = batchItems.sessionOnly { b.sessions[s.sessionID] = merge(b.sessions[s.sessionID], s) }
+            if let u = batchItems.usage { b.usage[address] = u }
+            if let d = batchItems.usageDay { b.usageDays["\(d.site)|\(d.day)"] = d }
+            return b.count
+        }
+        if case .event(let e) = payload {
+            if e.body.type == .sessionStarted { metrics.sessionsStarted.increment() }
+            if e.body.type == .sessionAborted, let reason = e.body.reason { metrics.aborted(reason.rawValue) }
+        }
+        if case .status(let s) = payload, s.body.state == .online {
+            work.yield(.dispatch(address))
+        }
+        if size >= 500 { flushSignal.yield() }
+        if resync {
+            logger.notice("event gap: asking the device to resync", metadata: ["device": "\(address)"])
+            work.yield(.resync(address))
+        }
+    }
+
+    struct PendingItems {
+        var event: (Stamped<Event>, Data)?
+        var session: SessionRecord?
+        var sessionOnly: SessionRecord?
+        var usage: (last: Usage, total: Usage)?
+        var usageDay: UsageDay?
+    }
+
+    private func applySession(_ e: Event, envelope: Envelope, to r: inout DeviceRecord, items: inout PendingItems) {
+        guard let address = try? DeviceAddress(site: r.site, device: r.device) else { return }
+        items.session = sessionRecord(e, envelope: envelope, address: address)
+        guard let id = e.sessionID else { return }
+        switch e.type {
+        case .sessionStarted:
+            r.session = SessionNow(sessionID: id, program: e.program, startedAt: envelope.ts, state: "running")
+        case .sessionPaused:
+            if r.session?.sessionID == id { r.session?.state = "paused" }
+        case .sessionResumed:
+            if r.session?.sessionID == id { r.session?.state = "running" }
+        case .sessionCompleted, .sessionAborted:
+            if r.session?.sessionID == id || r.session == nil { r.session = nil }
+        default:
+            break
+        }
+    }
+
+    private func sessionRecord(_ e: Event, envelope: Envelope, address: DeviceAddress) -> SessionRecord? {
+        guard let id = e.sessionID else { return nil }
+        let site = address.site.rawValue, device = address.device.rawValue
+        switch e.type {
+        case .sessionStarted, .sessionStep, .sessionPaused, .sessionResumed:
+            return SessionRecord(sessionID: id, site: site, device: device, program: e.program, startedAt: e.type == .sessionStarted ? envelope.ts : nil, endedAt: nil, outcome: "running", reason: nil)
+        case .sessionCompleted:
+            return SessionRecord(sessionID: id, site: site, device: device, program: e.program, startedAt: nil, endedAt: envelope.ts, outcome: "completed", reason: nil)
+        case .sessionAborted:
+            return SessionRecord(sessionID: id, site: site, device: device, program: e.program, startedAt: nil, endedAt: envelope.ts, outcome: "aborted", reason: e.reason?.rawValue)
+        case .sessionMissed:
+            return SessionRecord(sessionID: id, site: site, device: device, program: e.program, startedAt: nil, endedAt: envelope.ts, outcome: "missed", reason: e.error?.code.rawValue)
+        default:
+            return nil
+        }
+    }
+
+    private func merge(_ a: SessionRecord?, _ b: SessionRecord) -> SessionRecord {
+        guard var a else { return b }
+        a.program = b.program ?? a.program
+        a.startedAt = a.startedAt ?? b.startedAt
+        a.endedAt = b.endedAt ?? a.endedAt
+        if !["completed", "aborted", "missed"].contains(a.outcome) { a.outcome = b.outcome }
+        a.reason = b.reason ?? a.reason
+        return a
+    }
+
+    static func day(of date: Date, in zone: TimeZone) -> String {
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let c = calendar.dateComponents([.year, .month, .day], from: date)
+        return String(format: "%04d-%02d-%02d", c.year ?? 0, c.month ?? 0, c.day ?? 0)
+    }
+
+    // MARK: Committing
+
+    /// Commits the pending batch every 50 ms (or sooner when it is large):
+    /// one transaction per batch, never one per message.
+    func flushLoop() async {
+        await withDiscardingTaskGroup { group in
+            group.addTask {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(50))
+                    self.flushSignal.yield()
+                }
+            }
+            for await _ in flushWakeups { flushNow() }
+            group.cancelAll()
+        }
+    }
+
+    func flushNow() {
+        let batch = pending.withLock { b -> FleetStore.WriteBatch in defer { b = .init() }; return b }
+        guard !batch.isEmpty else { return }
+        do {
+            let inserted = try store.commit(batch)
+            metrics.eventsStored.increment(by: Int64(inserted))
+            metrics.eventsDuplicate.increment(by: Int64(batch.events.count - inserted))
+        } catch {
+            logger.error("could not commit ingested data; retrying with the next batch", metadata: ["error": "\(error)"])
+            pending.withLock { b in
+                b.events.insert(contentsOf: batch.events, at: 0)
+                b.devices.merge(batch.devices) { new, _ in new }
+                b.sessions.merge(batch.sessions) { new, _ in new }
+                b.usage.merge(batch.usage) { new, _ in new }
+                b.usageDays.merge(batch.usageDays) { new, _ in new }
+            }
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import FleetProtocol
+import Foundation
+
+extension ConsoleCore {
+    func summary(_ r: DeviceRecord, alerts: [FleetModel.AlertKey: FleetModel.ActiveAlert]) -> DeviceSummary {
+        let mine = alerts.filter { $0.key.site == r.site && $0.key.device == r.device }
+        let health = mine.values.map(\.severity).max() ?? .ok
+        return DeviceSummary(site: r.site, device: r.device, online: r.online, state: r.state, session: r.session, health: health,
+                             alerts: mine.keys.map(\.type).sorted(), epoch: r.epoch, lastSeen: r.lastSeen, agentVersion: r.agentVersion,
+                             config: r.configVersions)
+    }
+
+    public func devices(for principal: Principal, site: String? = nil, state: DeviceState? = nil, health: Health? = nil) throws(ConsoleError) -> [DeviceSummary] {
+        if let site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
+        let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts) }
+        return devices.values
+            .filter { principal.canSee(site: $0.site) && (site == nil || $0.site == site) }
+            .map { summary($0, alerts: alerts) }
+            .filter { (state == nil || $0.state == state) && (health == nil || $0.health == health) }
+            .sorted { ($0.site, $0.device) < ($1.site, $1.device) }
+    }
+
+    public func device(site: String, device: String, for principal: Principal) throws(ConsoleError) -> DeviceDetail {
+        guard principal.canSee(site: site) else { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
+        guard let address = try? DeviceAddress(site: site, device: device) else { throw .badRequest("\"\(site)/\(device)\" is not a valid site/device address") }
+        let (record, alerts) = model.withLock { ($0.devices[address], $0.activeAlerts) }
+        guard let record else { throw .notFound("device \(address) is not known to this console") }
+        let sessions = (try? store.sessions(site: site, device: device, limit: 20)) ?? []
+        let deviceAlerts = ((try? store.alerts(activeOnly: false, limit: 200)) ?? []).filter { $0.site == site && $0.device == device }
+        return DeviceDetail(summary: summary(record, alerts: alerts), programs: record.programs, telemetry: record.telemetry, telemetryAt: record.telemetryAt,
+                            recentSessions: sessions, alerts: Array(deviceAlerts.prefix(20)), usage: record.usage,
+                            desiredConfig: record.desired, reportedConfig: record.reported)
+    }
+
+    public func sites(for principal: Principal) -> [SiteSummary] {
+        let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts) }
+        var ids = Set(configuration.sites.map(\.id))
+        for a in devices.keys { ids.insert(a.site.rawValue) }
+        return ids.filter { principal.canSee(site: $0) }.sorted().map { id in
+            let site = configuration.site(id)
+            let mine = devices.filter { $0.key.site.rawValue == id }.map { summary($0.value, alerts: alerts) }
+            let zone = configuration.timeZone(ofSite: id)
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = zone
+            let today = calendar.startOfDay(for: Date())
+            let online = mine.filter(\.online).count
+            let inSession = mine.filter { $0.state == .inSession }.count
+            return SiteSummary(site: id, name: site?.name ?? id, timezone: zone.identifier, devices: mine.count, online: online,
+                               inSession: inSession, idle: mine.filter { $0.state == .idle }.count,
+                               offline: mine.filter { $0.state == .offline }.count, faulted: mine.filter { $0.state == .faulted }.count,
+                               activeAlerts: alerts.keys.filter { $0.site == id }.count,
+                               sessionsToday: (try? store.sessionsStarted(site: id, since: today)) ?? 0,
+                               utilisation: online == 0 ? 0 : Double(inSession) / Double(online))
+        }
+    }
+
+    /// Usage per site and day (site time zone) and cumulative totals per site.
+    public func usage(for principal: Principal, site: String? = nil, from: String? = nil, to: String? = nil) throws(ConsoleError) -> UsageReport {
+        if let site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
+        for (name, value) in [("from", from), ("to", to)] {
+            if let value, value.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) == nil {
+                throw .badRequest("\(name): expected a day as YYYY-MM-DD, got \"\(value)\"")
+            }
+        }
+        let (days, usage) = model.withLock { ($0.usageDays, $0.usage) }
+        let visible = { (s: String) in principal.canSee(site: s) && (site == nil || s == site) }
+        let selected = days.values.filter { visible($0.site) && (from == nil || $0.day >= from!) && (to == nil || $0.day <= to!) }
+            .sorted { ($0.site, $0.day) < ($1.site, $1.day) }
+        var totals: [String: Usage] = [:]
+        for (address, u) in usage where visible(address.site.rawValue) {
+            totals[address.site.rawValue] = (totals[address.site.rawValue] ?? Usage()).adding(u.total)
+        }
+        return UsageReport(days: selected, totals: totals)
+    }
+
+    /// The ingest figures a benchmark or an operator wants.
+    public var ingestStatistics: (messages: Int, storedEvents: Int) {
+        (Int(model.withLock { _ in 0 }), (try? store.eventCount()) ?? 0)
+    }
+
+    public var metricsText: String { metrics.text() }
+}

@@ -1,0 +1,164 @@
+import FleetProtocol
+import Foundation
+import Logging
+import Mosquitto
+import Prometheus
+import ServiceLifecycle
+import Synchronization
+
+/// The console: ingests everything under the topic root into the fleet
+/// model and the store, evaluates health, dispatches commands, and answers
+/// the API's questions. One `Service` (the HTTP server is another).
+public final class ConsoleCore: Service, Sendable {
+    public let configuration: ConsoleConfiguration
+    let logger: Logger
+    let store: FleetStore
+    let client: MQTTClient
+    let model: Mutex<FleetModel>
+    let pending = Mutex(FleetStore.WriteBatch())
+    let commands: Mutex<[String: CommandRecord]>
+    let metrics: ConsoleMetrics
+    let replyTopic: String
+    /// Wakes the flusher when a batch grew large.
+    let flushSignal: AsyncStream<Void>.Continuation
+    let flushWakeups: AsyncStream<Void>
+    /// Follow-up work ingest asks for (dispatching queued commands, resync),
+    /// done by `workLoop` so ingest never waits on the network.
+    let work: AsyncStream<ConsoleWork>.Continuation
+    let workItems: AsyncStream<ConsoleWork>
+
+    public init(configuration: ConsoleConfiguration, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) throws {
+        self.configuration = configuration
+        self.logger = logger
+        store = try FleetStore(path: configuration.databasePath)
+        metrics = ConsoleMetrics()
+        replyTopic = configuration.topicRoot.consoleReplyTopic(instance: Identifier(rawValue: configuration.instance) ?? Identifier(rawValue: "console")!)
+
+        // Start from what the database holds.
+        var fleet = FleetModel()
+        let decoder = FleetJSON.makeDecoder()
+        for data in try store.loadDevices() {
+            if let r = try? decoder.decode(DeviceRecord.self, from: data), let a = try? DeviceAddress(site: r.site, device: r.device) {
+                fleet.devices[a] = r
+            }
+        }
+        for row in try store.loadUsage() {
+            if let a = try? DeviceAddress(site: row.site, device: row.device),
+               let last = try? decoder.decode(Usage.self, from: row.last), let total = try? decoder.decode(Usage.self, from: row.total) {
+                fleet.usage[a] = (last, total)
+            }
+        }
+        for data in try store.loadUsageDays() {
+            if let day = try? decoder.decode(UsageDay.self, from: data) { fleet.usageDays["\(day.site)|\(day.day)"] = day }
+        }
+        for alert in try store.alerts(activeOnly: true) {
+            fleet.activeAlerts[.init(site: alert.site, device: alert.device, type: alert.type)] =
+                .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: Date())
+        }
+        // Presence is re-learned from the retained status messages after connecting.
+        model = Mutex(fleet)
+        commands = Mutex(Dictionary(uniqueKeysWithValues: try store.unfinishedCommands().map { ($0.id, $0) }))
+
+        var mqtt = MQTTConfiguration(host: configuration.broker.host, port: configuration.broker.port, clientID: "console-\(configuration.instance)")
+        mqtt.username = configuration.broker.username
+        mqtt.password = configuration.broker.password
+        if let ca = configuration.broker.caFile {
+            mqtt.tls = TLSConfiguration(caFile: ca, certificateFile: configuration.broker.certificateFile, keyFile: configuration.broker.keyFile, verifyHostname: configuration.broker.verifyHostname)
+        }
+        mqtt.keepAliveSeconds = configuration.broker.keepAliveSeconds
+        mqtt.reconnect = ReconnectPolicy(initialDelay: .milliseconds(configuration.broker.reconnectInitialMilliseconds), maximumDelay: .milliseconds(configuration.broker.reconnectMaximumMilliseconds))
+        // A persistent session: QoS 1 events and command replies wait in the
+        // broker while the console restarts.
+        mqtt.cleanStart = false
+        mqtt.sessionExpiry = 24 * 3600
+        mqtt.receiveMaximum = 1000
+        mqtt.inboundBufferCapacity = 50_000
+        mqtt.will = Will(topic: configuration.topicRoot.consoleStateTopic, payload: Array((try? FleetJSON.encode(ConsoleState(state: .offline, instance: configuration.instance))) ?? Data()),
+                         qos: .atLeastOnce, retain: true)
+        client = try MQTTClient(configuration: mqtt, eventLoopGroup: eventLoopGroup, logger: logger)
+        (flushWakeups, flushSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        (workItems, work) = AsyncStream.makeStream(of: ConsoleWork.self, bufferingPolicy: .bufferingNewest(10_000))
+    }
+
+    public func run() async throws {
+        logger.info("fleet-console starting", metadata: ["broker": "\(configuration.broker.host):\(configuration.broker.port)", "database": "\(configuration.databasePath)"])
+        client.start()
+        await withGracefulShutdownHandler {
+            await withDiscardingTaskGroup { group in
+                group.addTask { await self.watchConnection() }
+                group.addTask { await self.ingest() }
+                group.addTask { await self.flushLoop() }
+                group.addTask { await self.healthLoop() }
+                group.addTask { await self.commandSweepLoop() }
+                group.addTask { await self.workLoop() }
+                await (try? gracefulShutdown())
+                group.cancelAll()
+            }
+        } onGracefulShutdown: {}
+        flushNow()
+        if client.isConnected {
+            _ = try? await client.publish(configuration.topicRoot.consoleStateTopic, payload: Array(try FleetJSON.encode(ConsoleState(state: .offline, ts: Date(), instance: configuration.instance))), qos: .atLeastOnce, retain: true)
+        }
+        await client.shutdown()
+        logger.info("fleet-console stopped")
+    }
+
+    private func watchConnection() async {
+        for await change in client.connectionStates {
+            guard case .connected = change else { continue }
+            logger.info("connected to the broker")
+            do {
+                try await client.subscribe([
+                    Subscription(configuration.topicRoot.everythingFilter, qos: .atLeastOnce),
+                    Subscription(replyTopic, qos: .atLeastOnce),
+                ])
+                try await client.publish(configuration.topicRoot.consoleStateTopic,
+                                         payload: Array(try FleetJSON.encode(ConsoleState(state: .online, ts: Date(), instance: configuration.instance))),
+                                         qos: .atLeastOnce, retain: true)
+            } catch {
+                logger.warning("could not subscribe or announce; retried at the next connection", metadata: ["error": "\(error)"])
+            }
+            await dispatchQueuedCommands()
+        }
+    }
+
+    // MARK: Audit
+
+    func audit(_ principal: Principal, _ action: String, targets: String, outcome: String, detail: String? = nil) {
+        do { try store.audit(actor: principal.name, action: action, targets: targets, outcome: outcome, detail: detail) } catch {
+            logger.error("could not write the audit log", metadata: ["error": "\(error)"])
+        }
+    }
+
+    public func auditEntries(for principal: Principal, limit: Int) throws(ConsoleError) -> [AuditEntry] {
+        guard principal.role >= .admin else { throw .forbidden("the audit log needs the admin role; token '\(principal.name)' is \(principal.role.rawValue)") }
+        do { return try store.auditEntries(limit: max(1, min(limit, 10_000))) } catch { throw .unavailable("the audit log cannot be read: \(error)") }
+    }
+
+    // MARK: Authentication
+
+    /// The principal of a bearer token; constant-time comparison of SHA-256 digests.
+    public func authenticate(authorization: String?) throws(ConsoleError) -> Principal {
+        guard let authorization, authorization.lowercased().hasPrefix("bearer ") else { throw .unauthorized() }
+        let token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
+        guard !token.isEmpty else { throw .unauthorized() }
+        let digest = TokenEntry.hash(token)
+        var match: TokenEntry?
+        for entry in configuration.tokens where constantTimeEqual(entry.sha256, digest) { match = entry }
+        guard let match else { throw .unauthorized("the bearer token is not valid") }
+        return Principal(name: match.name, role: match.role, sites: match.sites)
+    }
+
+    public func require(_ role: Principal.Role, _ principal: Principal, for what: String) throws(ConsoleError) {
+        guard principal.role >= role else {
+            throw .forbidden("\(what) needs the \(role.rawValue) role; token '\(principal.name)' is \(principal.role.rawValue)")
+        }
+    }
+}
+
+func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+    guard a.count == b.count else { return false }
+    var diff: UInt8 = 0
+    for i in 0..<a.count { diff |= a[i] ^ b[i] }
+    return diff == 0
+}

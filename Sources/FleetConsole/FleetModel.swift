@@ -1,0 +1,79 @@
+import FleetProtocol
+import Foundation
+
+/// What the console knows about one device (persisted as JSON in `device`).
+struct DeviceRecord: Codable, Sendable {
+    var site: String
+    var device: String
+    var online = false
+    var offlineReason: String?
+    var epoch: UInt64?
+    var lastSeen: Date?
+    var onlineChangedAt: Date?
+    var agentVersion: String?
+    var programs: [String] = []
+    var session: SessionNow?
+    var telemetry: Telemetry?
+    var telemetryAt: Date?
+    var lastTelemetrySeq: UInt64?
+    var telemetryGaps: Int = 0
+    var usage: Usage?
+    var desired: DesiredConfig?
+    var desiredSince: Date?
+    var reported: ReportedConfig?
+    var lastEventEpoch: UInt64?
+    var lastEventSeq: UInt64?
+    var lastResyncRequest: Date?
+
+    init(site: String, device: String) {
+        self.site = site
+        self.device = device
+    }
+
+    var faults: [String] { telemetry?.faults ?? [] }
+
+    var state: DeviceState {
+        if !online { return .offline }
+        if !faults.isEmpty || telemetry?.sessionState == .fault { return .faulted }
+        if session != nil { return .inSession }
+        return .idle
+    }
+
+    /// Desired and reported config disagree (a rollout in flight, or drift).
+    var configDiffers: Bool {
+        guard let desired else { return false }
+        return reported?.appliedVersion != desired.version
+    }
+
+    var configVersions: ConfigVersions {
+        ConfigVersions(desired: desired?.version, reported: reported?.appliedVersion ?? reported.map { $0.state == .applied ? $0.version : 0 },
+                       state: reported?.state.rawValue, error: reported?.error)
+    }
+}
+
+/// The in-memory fleet: devices by address, cumulative usage, daily usage,
+/// active alerts. Behind a Mutex in `ConsoleCore`.
+struct FleetModel: Sendable {
+    var devices: [DeviceAddress: DeviceRecord] = [:]
+    var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]
+    var usageDays: [String: UsageDay] = [:]
+    var activeAlerts: [AlertKey: ActiveAlert] = [:]
+
+    struct AlertKey: Hashable, Sendable {
+        var site: String
+        var device: String?
+        var type: String
+    }
+
+    struct ActiveAlert: Sendable {
+        var id: Int64
+        var severity: Health
+        var message: String
+        /// Last time the condition was seen true (for hysteresis on clearing).
+        var lastSeen: Date
+    }
+
+    mutating func record(_ address: DeviceAddress) -> DeviceRecord {
+        devices[address] ?? DeviceRecord(site: address.site.rawValue, device: address.device.rawValue)
+    }
+}

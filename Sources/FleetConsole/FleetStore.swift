@@ -1,0 +1,293 @@
+import FleetProtocol
+import Foundation
+import GRDB
+
+/// The console's SQLite database (WAL). Ingest hands it batches
+/// (`WriteBatch`) committed in one transaction each — never a commit per
+/// message. Events are unique by (site, device, epoch, seq), so a QoS 1
+/// duplicate or a replay is stored once whatever the in-memory state says.
+/// Migrations are named and append-only.
+public final class FleetStore: Sendable {
+    let pool: DatabasePool
+
+    public init(path: String) throws {
+        var config = Configuration()
+        config.label = "fleet-console"
+        config.busyMode = .timeout(5)
+        pool = try DatabasePool(path: path, configuration: config)
+        try Self.migrator.migrate(pool)
+    }
+
+    static var migrator: DatabaseMigrator {
+        var m = DatabaseMigrator()
+        m.registerMigration("v1: devices, events, sessions, usage, alerts, commands, audit") { db in
+            try db.create(table: "device") { t in
+                t.column("site", .text).notNull()
+                t.column("device", .text).notNull()
+                t.column("json", .blob).notNull()
+                t.primaryKey(["site", "device"])
+            }
+            try db.create(table: "event") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("site", .text).notNull()
+                t.column("device", .text).notNull()
+                t.column("epoch", .integer).notNull()
+                t.column("seq", .integer).notNull()
+                t.column("ts", .double).notNull()
+                t.column("type", .text).notNull()
+                t.column("session_id", .text)
+                t.column("program", .text)
+                t.column("reason", .text)
+                t.column("historical", .boolean).notNull()
+                t.column("payload", .blob).notNull()
+                t.uniqueKey(["site", "device", "epoch", "seq"])
+            }
+            try db.create(index: "event_type_ts", on: "event", columns: ["type", "ts"])
+            try db.create(table: "session") { t in
+                t.primaryKey("session_id", .text)
+                t.column("site", .text).notNull()
+                t.column("device", .text).notNull()
+                t.column("program", .text)
+                t.column("started_at", .double)
+                t.column("ended_at", .double)
+                t.column("outcome", .text).notNull()
+                t.column("reason", .text)
+            }
+            try db.create(index: "session_device", on: "session", columns: ["site", "device", "started_at"])
+            try db.create(table: "usage_device") { t in
+                t.column("site", .text).notNull()
+                t.column("device", .text).notNull()
+                t.column("last", .blob).notNull()      // the device's last cumulative counters
+                t.column("total", .blob).notNull()     // reset-adjusted cumulative total
+                t.primaryKey(["site", "device"])
+            }
+            try db.create(table: "usage_day") { t in
+                t.column("site", .text).notNull()
+                t.column("day", .text).notNull()
+                t.column("json", .blob).notNull()
+                t.primaryKey(["site", "day"])
+            }
+            try db.create(table: "alert") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("site", .text).notNull()
+                t.column("device", .text)
+                t.column("type", .text).notNull()
+                t.column("severity", .text).notNull()
+                t.column("message", .text).notNull()
+                t.column("raised_at", .double).notNull()
+                t.column("cleared_at", .double)
+                t.column("acknowledged_by", .text)
+                t.column("acknowledged_at", .double)
+            }
+            try db.create(table: "command") { t in
+                t.primaryKey("id", .text)
+                t.column("json", .blob).notNull()
+                t.column("finished", .boolean).notNull().defaults(to: false)
+                t.column("created_at", .double).notNull()
+            }
+            try db.create(table: "audit") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("at", .double).notNull()
+                t.column("actor", .text).notNull()
+                t.column("action", .text).notNull()
+                t.column("targets", .text).notNull()
+                t.column("outcome", .text).notNull()
+                t.column("detail", .text)
+            }
+        }
+        return m
+    }
+
+    /// Writes gathered by ingest between two commits.
+    struct WriteBatch {
+        var devices: [DeviceAddress: Data] = [:]
+        var events: [(DeviceAddress, Stamped<Event>, Data)] = []
+        var sessions: [String: SessionRecord] = [:]
+        var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]
+        var usageDays: [String: UsageDay] = [:]
+        var isEmpty: Bool { devices.isEmpty && events.isEmpty && sessions.isEmpty && usage.isEmpty && usageDays.isEmpty }
+        var count: Int { devices.count + events.count + sessions.count + usage.count + usageDays.count }
+    }
+
+    /// Commits a batch; returns how many events were new (not duplicates).
+    @discardableResult
+    func commit(_ batch: WriteBatch) throws -> Int {
+        guard !batch.isEmpty else { return 0 }
+        let encoder = FleetJSON.makeEncoder()
+        return try pool.write { db in
+            var inserted = 0
+            for (address, stamped, payload) in batch.events {
+                let e = stamped.body
+                try db.execute(sql: """
+                    INSERT OR IGNORE INTO event(site, device, epoch, seq, ts, type, session_id, program, reason, historical, payload)
+                    VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    """, arguments: [address.site.rawValue, address.device.rawValue, Int64(bitPattern: stamped.envelope.epoch), Int64(bitPattern: stamped.envelope.seq),
+                                     stamped.envelope.ts.timeIntervalSince1970, e.type.rawValue, e.sessionID, e.program, e.reason?.rawValue,
+                                     stamped.envelope.historical, payload])
+                inserted += db.changesCount
+            }
+            for (address, json) in batch.devices {
+                try db.execute(sql: "INSERT OR REPLACE INTO device(site, device, json) VALUES (?, ?, ?)", arguments: [address.site.rawValue, address.device.rawValue, json])
+            }
+            for (_, s) in batch.sessions {
+                try db.execute(sql: """
+                    INSERT INTO session(session_id, site, device, program, started_at, ended_at, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(session_id) DO UPDATE SET program = coalesce(excluded.program, program),
+                      started_at = coalesce(started_at, excluded.started_at), ended_at = coalesce(excluded.ended_at, ended_at),
+                      outcome = CASE WHEN outcome IN ('completed','aborted','missed') THEN outcome ELSE excluded.outcome END,
+                      reason = coalesce(excluded.reason, reason)
+                    """, arguments: [s.sessionID, s.site, s.device, s.program, s.startedAt?.timeIntervalSince1970, s.endedAt?.timeIntervalSince1970, s.outcome, s.reason])
+            }
+            for (address, u) in batch.usage {
+                try db.execute(sql: "INSERT OR REPLACE INTO usage_device(site, device, last, total) VALUES (?, ?, ?, ?)",
+                               arguments: [address.site.rawValue, address.device.rawValue, try encoder.encode(u.last), try encoder.encode(u.total)])
+            }
+            for (_, day) in batch.usageDays {
+                try db.execute(sql: "INSERT OR REPLACE INTO usage_day(site, day, json) VALUES (?, ?, ?)", arguments: [day.site, day.day, try encoder.encode(day)])
+            }
+            return inserted
+        }
+    }
+
+    // MARK: Reads used at start-up and by the API
+
+    func loadDevices() throws -> [Data] {
+        try pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM device") }
+    }
+
+    func loadUsage() throws -> [(site: String, device: String, last: Data, total: Data)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT site, device, last, total FROM usage_device").map { ($0["site"], $0["device"], $0["last"], $0["total"]) }
+        }
+    }
+
+    func loadUsageDays() throws -> [Data] {
+        try pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM usage_day") }
+    }
+
+    func eventCount(site: String? = nil, device: String? = nil) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM event WHERE (? IS NULL OR site = ?) AND (? IS NULL OR device = ?)", arguments: [site, site, device, device]) ?? 0
+        }
+    }
+
+    /// The last stored (epoch, seq) of each device's events.
+    func lastEventSequences() throws -> [DeviceAddress: (UInt64, UInt64)] {
+        try pool.read { db in
+            var out: [DeviceAddress: (UInt64, UInt64)] = [:]
+            for row in try Row.fetchAll(db, sql: "SELECT site, device, max(epoch * 4294967296 + seq) AS k, epoch, seq FROM event GROUP BY site, device") {
+                if let a = try? DeviceAddress(site: row["site"] as String, device: row["device"] as String) {
+                    out[a] = (UInt64(bitPattern: row["epoch"] as Int64), UInt64(bitPattern: row["seq"] as Int64))
+                }
+            }
+            return out
+        }
+    }
+
+    func sessions(site: String, device: String, limit: Int) throws -> [SessionRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM session WHERE site = ? AND device = ? ORDER BY coalesce(started_at, ended_at) DESC LIMIT ?", arguments: [site, device, limit]).map(Self.session)
+        }
+    }
+
+    func sessionsStarted(site: String, since: Date) throws -> Int {
+        try pool.read { db in
+            try Int.fetchOne(db, sql: "SELECT count(*) FROM session WHERE site = ? AND started_at >= ?", arguments: [site, since.timeIntervalSince1970]) ?? 0
+        }
+    }
+
+    /// pain_signal aborts since `since`, grouped by (site, program).
+    func painSignalAborts(since: Date) throws -> [(site: String, program: String, count: Int)] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: """
+                SELECT site, program, count(*) AS n FROM event WHERE type = 'session_aborted' AND reason = 'pain_signal' AND ts >= ? AND program IS NOT NULL
+                GROUP BY site, program
+                """, arguments: [since.timeIntervalSince1970]).map { ($0["site"], $0["program"], $0["n"]) }
+        }
+    }
+
+    static func session(_ r: Row) -> SessionRecord {
+        SessionRecord(sessionID: r["session_id"], site: r["site"], device: r["device"], program: r["program"],
+                      startedAt: (r["started_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                      endedAt: (r["ended_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                      outcome: r["outcome"], reason: r["reason"])
+    }
+
+    // MARK: Alerts
+
+    func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) throws -> Int64 {
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO alert(site, device, type, severity, message, raised_at) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [site, device, type, severity.rawValue, message, at.timeIntervalSince1970])
+            return db.lastInsertedRowID
+        }
+    }
+
+    func clearAlert(id: Int64, at: Date) throws {
+        try pool.write { db in try db.execute(sql: "UPDATE alert SET cleared_at = ? WHERE id = ?", arguments: [at.timeIntervalSince1970, id]) }
+    }
+
+    func acknowledgeAlert(id: Int64, by: String, at: Date) throws -> AlertRecord? {
+        try pool.write { db in
+            try db.execute(sql: "UPDATE alert SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ?", arguments: [by, at.timeIntervalSince1970, id])
+            return try Row.fetchOne(db, sql: "SELECT * FROM alert WHERE id = ?", arguments: [id]).map(Self.alert)
+        }
+    }
+
+    func alerts(activeOnly: Bool, limit: Int = 500) throws -> [AlertRecord] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM alert \(activeOnly ? "WHERE cleared_at IS NULL" : "") ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Self.alert)
+        }
+    }
+
+    static func alert(_ r: Row) -> AlertRecord {
+        AlertRecord(id: r["id"], site: r["site"], device: r["device"], type: r["type"], severity: Health(rawValue: r["severity"]) ?? .warning,
+                    message: r["message"], raisedAt: Date(timeIntervalSince1970: r["raised_at"]),
+                    clearedAt: (r["cleared_at"] as Double?).map(Date.init(timeIntervalSince1970:)),
+                    acknowledgedBy: r["acknowledged_by"], acknowledgedAt: (r["acknowledged_at"] as Double?).map(Date.init(timeIntervalSince1970:)))
+    }
+
+    // MARK: Commands and audit
+
+    func saveCommand(_ record: CommandRecord) throws {
+        let json = try FleetJSON.encode(record)
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO command(id, json, finished, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [record.id, json, record.isFinished, record.createdAt.timeIntervalSince1970])
+        }
+    }
+
+    func command(id: String) throws -> CommandRecord? {
+        try pool.read { db in
+            try Data.fetchOne(db, sql: "SELECT json FROM command WHERE id = ?", arguments: [id]).flatMap { try? FleetJSON.makeDecoder().decode(CommandRecord.self, from: $0) }
+        }
+    }
+
+    func unfinishedCommands() throws -> [CommandRecord] {
+        try pool.read { db in
+            try Data.fetchAll(db, sql: "SELECT json FROM command WHERE finished = 0").compactMap { try? FleetJSON.makeDecoder().decode(CommandRecord.self, from: $0) }
+        }
+    }
+
+    func recentCommands(limit: Int) throws -> [CommandRecord] {
+        try pool.read { db in
+            try Data.fetchAll(db, sql: "SELECT json FROM command ORDER BY created_at DESC LIMIT ?", arguments: [limit]).compactMap { try? FleetJSON.makeDecoder().decode(CommandRecord.self, from: $0) }
+        }
+    }
+
+    func audit(actor: String, action: String, targets: String, outcome: String, detail: String?, at: Date = Date()) throws {
+        try pool.write { db in
+            try db.execute(sql: "INSERT INTO audit(at, actor, action, targets, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                           arguments: [at.timeIntervalSince1970, actor, action, targets, outcome, detail])
+        }
+    }
+
+    func auditEntries(limit: Int) throws -> [AuditEntry] {
+        try pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map {
+                AuditEntry(id: $0["id"], at: Date(timeIntervalSince1970: $0["at"]), actor: $0["actor"], action: $0["action"],
+                           targets: $0["targets"], outcome: $0["outcome"], detail: $0["detail"])
+            }
+        }
+    }
+}

@@ -1,0 +1,139 @@
+import FleetProtocol
+import Foundation
+import Hummingbird
+import Logging
+
+/// The console's HTTP API (JSON under /api/v1, bearer tokens) and /metrics.
+/// docs/api.md lists every route with its role and an example.
+public enum HTTPAPI {
+    public static func makeApplication(core: ConsoleCore, logger: Logger) -> some ApplicationProtocol {
+        let router = Router(context: BasicRequestContext.self)
+        addRoutes(to: router, core: core)
+        return Application(
+            router: router,
+            configuration: .init(address: .hostname(core.configuration.httpHost, port: core.configuration.httpPort), serverName: "fleet-console"),
+            logger: logger)
+    }
+
+    public static func addRoutes(to router: Router<BasicRequestContext>, core: ConsoleCore) {
+        let encoder = FleetJSON.makeEncoder(sortedKeys: true)
+        let limit = core.configuration.maxRequestBodyBytes
+
+        /// Runs `body` with the caller's principal and turns its result or
+        /// error into JSON; errors are always `{"error": {"code", "message"}}`.
+        @Sendable func json(_ request: Request, status: HTTPResponse.Status = .ok, _ body: (Principal) async throws -> any Encodable) async -> Response {
+            do {
+                let principal = try core.authenticate(authorization: request.headers[.authorization])
+                let value = try await body(principal)
+                return respond(status, try encoder.encode(value))
+            } catch let error as ConsoleError {
+                return failure(error)
+            } catch {
+                return failure(.badRequest("\(error)"))
+            }
+        }
+
+        @Sendable func respond(_ status: HTTPResponse.Status, _ data: Data) -> Response {
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            headers[.cacheControl] = "no-store"
+            return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(data))))
+        }
+
+        @Sendable func failure(_ error: ConsoleError) -> Response {
+            struct Body: Encodable { var error: Inner; struct Inner: Encodable { var code: String; var message: String } }
+            let data = (try? encoder.encode(Body(error: .init(code: error.code, message: error.message)))) ?? Data()
+            return respond(HTTPResponse.Status(code: error.status), data)
+        }
+
+        @Sendable func decodeBody<T: Decodable & Sendable>(_ request: Request, as type: T.Type) async throws -> T {
+            var request = request
+            let buffer: ByteBuffer
+            do { buffer = try await request.collectBody(upTo: limit) } catch {
+                throw ConsoleError(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+            }
+            switch FleetJSON.decode(T.self, from: Array(buffer.readableBytesView)) {
+            case .success(let value): return value
+            case .failure(let error): throw ConsoleError.badRequest(error.message)
+            }
+        }
+
+        @Sendable func query(_ request: Request, _ name: String) -> String? {
+            request.uri.queryParameters.get(name).flatMap { $0.isEmpty ? nil : $0 }
+        }
+
+        router.get("/healthz") { _, _ in "ok\n" }
+
+        router.get("/metrics") { _, _ -> Response in
+            var headers = HTTPFields()
+            headers[.contentType] = "text/plain; version=0.0.4"
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: core.metricsText)))
+        }
+
+        router.get("/api/v1/sites") { request, _ in
+            await json(request) { principal in ["sites": core.sites(for: principal)] }
+        }
+
+        router.get("/api/v1/devices") { request, _ in
+            await json(request) { principal in
+                var state: DeviceState?
+                if let s = query(request, "state") {
+                    guard let parsed = DeviceState(rawValue: s) else { throw ConsoleError.badRequest("state: expected one of \(DeviceState.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(s)\"") }
+                    state = parsed
+                }
+                var health: Health?
+                if let h = query(request, "health") {
+                    guard let parsed = Health(rawValue: h) else { throw ConsoleError.badRequest("health: expected ok, warning or critical, got \"\(h)\"") }
+                    health = parsed
+                }
+                return ["devices": try core.devices(for: principal, site: query(request, "site"), state: state, health: health)]
+            }
+        }
+
+        router.get("/api/v1/devices/:site/:device") { request, context in
+            await json(request) { principal in
+                try core.device(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", for: principal)
+            }
+        }
+
+        router.post("/api/v1/commands") { request, _ in
+            await json(request, status: .accepted) { principal in
+                try core.require(.operator, principal, for: "sending commands")
+                let submission = try await decodeBody(request, as: CommandSubmission.self)
+                return try await core.submit(submission, by: principal)
+            }
+        }
+
+        router.get("/api/v1/commands/:id") { request, context in
+            await json(request) { principal in try core.command(id: context.parameters.get("id") ?? "", for: principal) }
+        }
+
+        router.get("/api/v1/alerts") { request, _ in
+            await json(request) { principal in
+                let active = query(request, "active").map { $0 != "false" } ?? true
+                return ["alerts": try core.alerts(for: principal, activeOnly: active)]
+            }
+        }
+
+        router.post("/api/v1/alerts/:id/ack") { request, context in
+            await json(request) { principal in
+                try core.require(.operator, principal, for: "acknowledging alerts")
+                guard let id = context.parameters.get("id").flatMap(Int64.init) else { throw ConsoleError.badRequest("id: expected an alert number") }
+                return try core.acknowledgeAlert(id: id, by: principal)
+            }
+        }
+
+        router.get("/api/v1/usage") { request, _ in
+            await json(request) { principal in
+                try core.usage(for: principal, site: query(request, "site"), from: query(request, "from"), to: query(request, "to"))
+            }
+        }
+
+        router.get("/api/v1/audit") { request, _ in
+            await json(request) { principal in
+                let limit = query(request, "limit").flatMap(Int.init) ?? 200
+                return ["entries": try core.auditEntries(for: principal, limit: limit)]
+            }
+        }
+    }
+}

@@ -1,0 +1,364 @@
+import ArgumentParser
+import FleetConsole
+import FleetProtocol
+import Foundation
+import Logging
+import ServiceLifecycle
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+@main
+struct ConsoleCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet-console",
+        abstract: "MassageFleet console: serve the fleet's API and dashboard, or talk to a running console.",
+        subcommands: [Serve.self, Devices.self, Device.self, Start.self, Stop.self, SendCommand.self, Alerts.self, Usage.self, Audit.self, HashToken.self])
+}
+
+// MARK: serve
+
+struct Serve: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Run the console: ingest, health, commands, HTTP API.")
+    @Option(help: "The console's YAML configuration file.") var config: String?
+    @Option(help: "Broker as HOST:PORT.") var broker: String?
+    @Option(help: "HTTP address as HOST:PORT (default 127.0.0.1:8080).") var http: String?
+    @Option(help: "SQLite database path.") var db: String?
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+
+    func run() async throws {
+        let configuration: ConsoleConfiguration
+        do {
+            configuration = try ConsoleConfiguration.load(
+                file: config.map { URL(fileURLWithPath: $0) },
+                overrides: ConsoleOverrides(broker: broker, http: http, database: db, logLevel: logLevel,
+                                            adminToken: ProcessInfo.processInfo.environment["FLEET_CONSOLE_ADMIN_TOKEN"]))
+        } catch {
+            FileHandle.standardError.write(Data("fleet-console: \(error.description)\n".utf8))
+            throw ExitCode(2)
+        }
+        let level = configuration.logLevel
+        LoggingSystem.bootstrap { label in
+            var handler = StreamLogHandler.standardError(label: label)
+            handler.logLevel = level
+            return handler
+        }
+        let logger = Logger(label: "fleet-console")
+        if configuration.tokens.isEmpty {
+            logger.warning("no API tokens are configured: every API request will be refused (add tokens, or set FLEET_CONSOLE_ADMIN_TOKEN)")
+        }
+        let core: ConsoleCore
+        do { core = try ConsoleCore(configuration: configuration, logger: logger) } catch {
+            FileHandle.standardError.write(Data("fleet-console: cannot start: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let app = HTTPAPI.makeApplication(core: core, logger: logger)
+        let group = ServiceGroup(configuration: .init(services: [core, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await group.run()
+    }
+}
+
+struct HashToken: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "hash-token", abstract: "Print the SHA-256 of a token (read from standard input) for the config's tokens list.")
+    func run() throws {
+        guard let token = readLine(strippingNewline: true), !token.isEmpty else {
+            throw ValidationError("give the token on standard input, e.g.: printf %s \"$TOKEN\" | fleet-console hash-token")
+        }
+        print(TokenEntry.hex(TokenEntry.hash(token)))
+    }
+}
+
+// MARK: client
+
+struct ClientOptions: ParsableArguments {
+    @Option(help: "The console's base URL.") var api = ProcessInfo.processInfo.environment["FLEET_CONSOLE_API"] ?? "http://127.0.0.1:8080"
+    @Flag(help: "Print the API's JSON instead of a table.") var json = false
+}
+
+/// A small client of the console's HTTP API. The token comes from FLEET_CONSOLE_TOKEN.
+struct APIClient {
+    let base: String
+    let token: String
+
+    init(_ options: ClientOptions) throws {
+        base = options.api.hasSuffix("/") ? String(options.api.dropLast()) : options.api
+        guard let token = ProcessInfo.processInfo.environment["FLEET_CONSOLE_TOKEN"], !token.isEmpty else {
+            throw CLIError("set FLEET_CONSOLE_TOKEN to an API token (fleet-console hash-token explains how tokens are stored)")
+        }
+        self.token = token
+    }
+
+    func call(_ method: String, _ path: String, body: Data? = nil) async throws -> Data {
+        guard let url = URL(string: base + path) else { throw CLIError("not a valid URL: \(base + path)") }
+        var request = URLRequest(url: url, timeoutInterval: 30)
+        request.httpMethod = method
+        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+        if let body {
+            request.httpBody = body
+            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
+        }
+        let (data, response): (Data, URLResponse)
+        do { (data, response) = try await URLSession.shared.data(for: request) } catch {
+            throw CLIError("cannot reach the console at \(base): \(error.localizedDescription)")
+        }
+        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
+        guard (200..<300).contains(status) else {
+            struct Failure: Decodable { var error: Inner; struct Inner: Decodable { var code: String; var message: String } }
+            if let failure = try? JSONDecoder().decode(Failure.self, from: data) {
+                throw CLIError("\(failure.error.message) (HTTP \(status) \(failure.error.code))")
+            }
+            throw CLIError("HTTP \(status): \(String(decoding: data.prefix(500), as: UTF8.self))")
+        }
+        return data
+    }
+
+    func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> (T, Data) {
+        let data = try await call("GET", path)
+        return (try FleetJSON.makeDecoder().decode(T.self, from: data), data)
+    }
+}
+
+struct CLIError: Error, CustomStringConvertible {
+    var description: String
+    init(_ text: String) { description = text }
+}
+
+/// Prints rows as an aligned text table.
+func printTable(_ header: [String], _ rows: [[String]]) {
+    var widths = header.map(\.count)
+    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
+    func line(_ cells: [String]) -> String {
+        cells.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
+    }
+    print(line(header))
+    print(line(widths.map { String(repeating: "-", count: $0) }))
+    for row in rows { print(line(row)) }
+}
+
+func printJSON(_ data: Data) {
+    if let object = try? JSONSerialization.jsonObject(with: data),
+       let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) {
+        print(String(decoding: pretty, as: UTF8.self))
+    } else {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
+
+/// Runs a client subcommand, turning failures into a message and exit 1.
+func runClient(_ body: () async throws -> Void) async throws {
+    do { try await body() } catch let error as CLIError {
+        FileHandle.standardError.write(Data("fleet-console: \(error.description)\n".utf8))
+        throw ExitCode(1)
+    }
+}
+
+func when(_ date: Date?) -> String {
+    guard let date else { return "-" }
+    return RFC3339.string(from: date)
+}
+
+struct Devices: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List devices (filters: --site, --state, --health).")
+    @OptionGroup var options: ClientOptions
+    @Option var site: String?
+    @Option(help: "in_session, idle, offline or faulted.") var state: String?
+    @Option(help: "ok, warning or critical.") var health: String?
+
+    func run() async throws {
+        try await runClient {
+            let client = try APIClient(options)
+            var query: [String] = []
+            if let site { query.append("site=\(site)") }
+            if let state { query.append("state=\(state)") }
+            if let health { query.append("health=\(health)") }
+            struct List: Decodable { var devices: [DeviceSummary] }
+            let (list, raw) = try await client.get("/api/v1/devices" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")), as: List.self)
+            if options.json { return printJSON(raw) }
+            printTable(["SITE", "DEVICE", "STATE", "HEALTH", "PROGRAM", "CONFIG", "ALERTS"], list.devices.map {
+                [$0.site, $0.device, $0.state.rawValue, $0.health.rawValue, $0.session?.program ?? "-",
+                 "\($0.config.reported.map(String.init) ?? "-")/\($0.config.desired.map(String.init) ?? "-")", $0.alerts.joined(separator: ",")]
+            })
+        }
+    }
+}
+
+struct Device: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Show one device: SITE/DEVICE.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "site/device") var address: String
+
+    func run() async throws {
+        try await runClient {
+            let client = try APIClient(options)
+            let (detail, raw) = try await client.get("/api/v1/devices/\(address)", as: DeviceDetail.self)
+            if options.json { return printJSON(raw) }
+            let d = detail.summary
+            print("\(d.site)/\(d.device): \(d.state.rawValue), health \(d.health.rawValue), epoch \(d.epoch.map(String.init) ?? "-"), last seen \(when(d.lastSeen))")
+            if let s = d.session { print("session \(s.sessionID) \(s.program ?? "") \(s.state)") }
+            if let t = detail.telemetry {
+                let step = t.step.map { "\($0.target) \($0.technique) level \($0.intensity)" } ?? "-"
+                print("telemetry: \(t.sessionState.rawValue), step \(step), motor \(t.motorTempC) °C, pressure \(t.pressureMMHg.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
+            }
+            print("")
+            printTable(["SESSION", "PROGRAM", "STARTED", "OUTCOME", "REASON"], detail.recentSessions.map {
+                [$0.sessionID, $0.program ?? "-", when($0.startedAt), $0.outcome, $0.reason ?? ""]
+            })
+        }
+    }
+}
+
+struct TargetOptions: ParsableArguments {
+    @Option(help: "Site id.") var site: String?
+    @Option(help: "Comma-separated device ids (within --site) or site/device addresses.") var devices: String?
+    @Flag(name: .customLong("idle-only"), help: "Only devices that are online and not in a session.") var idleOnly = false
+    @Option(name: .customLong("ttl"), help: "Seconds the command stays valid (default 60).") var ttl: Double?
+    @Flag(help: "Wait until every device answered (or timed out) and show the results.") var wait = false
+
+    var targets: CommandSubmission.Targets {
+        .init(site: site, devices: devices?.split(separator: ",").map(String.init), idleOnly: idleOnly ? true : nil)
+    }
+}
+
+/// Submits a command and prints its per-device results.
+func submit(_ action: String, params: JSONValue?, targets: TargetOptions, options: ClientOptions) async throws {
+    let client = try APIClient(options)
+    let body = try FleetJSON.encode(CommandSubmission(action: action, params: params, targets: targets.targets, ttlSeconds: targets.ttl))
+    var raw = try await client.call("POST", "/api/v1/commands", body: body)
+    var record = try FleetJSON.makeDecoder().decode(CommandRecord.self, from: raw)
+    if targets.wait {
+        let deadline = Date().addingTimeInterval(max(35, (targets.ttl ?? 60) + 5))
+        while !record.isFinished, Date() < deadline {
+            let done = record.results.filter { $0.state.isFinal }.count
+            FileHandle.standardError.write(Data("\rwaiting for replies: \(done)/\(record.results.count)".utf8))
+            try await Task.sleep(for: .milliseconds(250))
+            (record, raw) = try await client.get("/api/v1/commands/\(record.id)", as: CommandRecord.self)
+        }
+        FileHandle.standardError.write(Data("\r".utf8))
+    }
+    if options.json { return printJSON(raw) }
+    print("command \(record.id) (\(record.action)), expires \(when(record.expiresAt))")
+    printTable(["SITE", "DEVICE", "STATE", "DETAIL"], record.results.map {
+        [$0.site, $0.device, $0.state.rawValue, $0.error.map { "\($0.code.rawValue): \($0.message)" } ?? ($0.result?["session_id"]?.stringValue ?? "")]
+    })
+    if record.results.contains(where: { $0.state == .failed || $0.state == .timedOut || $0.state == .expired }) { throw ExitCode(3) }
+}
+
+struct Start: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Start a program on devices: --site S [--devices a,b] [--idle-only] --program P.")
+    @OptionGroup var options: ClientOptions
+    @OptionGroup var targets: TargetOptions
+    @Option(help: "Program id.") var program: String
+    @Option(help: "Session intensity 1–10.") var intensity: Int?
+
+    func run() async throws {
+        try await runClient {
+            var params: [String: JSONValue] = ["program": .string(program)]
+            if let intensity { params["intensity"] = .number(Double(intensity)) }
+            try await submit("start_session", params: .object(params), targets: targets, options: options)
+        }
+    }
+}
+
+struct Stop: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Stop the running session on devices.")
+    @OptionGroup var options: ClientOptions
+    @OptionGroup var targets: TargetOptions
+    func run() async throws {
+        try await runClient { try await submit("stop_session", params: nil, targets: targets, options: options) }
+    }
+}
+
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "command", abstract: "Send any action (--params JSON), or --show ID to see a command's results.")
+    @OptionGroup var options: ClientOptions
+    @OptionGroup var targets: TargetOptions
+    @Argument(help: "start_session, schedule_session, cancel_scheduled, stop_session, pause_session, resume_session, adjust_intensity, get_status, resync, ping") var action: String?
+    @Option(help: "The action's params as a JSON object.") var params: String?
+    @Option(help: "Show an earlier command's results.") var show: String?
+
+    func run() async throws {
+        try await runClient {
+            if let show {
+                let client = try APIClient(options)
+                let (record, raw) = try await client.get("/api/v1/commands/\(show)", as: CommandRecord.self)
+                if options.json { return printJSON(raw) }
+                printTable(["SITE", "DEVICE", "STATE", "DETAIL"], record.results.map { [$0.site, $0.device, $0.state.rawValue, $0.error?.message ?? ""] })
+                return
+            }
+            guard let action else { throw CLIError("give an action, or --show ID") }
+            var parsed: JSONValue?
+            if let params {
+                switch FleetJSON.parse(Array(params.utf8)) {
+                case .success(let v): parsed = v
+                case .failure(let e): throw CLIError("--params: \(e.message)")
+                }
+            }
+            try await submit(action, params: parsed, targets: targets, options: options)
+        }
+    }
+}
+
+struct Alerts: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "List alerts (--all for cleared ones too), or --ack ID.")
+    @OptionGroup var options: ClientOptions
+    @Flag(help: "Include cleared alerts.") var all = false
+    @Option(help: "Acknowledge an alert by id.") var ack: Int64?
+
+    func run() async throws {
+        try await runClient {
+            let client = try APIClient(options)
+            if let ack {
+                let raw = try await client.call("POST", "/api/v1/alerts/\(ack)/ack")
+                return options.json ? printJSON(raw) : print("alert \(ack) acknowledged")
+            }
+            struct List: Decodable { var alerts: [AlertRecord] }
+            let (list, raw) = try await client.get("/api/v1/alerts?active=\(!all)", as: List.self)
+            if options.json { return printJSON(raw) }
+            printTable(["ID", "SEVERITY", "SITE", "DEVICE", "TYPE", "RAISED", "CLEARED", "ACK", "MESSAGE"], list.alerts.map {
+                ["\($0.id)", $0.severity.rawValue, $0.site, $0.device ?? "*", $0.type, when($0.raisedAt), when($0.clearedAt), $0.acknowledgedBy ?? "", $0.message]
+            })
+        }
+    }
+}
+
+struct Usage: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Usage per site and day (--site, --from, --to as YYYY-MM-DD).")
+    @OptionGroup var options: ClientOptions
+    @Option var site: String?
+    @Option var from: String?
+    @Option var to: String?
+
+    func run() async throws {
+        try await runClient {
+            let client = try APIClient(options)
+            var query: [String] = []
+            if let site { query.append("site=\(site)") }
+            if let from { query.append("from=\(from)") }
+            if let to { query.append("to=\(to)") }
+            let (report, raw) = try await client.get("/api/v1/usage" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")), as: UsageReport.self)
+            if options.json { return printJSON(raw) }
+            printTable(["SITE", "DAY", "STARTED", "COMPLETED", "ABORTED", "MINUTES"], report.days.map { day in
+                let minutes = day.minutes["program"]?.values.reduce(0, +) ?? 0
+                return [day.site, day.day, "\(day.sessions.started)", "\(day.sessions.completed)", "\(day.sessions.abortedTotal)", String(format: "%.1f", minutes)]
+            })
+        }
+    }
+}
+
+struct Audit: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "The audit log of operator actions (admin).")
+    @OptionGroup var options: ClientOptions
+    @Option var limit = 50
+
+    func run() async throws {
+        try await runClient {
+            let client = try APIClient(options)
+            struct List: Decodable { var entries: [AuditEntry] }
+            let (list, raw) = try await client.get("/api/v1/audit?limit=\(limit)", as: List.self)
+            if options.json { return printJSON(raw) }
+            printTable(["WHEN", "WHO", "ACTION", "TARGETS", "OUTCOME", "DETAIL"], list.entries.map {
+                [when($0.at), $0.actor, $0.action, $0.targets, $0.outcome, $0.detail ?? ""]
+            })
+        }
+    }
+}
