@@ -45,16 +45,18 @@ struct ResolvedConfig: Sendable {
     init(validating config: DeviceConfig, file: AgentConfiguration, fileLimits: EngineLimits, builtins: ProgramLibrary) throws(ConfigRejection) {
         var reasons: [String] = []
         var overrides = file.limits
+        // The device file's own limits, where it sets them, bound a desired
+        // config; otherwise the engine's hard limits do (EngineLimits checks those).
         if let minutes = config.maxSessionMinutes {
-            if minutes * 60 > fileLimits.maxSessionSeconds {
-                reasons.append("config.max_session_minutes: \(minutes) is above this device's limit of \(fileLimits.maxSessionSeconds / 60) minutes; configuration may only tighten it")
+            if let own = file.limits.maxSessionMinutes, minutes > own {
+                reasons.append("config.max_session_minutes: \(minutes) is above this device's limit of \(own) minutes; configuration may only tighten it")
             } else {
                 overrides.maxSessionMinutes = minutes
             }
         }
         if let temp = config.maxMotorTempC {
-            if temp > fileLimits.maxMotorTemperatureC {
-                reasons.append("config.max_motor_temp_c: \(temp) °C is above this device's limit of \(fileLimits.maxMotorTemperatureC) °C; configuration may only tighten it")
+            if let own = file.limits.maxMotorTemperatureC, temp > own {
+                reasons.append("config.max_motor_temp_c: \(temp) °C is above this device's limit of \(own) °C; configuration may only tighten it")
             } else {
                 overrides.maxMotorTemperatureC = temp
             }
@@ -62,8 +64,8 @@ struct ResolvedConfig: Sendable {
         if let ceilings = config.pressureCeilingMMHg {
             var merged = overrides.ceilingsMMHg ?? [:]
             for (zoneID, value) in ceilings.sorted(by: { $0.key < $1.key }) {
-                if let zone = Zone(rawValue: zoneID), value > fileLimits.ceiling(zone) {
-                    reasons.append("config.pressure_ceiling_mmhg.\(zoneID): \(value) mmHg is above this device's ceiling of \(fileLimits.ceiling(zone)) mmHg; configuration may only lower it")
+                if let own = file.limits.ceilingsMMHg?[zoneID], value > own {
+                    reasons.append("config.pressure_ceiling_mmhg.\(zoneID): \(value) mmHg is above this device's ceiling of \(own) mmHg; configuration may only lower it")
                 } else {
                     merged[zoneID] = value
                 }

@@ -257,12 +257,13 @@ public final class AgentService: Service, Sendable {
             }
             state.withLock { $0.connectedSince = Date() }
             logger.info("connected to the broker", metadata: ["broker": "\(configuration.broker.host):\(configuration.broker.port)"])
-            await publishStatus()
+            // Subscribe before the birth: a console that reacts to "online" must find us listening.
             do {
                 try await client.subscribe([Subscription(topics.cmd, qos: .atLeastOnce), Subscription(topics.configDesired, qos: .atLeastOnce)])
             } catch {
                 logger.warning("subscribe failed; it is retried after the next reconnect", metadata: ["error": "\(error)"])
             }
+            await publishStatus()
             outboxSignal.yield()
         }
     }

@@ -18,7 +18,7 @@ enum WireMapping {
         case .sessionStarted(let scheduleID):
             return Event(type: .sessionStarted, sessionID: session, program: program, source: scheduleID == nil ? "command" : "schedule", scheduleID: scheduleID?.rawValue)
         case .sessionStep(let index, let step, let intensity):
-            return Event(type: .sessionStep, sessionID: session, program: program, intensity: intensity, stepIndex: index,
+            return Event(type: .sessionStep, sessionID: session, program: program, intensity: intensity, stepIndex: index, stepCount: e.stepCount,
                          target: step.target.id, zone: step.zone.rawValue, point: step.point?.rawValue,
                          technique: step.technique.rawValue, durationSeconds: step.durationSeconds)
         case .sessionPaused:

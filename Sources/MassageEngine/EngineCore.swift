@@ -84,12 +84,12 @@ struct EngineCore {
 
     // MARK: - Events
 
-    mutating func emit(_ kind: EngineEvent.Kind, sessionID: SessionID?, programID: String?) {
-        outbox.append(EngineEvent(time: clock.now(), sessionID: sessionID, programID: programID, kind: kind))
+    mutating func emit(_ kind: EngineEvent.Kind, sessionID: SessionID?, programID: String?, stepCount: Int? = nil) {
+        outbox.append(EngineEvent(time: clock.now(), sessionID: sessionID, programID: programID, stepCount: stepCount, kind: kind))
     }
 
     mutating func emitSession(_ kind: EngineEvent.Kind, _ session: ActiveSession) {
-        emit(kind, sessionID: session.id, programID: session.program.id)
+        emit(kind, sessionID: session.id, programID: session.program.id, stepCount: session.program.steps.count)
     }
 
     // MARK: - Restore (startup)

@@ -103,12 +103,15 @@ public struct EngineEvent: Sendable, Equatable, CustomStringConvertible {
     public var time: Date
     public var sessionID: SessionID?
     public var programID: String?
+    /// Steps in the session's program (session events only).
+    public var stepCount: Int?
     public var kind: Kind
 
-    public init(time: Date, sessionID: SessionID?, programID: String?, kind: Kind) {
+    public init(time: Date, sessionID: SessionID?, programID: String?, stepCount: Int? = nil, kind: Kind) {
         self.time = time
         self.sessionID = sessionID
         self.programID = programID
+        self.stepCount = stepCount
         self.kind = kind
     }
 

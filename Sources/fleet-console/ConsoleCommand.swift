@@ -14,6 +14,25 @@ struct ConsoleCommand: AsyncParsableCommand {
         commandName: "fleet-console",
         abstract: "MassageFleet console: serve the fleet's API and dashboard, or talk to a running console.",
         subcommands: [Serve.self, Devices.self, Device.self, Start.self, Stop.self, SendCommand.self, Alerts.self, Usage.self, Audit.self, HashToken.self])
+
+    /// Like ArgumentParser's main, but a bad flag exits with status 2 instead of 64.
+    static func main() async {
+        var command: any ParsableCommand
+        do { command = try parseAsRoot() } catch {
+            if exitCode(for: error) == .success { exit(withError: error) }
+            FileHandle.standardError.write(Data("fleet-console: \(fullMessage(for: error))\n".utf8))
+            exit(withError: ExitCode(2))
+        }
+        do {
+            if var asyncCommand = command as? any AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                try command.run()
+            }
+        } catch {
+            exit(withError: error)
+        }
+    }
 }
 
 // MARK: serve
@@ -233,7 +252,7 @@ func submit(_ action: String, params: JSONValue?, targets: TargetOptions, option
             try await Task.sleep(for: .milliseconds(250))
             (record, raw) = try await client.get("/api/v1/commands/\(record.id)", as: CommandRecord.self)
         }
-        FileHandle.standardError.write(Data("\r".utf8))
+        FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
     if options.json { return printJSON(raw) }
     print("command \(record.id) (\(record.action)), expires \(when(record.expiresAt))")

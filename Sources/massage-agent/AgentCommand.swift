@@ -24,6 +24,18 @@ struct AgentCommand: AsyncParsableCommand {
     @Option(help: "Run simulated time N× faster (demos, tests; default 1).") var speed: Double?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
 
+    /// Like ArgumentParser's main, but a bad flag exits with status 2 (as a
+    /// bad configuration does) instead of 64.
+    static func main() async {
+        let command: AgentCommand
+        do { command = try parse() } catch {
+            if exitCode(for: error) == .success { exit(withError: error) } // --help, --version
+            FileHandle.standardError.write(Data("massage-agent: \(fullMessage(for: error))\n\(helpMessage())\n".utf8))
+            exit(withError: ExitCode(2))
+        }
+        do { try await command.run() } catch { exit(withError: error) }
+    }
+
     func run() async throws {
         let configuration: AgentConfiguration
         do {
