@@ -15,6 +15,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-http-types", from: "1.8.0"),
     ],
     targets: [
         // C shim → Swift wrapper
@@ -72,6 +73,7 @@ let package = Package(
                 .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "HTTPTypes", package: "swift-http-types"),
             ]
         ),
         .executableTarget(
@@ -96,6 +98,13 @@ let package = Package(
             ]
         ),
         .executableTarget(name: "engine-bench", dependencies: ["MassageEngine"]),
+        .executableTarget(
+            name: "fleet-bench",
+            dependencies: [
+                "Mosquitto", "FleetProtocol", "FleetTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .testTarget(name: "FleetTestSupportTests", dependencies: ["FleetTestSupport"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),

@@ -84,7 +84,7 @@ public struct ConsoleOverrides: Sendable {
 
 extension ConsoleConfiguration {
     static let knownKeys: [String: Set<String>] = [
-        "": ["broker", "topic_root", "http", "database", "instance", "sites", "health", "tokens", "log_level", "max_request_body_bytes"],
+        "": ["broker", "topic_root", "http", "database", "instance", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
         "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s"],
@@ -152,31 +152,21 @@ extension ConsoleConfiguration {
         if let v = r.int("health.pain_signal_count", in: 1...1000) { c.health.painSignalCount = v }
         if let v = r.double("health.pain_signal_window_h", in: 0.1...720) { c.health.painSignalWindowHours = v }
         if let v = r.double("health.command_timeout_s", in: 1...3600) { c.health.commandTimeoutSeconds = v }
-        // Tokens
-        if let tokens = r.value("tokens") {
-            if let list = tokens as? [Any] {
-                for (i, item) in list.enumerated() {
-                    let key = "tokens[\(i)]"
-                    guard let t = item as? [String: Any] else { r.problem(key, "expected {name, sha256, role, sites?}"); continue }
-                    for k in Set(t.keys).subtracting(["name", "sha256", "role", "sites"]).sorted() {
-                        r.problem("\(key).\(k)", k == "token" ? "plain tokens are not stored; put its SHA-256 in sha256 (fleet-console hash-token)" : "unknown key; expected one of: name, role, sha256, sites")
-                    }
-                    guard let name = t["name"] as? String, !name.isEmpty else { r.problem("\(key).name", "required"); continue }
-                    guard let hex = t["sha256"] as? String, let digest = Self.hexBytes(hex), digest.count == 32 else {
-                        r.problem("\(key).sha256", "required: 64 hexadecimal characters, the SHA-256 of the token (fleet-console hash-token prints it)"); continue
-                    }
-                    guard let roleText = t["role"] as? String, let role = Principal.Role(rawValue: roleText) else {
-                        r.problem("\(key).role", "expected viewer, operator or admin"); continue
-                    }
-                    var sites: Set<String>?
-                    if let s = t["sites"] {
-                        guard let list = s as? [String] else { r.problem("\(key).sites", "expected a list of site ids"); continue }
-                        sites = Set(list)
-                    }
-                    c.tokens.append(TokenEntry(name: name, sha256: digest, role: role, sites: sites))
-                }
+        // Tokens: inline, and/or from a secrets file only its owner can read.
+        if let tokens = r.value("tokens") { c.tokens += readTokens(tokens, key: "tokens", into: &r) }
+        if let path = r.string("tokens_file") {
+            let url = URL(fileURLWithPath: path, relativeTo: base)
+            var info = stat()
+            if stat(url.path, &info) != 0 {
+                r.problem("tokens_file", "cannot read \(url.path)")
+            } else if info.st_mode & 0o077 != 0 {
+                r.problem("tokens_file", "\(url.path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); it holds secrets: chmod 600 it")
+            } else if let text = try? String(contentsOf: url, encoding: .utf8), let loaded = try? Yams.load(yaml: text) as? [String: Any] {
+                let unknown = Set(loaded.keys).subtracting(["tokens"])
+                for k in unknown.sorted() { r.problem("tokens_file: \(k)", "unknown key; expected: tokens") }
+                if let tokens = loaded["tokens"] { c.tokens += readTokens(tokens, key: "tokens_file: tokens", into: &r) }
             } else {
-                r.problem("tokens", "expected a list of {name, sha256, role, sites?}")
+                r.problem("tokens_file", "\(url.path) is not a YAML mapping with a tokens list")
             }
         }
         if let admin = overrides.adminToken, !admin.isEmpty {
@@ -191,6 +181,35 @@ extension ConsoleConfiguration {
         r.checkUnknownKeys()
         if !r.problems.isEmpty { throw ConfigurationError(source: source, problems: r.problems) }
         return c
+    }
+
+    static func readTokens(_ value: Any, key: String, into r: inout ConfigReader) -> [TokenEntry] {
+        guard let list = value as? [Any] else {
+            r.problem(key, "expected a list of {name, sha256, role, sites?}")
+            return []
+        }
+        var out: [TokenEntry] = []
+        for (i, item) in list.enumerated() {
+            let k = "\(key)[\(i)]"
+            guard let t = item as? [String: Any] else { r.problem(k, "expected {name, sha256, role, sites?}"); continue }
+            for extra in Set(t.keys).subtracting(["name", "sha256", "role", "sites"]).sorted() {
+                r.problem("\(k).\(extra)", extra == "token" ? "plain tokens are not stored; put its SHA-256 in sha256 (fleet-console hash-token)" : "unknown key; expected one of: name, role, sha256, sites")
+            }
+            guard let name = t["name"] as? String, !name.isEmpty else { r.problem("\(k).name", "required"); continue }
+            guard let hex = t["sha256"] as? String, let digest = hexBytes(hex), digest.count == 32 else {
+                r.problem("\(k).sha256", "required: 64 hexadecimal characters, the SHA-256 of the token (fleet-console hash-token prints it)"); continue
+            }
+            guard let roleText = t["role"] as? String, let role = Principal.Role(rawValue: roleText) else {
+                r.problem("\(k).role", "expected viewer, operator or admin"); continue
+            }
+            var sites: Set<String>?
+            if let s = t["sites"] {
+                guard let list = s as? [String] else { r.problem("\(k).sites", "expected a list of site ids"); continue }
+                sites = Set(list)
+            }
+            out.append(TokenEntry(name: name, sha256: digest, role: role, sites: sites))
+        }
+        return out
     }
 
     static func hexBytes(_ hex: String) -> [UInt8]? {

@@ -43,14 +43,13 @@ extension ConsoleCore {
 
     private func handleDesired(_ address: DeviceAddress, _ payload: [UInt8]) {
         guard !payload.isEmpty, case .success(let desired) = DesiredConfig.decode(payload) else { return }
-        let json = model.withLock { m -> Data? in
+        model.withLock { m in
             var r = m.record(address)
             if r.desired?.version != desired.version { r.desiredSince = Date() }
             r.desired = desired
             m.devices[address] = r
-            return try? FleetJSON.encode(r)
         }
-        if let json { pending.withLock { $0.devices[address] = json } }
+        pending.withLock { _ = $0.dirtyDevices.insert(address) }
     }
 
     func apply(_ payload: AgentPayload, from address: DeviceAddress, raw: [UInt8]) {
@@ -64,7 +63,7 @@ extension ConsoleCore {
             break
         }
         var resync = false
-        let (json, batchItems) = model.withLock { m -> (Data?, PendingItems) in
+        let batchItems = model.withLock { m -> PendingItems in
             var r = m.record(address)
             var items = PendingItems()
             let envelope = payload.envelope
@@ -142,10 +141,10 @@ extension ConsoleCore {
                 r.reported = c.body
             }
             m.devices[address] = r
-            return (try? FleetJSON.encode(r), items)
+            return items
         }
         let size = pending.withLock { b -> Int in
-            if let json { b.devices[address] = json }
+            b.dirtyDevices.insert(address)
             if let (event, data) = batchItems.event, case .event(let stamped) = payload {
                 _ = event
                 b.events.append((address, stamped, data))
@@ -248,7 +247,16 @@ extension ConsoleCore {
     }
 
     func flushNow() {
-        let batch = pending.withLock { b -> FleetStore.WriteBatch in defer { b = .init() }; return b }
+        var batch = pending.withLock { b -> FleetStore.WriteBatch in defer { b = .init() }; return b }
+        // Device records are encoded here, once per batch, not once per message.
+        if !batch.dirtyDevices.isEmpty {
+            let records = model.withLock { m in batch.dirtyDevices.compactMap { a in m.devices[a].map { (a, $0) } } }
+            let encoder = FleetJSON.makeEncoder()
+            for (address, record) in records {
+                if let json = try? encoder.encode(record) { batch.devices[address] = json }
+            }
+            batch.dirtyDevices = []
+        }
         guard !batch.isEmpty else { return }
         do {
             let inserted = try store.commit(batch)

@@ -14,6 +14,9 @@ public final class FleetStore: Sendable {
         var config = Configuration()
         config.label = "fleet-console"
         config.busyMode = .timeout(5)
+        // WAL + synchronous=NORMAL: durable across process crashes; batches are
+        // what make ingest fast, not skipped fsyncs (docs/operations.md).
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)
     }
@@ -101,11 +104,13 @@ public final class FleetStore: Sendable {
     /// Writes gathered by ingest between two commits.
     struct WriteBatch {
         var devices: [DeviceAddress: Data] = [:]
+        /// Devices whose record changed; encoded into `devices` at commit time.
+        var dirtyDevices: Set<DeviceAddress> = []
         var events: [(DeviceAddress, Stamped<Event>, Data)] = []
         var sessions: [String: SessionRecord] = [:]
         var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]
         var usageDays: [String: UsageDay] = [:]
-        var isEmpty: Bool { devices.isEmpty && events.isEmpty && sessions.isEmpty && usage.isEmpty && usageDays.isEmpty }
+        var isEmpty: Bool { devices.isEmpty && dirtyDevices.isEmpty && events.isEmpty && sessions.isEmpty && usage.isEmpty && usageDays.isEmpty }
         var count: Int { devices.count + events.count + sessions.count + usage.count + usageDays.count }
     }
 

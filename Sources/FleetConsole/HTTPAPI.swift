@@ -1,5 +1,6 @@
 import FleetProtocol
 import Foundation
+import HTTPTypes
 import Hummingbird
 import Logging
 
@@ -37,6 +38,7 @@ public enum HTTPAPI {
             var headers = HTTPFields()
             headers[.contentType] = "application/json; charset=utf-8"
             headers[.cacheControl] = "no-store"
+            headers[HTTPField.Name("X-Content-Type-Options")!] = "nosniff"
             return Response(status: status, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(bytes: Array(data))))
         }
 

@@ -14,6 +14,11 @@ public final class AgentDatabase: Sendable {
         var config = Configuration()
         config.label = "massage-agent"
         config.busyMode = .timeout(5)
+        // WAL with synchronous=NORMAL: a commit survives a crash or SIGKILL of
+        // the process (it is in the WAL); only a power cut can lose the last
+        // transactions, never corrupt the file. FULL would fsync every command
+        // reply and outbox entry (tens of milliseconds each on a device's flash).
+        config.prepareDatabase { db in try db.execute(sql: "PRAGMA synchronous = NORMAL") }
         writer = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(writer)
     }

@@ -45,6 +45,9 @@ final class ClientCore: @unchecked Sendable {
         var early: [Int32: AckResult] = [:]
         var ignored: Set<Int32> = []
         var cancelled: Set<Int32> = []
+        /// QoS ≥ 1 publishes sent with `publishNoWait` not yet acknowledged.
+        var unacked: Set<Int32> = []
+        var drainWaiters: [CheckedContinuation<Void, any Error>] = []
         var pendingPublishes = 0
         var subscriptions: [Subscription] = []
         var connectWaiters: [CheckedContinuation<Void, any Error>] = []
@@ -214,6 +217,7 @@ final class ClientCore: @unchecked Sendable {
     }
 
     private func didDisconnect(rc: Int32) {
+        var drainFailures: [CheckedContinuation<Void, any Error>] = []
         let (failing, error) = state.withLock { s -> ([CheckedContinuation<AckResult, any Error>], MQTTError?) in
             s.generation &+= 1
             let error = disconnectError(rc: rc, s)
@@ -222,9 +226,13 @@ final class ClientCore: @unchecked Sendable {
             s.early = [:]
             s.ignored = []
             s.cancelled = []
+            s.unacked = []
+            drainFailures = s.drainWaiters
+            s.drainWaiters = []
             defer { s.pending = [:] }
             return (Array(s.pending.values), error)
         }
+        for d in drainFailures { d.resume(throwing: MQTTError(.connectionLost, "connection to \(configuration.endpoint) was lost before every publish was acknowledged")) }
         let lost = MQTTError(.connectionLost, "connection to \(configuration.endpoint) was lost before the broker acknowledged the request" + (error.map { " (\($0.message))" } ?? ""))
         for c in failing { c.resume(throwing: lost) }
     }
@@ -267,14 +275,39 @@ final class ClientCore: @unchecked Sendable {
     // MARK: Acknowledgements
 
     func deliver(_ mid: Int32, _ result: AckResult) {
+        var drained: [CheckedContinuation<Void, any Error>] = []
         let waiter = state.withLock { s -> CheckedContinuation<AckResult, any Error>? in
             if let w = s.pending.removeValue(forKey: mid) { return w }
+            if s.unacked.remove(mid) != nil {
+                if s.unacked.isEmpty { drained = s.drainWaiters; s.drainWaiters = [] }
+                return nil
+            }
             if s.ignored.remove(mid) != nil || s.cancelled.remove(mid) != nil { return nil }
             if s.early.count > 65_536 { s.early.removeAll() } // stale acks of a past connection
             s.early[mid] = result
             return nil
         }
         waiter?.resume(returning: result)
+        for d in drained { d.resume() }
+    }
+
+    /// Tracks the acknowledgement of a publish nobody awaits.
+    func track(_ mid: Int32) {
+        state.withLock { s in
+            if s.early.removeValue(forKey: mid) == nil { s.unacked.insert(mid) }
+        }
+    }
+
+    /// Waits until every tracked publish was acknowledged.
+    func waitForAcknowledgements() async throws {
+        try await withCheckedThrowingContinuation { (c: CheckedContinuation<Void, any Error>) in
+            let done = state.withLock { s -> Bool in
+                if s.unacked.isEmpty { return true }
+                s.drainWaiters.append(c)
+                return false
+            }
+            if done { c.resume() }
+        }
     }
 
     /// Forget the acknowledgement of `mid` (QoS 0 publishes, resubscribes).
@@ -405,15 +438,16 @@ final class ClientCore: @unchecked Sendable {
             destroyed = true
             mosquitto_destroy(mosq)
         }
-        let (acks, connects, shutdowns) = state.withLock { s in
+        let (acks, connects, shutdowns, drains) = state.withLock { s in
             s.closed = true
             s.connection = .closed
-            defer { s.pending = [:]; s.connectWaiters = []; s.shutdownWaiters = [] }
-            return (Array(s.pending.values), s.connectWaiters, s.shutdownWaiters)
+            defer { s.pending = [:]; s.connectWaiters = []; s.shutdownWaiters = []; s.drainWaiters = [] }
+            return (Array(s.pending.values), s.connectWaiters, s.shutdownWaiters, s.drainWaiters)
         }
         let error = MQTTError(.shutdown, "client '\(configuration.clientID)' was shut down")
         for c in acks { c.resume(throwing: error) }
         for c in connects { c.resume(throwing: error) }
+        for c in drains { c.resume(throwing: error) }
         for c in stateObservers.withLock({ o -> [AsyncStream<MQTTConnectionState>.Continuation] in defer { o = [:] }; return Array(o.values) }) {
             c.yield(.closed)
             c.finish()

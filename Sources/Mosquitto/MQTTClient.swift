@@ -119,6 +119,36 @@ public final class MQTTClient: Sendable {
         return PublishResult(reasonCode: reason)
     }
 
+    /// Publishes without waiting for the acknowledgement, as a firehose does
+    /// (`mosquitto_pub -l`, a bulk replay): the message is handed to the
+    /// socket (libmosquitto keeps `sendMaximum` in flight and queues the
+    /// rest) and its acknowledgement is tracked; `waitForAcknowledgements()`
+    /// returns once every such publish was acknowledged. Fails fast when
+    /// disconnected, like `publish`.
+    public func publishNoWait(_ topic: String, payload: [UInt8], qos: QoS, retain: Bool = false, properties: MQTTProperties = .init()) throws {
+        let what = "publishing to '\(topic)'"
+        guard payload.count <= 268_435_455 else {
+            throw MQTTError(.invalidArgument, "\(what): payload of \(payload.count) bytes exceeds MQTT's 256 MiB limit")
+        }
+        let props = properties.isEmpty ? nil : try properties.makeCList()
+        _ = try core.requireConnected(what)
+        var mid: Int32 = 0
+        let rc = try core.withMosquitto(what) { mosq in
+            payload.withUnsafeBytes { raw in
+                mosquitto_publish_v5(mosq, &mid, topic, Int32(payload.count), raw.baseAddress, Int32(qos.rawValue), retain, props?.head)
+            }
+        }
+        core.flushSoon()
+        guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError.mosquitto(rc, what) }
+        if qos == .atMostOnce { core.ignore(mid) } else { core.track(mid) }
+    }
+
+    /// Waits until every `publishNoWait` message was acknowledged; throws
+    /// `connectionLost` if the connection dropped first.
+    public func waitForAcknowledgements() async throws {
+        try await core.waitForAcknowledgements()
+    }
+
     /// Subscribes and returns the granted QoS per subscription. The
     /// subscriptions are remembered and renewed after every reconnect that
     /// did not resume a session.

@@ -109,7 +109,7 @@ final class MQTTEventLoop: Sendable {
         var fds: [pollfd] = []
         var polled: [Entry] = []
         let clock = ContinuousClock()
-        let miscInterval = Duration.milliseconds(100)
+        let miscInterval = Duration.seconds(1) // keepalive has 1 s granularity
         var nextMisc = clock.now
 
         while true {

@@ -167,6 +167,13 @@ func publishWindowed(_ client: MQTTClient, topic: String, count: Int, payload: [
         for _ in 0..<count { try await client.publish(topic, payload: payload, qos: qos) }
         return
     }
+    if window == .max {
+        for _ in 0..<count { try client.publishNoWait(topic, payload: payload, qos: qos) }
+        try await client.waitForAcknowledgements()
+        return
+    }
+    // Up to `window` publishes outstanding; libmosquitto keeps sendMaximum of
+    // them in flight on the wire and queues the rest, as it does for mosquitto_pub.
     try await withThrowingTaskGroup(of: Void.self) { group in
         var inFlight = 0
         for _ in 0..<count {
@@ -183,9 +190,11 @@ func publishWindowed(_ client: MQTTClient, topic: String, count: Int, payload: [
 
 // MARK: Publish
 
-/// mosquitto_pub -l publishes one message per stdin line; our client publishes
-/// the same lines (QoS 1 with the same in-flight window, 20). Each is timed
-/// until its last message was handed over (QoS 0) or acknowledged (QoS 1).
+/// mosquitto_pub -l publishes one message per stdin line without waiting for
+/// each acknowledgement (libmosquitto keeps 20 in flight and queues the rest);
+/// our client publishes the same lines with `publishNoWait` and the same
+/// in-flight window of 20 on the wire, then waits for every acknowledgement. Each is timed until its last
+/// message was handed over (QoS 0) or acknowledged (QoS 1).
 func publishBenchmark(broker: MosquittoBroker, qos: QoS, options: CommonOptions) async throws -> Comparison {
     let n = options.messages
     let line = String(decoding: payload(size: options.size), as: UTF8.self)
@@ -207,7 +216,8 @@ func publishBenchmark(broker: MosquittoBroker, qos: QoS, options: CommonOptions)
         let t1 = clock.now
         let client = try MQTTClient(configuration: config, eventLoopGroup: MQTTEventLoopGroup(numberOfThreads: 1))
         try await client.connect()
-        try await publishWindowed(client, topic: topic, count: n, payload: body, qos: qos, window: 20)
+        // Like mosquitto_pub -l: hand every line over without waiting, then wait for the acknowledgements.
+        try await publishWindowed(client, topic: topic, count: n, payload: body, qos: qos, window: .max)
         await client.shutdown()
         ours.append(Double(n) / t1.duration(to: clock.now).seconds)
     }

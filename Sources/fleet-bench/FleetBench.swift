@@ -1,0 +1,239 @@
+import ArgumentParser
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Mosquitto
+#if canImport(Glibc)
+import Glibc
+#endif
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// Benchmarks of the built executables, each against a reference measured in
+/// the same run (docs/BENCHMARKS.md). Build in release first:
+///   swift build -c release && .build/release/fleet-bench agent
+@main
+struct FleetBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet-bench",
+        abstract: "Agent footprint and command round trip; console ingest vs mosquitto_sub.",
+        subcommands: [AgentBench.self, IngestBench.self])
+}
+
+/// The directory holding this binary and the other products.
+let productsDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+let repository: URL = {
+    var dir = URL(fileURLWithPath: #filePath).deletingLastPathComponent()
+    for _ in 0..<2 { dir = dir.deletingLastPathComponent() }
+    return dir
+}()
+
+func procStatus(_ pid: Int32) -> (rssMiB: Double, threads: Int) {
+    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
+    var rss = 0.0, threads = 0
+    for line in text.split(separator: "\n") {
+        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        if line.hasPrefix("VmRSS:"), parts.count >= 2 { rss = (Double(parts[1]) ?? 0) / 1024 }
+        if line.hasPrefix("Threads:"), parts.count >= 2 { threads = Int(parts[1]) ?? 0 }
+    }
+    return (rss, threads)
+}
+
+/// CPU seconds (user + system) a process has used.
+func cpuSeconds(_ pid: Int32) -> Double {
+    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return 0 }
+    let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
+    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+    return ((Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)) / ticks
+}
+
+func percentile(_ values: [Double], _ p: Double) -> Double {
+    let sorted = values.sorted()
+    return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p))]
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) / 1e18 }
+    var milliseconds: Double { seconds * 1000 }
+}
+
+// MARK: agent
+
+struct AgentBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "agent", abstract: "Agent RSS idle and in a session, idle CPU with 1 s telemetry, command round trip vs the bare broker round trip.")
+    @Option(help: "Round trips to time.") var roundTrips = 1000
+    @Option(help: "Seconds of idle to measure CPU over.") var idleSeconds = 20
+
+    func run() async throws {
+        // set_tcp_nodelay: small replies go out at once (docs/operations.md).
+        let broker = try await MosquittoBroker.start(BrokerOptions(extraConfig: "set_tcp_nodelay true\n"))
+        defer { broker.stopNow() }
+        let data = try TemporaryDirectory(prefix: "agent-bench")
+        let config = data.url.appendingPathComponent("agent.yaml")
+        try """
+            site: bench
+            device: agent-1
+            data_dir: \(data.url.appendingPathComponent("data").path)
+            programs_dir: \(repository.appendingPathComponent("Config/programs").path)
+            broker: {host: 127.0.0.1, port: \(broker.port)}
+            telemetry_interval_s: 1
+            usage_interval_s: 60
+            log_level: warning
+            """.write(to: config, atomically: true, encoding: .utf8)
+        let agent = try ProcessRunner.start(productsDirectory.appendingPathComponent("massage-agent"), arguments: ["--config", config.path])
+        defer { agent.kill() }
+        let pid = agent.processIdentifier
+
+        let probe = try MQTTClient(configuration: MQTTConfiguration(host: broker.host, port: broker.port, clientID: "bench-probe"))
+        try await probe.connect()
+        let inbox = MessageCollector(probe)
+        try await probe.subscribe("massage/v1/bench/agent-1/status", qos: .atLeastOnce)
+        try await probe.subscribe("bench/replies/#", qos: .atLeastOnce)
+        try await waitUntil(timeout: .seconds(30), "the agent is online") {
+            inbox.messages(on: "massage/v1/bench/agent-1/status").contains { String(decoding: $0.payload, as: UTF8.self).contains("\"online\"") }
+        }
+        // Settle, then measure idle CPU over a window (a measurement, not a wait for a condition).
+        try await Task.sleep(for: .seconds(3))
+        let idle = procStatus(pid)
+        let cpu0 = cpuSeconds(pid)
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        try await Task.sleep(for: .seconds(idleSeconds))
+        let idleCPU = (cpuSeconds(pid) - cpu0) / t0.duration(to: clock.now).seconds * 100
+
+        // Round trips: ping through the agent vs an echo through the broker alone.
+        var agentTimes: [Double] = []
+        var brokerTimes: [Double] = []
+        let cmdTopic = "massage/v1/bench/agent-1/cmd"
+        for i in 0..<roundTrips {
+            let before = inbox.count
+            let start = clock.now
+            let command = Command(id: "rt-\(i)", request: .ping)
+            try await probe.publish(cmdTopic, payload: Array(try FleetJSON.encode(command)), qos: .atLeastOnce,
+                                    properties: MQTTProperties(responseTopic: "bench/replies/agent", correlationData: Array("\(i)".utf8)))
+            try await waitUntil(timeout: .seconds(5), pollEvery: .microseconds(50), "reply \(i)") { inbox.count > before }
+            agentTimes.append(start.duration(to: clock.now).milliseconds)
+
+            let before2 = inbox.count
+            let start2 = clock.now
+            try await probe.publish("bench/replies/echo", payload: Array("echo-\(i)".utf8), qos: .atLeastOnce)
+            try await waitUntil(timeout: .seconds(5), pollEvery: .microseconds(50), "echo \(i)") { inbox.count > before2 }
+            brokerTimes.append(start2.duration(to: clock.now).milliseconds)
+        }
+
+        // RSS during a session.
+        let start = Command(id: "bench-session", request: .startSession(.program(Identifier(rawValue: "full-leg-circulation")!)))
+        try await probe.publish(cmdTopic, payload: Array(try FleetJSON.encode(start)), qos: .atLeastOnce,
+                                properties: MQTTProperties(responseTopic: "bench/replies/agent"))
+        try await Task.sleep(for: .seconds(5))
+        let busy = procStatus(pid)
+        await probe.shutdown()
+
+        print("| agent measurement | value | reference / goal |")
+        print("| --- | ---: | --- |")
+        print("| RSS idle | \(String(format: "%.1f", idle.rssMiB)) MiB | goal ≤ 16 MB |")
+        print("| RSS during a session | \(String(format: "%.1f", busy.rssMiB)) MiB | goal ≤ 16 MB |")
+        print("| idle CPU, 1 s telemetry, \(idleSeconds) s window | \(String(format: "%.2f", idleCPU)) % of a core | goal ≤ 1 % |")
+        print("| threads | \(idle.threads) | |")
+        print("| command round trip p50 (ping) | \(String(format: "%.3f", percentile(agentTimes, 0.5))) ms | bare broker round trip p50 \(String(format: "%.3f", percentile(brokerTimes, 0.5))) ms |")
+        print("| command round trip p99 (ping) | \(String(format: "%.3f", percentile(agentTimes, 0.99))) ms | bare broker round trip p99 \(String(format: "%.3f", percentile(brokerTimes, 0.99))) ms; ratio \(String(format: "%.2f", percentile(agentTimes, 0.99) / percentile(brokerTimes, 0.99)))× (goal ≤ 2×) |")
+    }
+}
+
+// MARK: console ingest
+
+struct IngestBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "ingest", abstract: "Console ingest and commit vs mosquitto_sub counting the same stream; console RSS with N devices.")
+    @Option(help: "Simulated devices publishing.") var devices = 1000
+    @Option(help: "Events (QoS 1) per device.") var events = 50
+    @Option(help: "Publishing threads.") var threads = 2
+
+    func run() async throws {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+
+        let broker = try await MosquittoBroker.start(BrokerOptions(extraConfig: "max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n"))
+        defer { broker.stopNow() }
+        let dir = try TemporaryDirectory(prefix: "ingest-bench")
+        let httpPort = try freeLoopbackPort()
+        let token = "bench-token"
+        let configFile = dir.url.appendingPathComponent("console.yaml")
+        try """
+            broker: {host: 127.0.0.1, port: \(broker.port)}
+            http: 127.0.0.1:\(httpPort)
+            database: \(dir.url.appendingPathComponent("console.sqlite").path)
+            log_level: warning
+            """.write(to: configFile, atomically: true, encoding: .utf8)
+        let console = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-console"), arguments: ["serve", "--config", configFile.path],
+                                              environment: ["FLEET_CONSOLE_ADMIN_TOKEN": token])
+        defer { console.kill() }
+        func metric(_ name: String) async -> Double? {
+            guard let url = URL(string: "http://127.0.0.1:\(httpPort)/metrics"),
+                  let (data, _) = try? await URLSession.shared.data(from: url) else { return nil }
+            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + " ") {
+                return Double(line.split(separator: " ").last ?? "")
+            }
+            return nil
+        }
+        try await waitUntil(timeout: .seconds(30), "the console serves /metrics") { await metric("fleet_ingest_messages_total") != nil }
+
+        // Devices connect first (not timed).
+        let group = MQTTEventLoopGroup(numberOfThreads: threads)
+        var clients: [MQTTClient] = []
+        for i in 0..<devices {
+            var c = MQTTConfiguration(host: broker.host, port: broker.port, clientID: "bench-dev-\(i)")
+            c.sendMaximum = 1000
+            let client = try MQTTClient(configuration: c, eventLoopGroup: group)
+            try await client.connect()
+            clients.append(client)
+        }
+        let total = devices * events
+        // The reference: mosquitto_sub counting the same event stream.
+        let sub = try ProcessRunner.start(tool: "mosquitto_sub", arguments: ["-h", broker.host, "-p", "\(broker.port)", "-q", "1", "-t", "massage/v1/+/+/events", "-C", "\(total)"])
+        defer { sub.kill() }
+        try await Task.sleep(for: .milliseconds(500)) // let mosquitto_sub subscribe (it prints nothing until messages arrive)
+
+        let clock = ContinuousClock()
+        let start = clock.now
+        let payloads: [[[UInt8]]] = try (0..<devices).map { d in
+            try (1...events).map { seq in
+                Array(try FleetJSON.encode(Stamped(Event(type: .sessionStep, sessionID: "s-\(d)", program: "calf-release", stepIndex: seq % 5, target: "calf", zone: "calf", technique: "kneading"),
+                                                   envelope: Envelope(ts: Date(), epoch: 1, seq: UInt64(seq)))))
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { tasks in
+            for (d, client) in clients.enumerated() {
+                tasks.addTask {
+                    let topic = "massage/v1/site-\(d % 10)/dev-\(d)/events"
+                    for p in payloads[d] { try await client.publish(topic, payload: p, qos: .atLeastOnce) }
+                }
+            }
+            try await tasks.waitForAll()
+        }
+        let published = start.duration(to: clock.now)
+        var subDone: Duration?
+        var consoleDone: Duration?
+        try await waitUntil(timeout: .seconds(300), pollEvery: .milliseconds(20), "both received \(total) events") {
+            if subDone == nil, !sub.isRunning { subDone = start.duration(to: clock.now) }
+            if consoleDone == nil, let stored = await metric("fleet_events_stored_total"), Int(stored) >= total { consoleDone = start.duration(to: clock.now) }
+            return subDone != nil && consoleDone != nil
+        }
+        let stored = Int(await metric("fleet_events_stored_total") ?? -1)
+        let duplicates = Int(await metric("fleet_events_duplicate_total") ?? -1)
+        let rss = procStatus(console.processIdentifier)
+        for c in clients { await c.shutdown() }
+        let ours = Double(total) / consoleDone!.seconds
+        let reference = Double(total) / subDone!.seconds
+        print("| console ingest (\(devices) devices × \(events) QoS 1 events) | value |")
+        print("| --- | ---: |")
+        print("| published in | \(String(format: "%.2f", published.seconds)) s |")
+        print("| mosquitto_sub received all | \(String(format: "%.2f", subDone!.seconds)) s → \(Int(reference)) msg/s |")
+        print("| console ingested and committed all | \(String(format: "%.2f", consoleDone!.seconds)) s → \(Int(ours)) msg/s |")
+        print("| ratio | \(String(format: "%.2f", ours / reference))× (goal ≥ 0.95×) |")
+        print("| events stored / duplicates ignored | \(stored) / \(duplicates) (expected \(total) / 0) |")
+        print("| console RSS with \(devices) devices | \(String(format: "%.1f", rss.rssMiB)) MiB |")
+    }
+}
