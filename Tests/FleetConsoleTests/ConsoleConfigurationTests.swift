@@ -1,0 +1,78 @@
+@testable import FleetConsole
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Testing
+
+@Suite("Console configuration and tokens")
+struct ConsoleConfigurationTests {
+    func write(_ text: String, in dir: TemporaryDirectory, name: String = "console.yaml", mode: Int = 0o600) throws -> URL {
+        let url = dir.url.appendingPathComponent(name)
+        try text.write(to: url, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: mode], ofItemAtPath: url.path)
+        return url
+    }
+
+    @Test("the shipped example configuration loads")
+    func shipped() throws {
+        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let c = try ConsoleConfiguration.load(file: repo.appendingPathComponent("Config/console.yaml"))
+        #expect(c.sites.map(\.id) == ["clinic-north", "spa-south"])
+        #expect(c.sites[0].timeZone.identifier == "Europe/Berlin")
+        #expect(c.httpPort == 8080)
+    }
+
+    @Test("tokens are stored hashed; a plain token in the file is refused with what to do instead")
+    func tokens() throws {
+        let dir = try TemporaryDirectory(prefix: "console-config")
+        let hash = TokenEntry.hex(TokenEntry.hash("s3cret"))
+        let good = try write("tokens:\n  - {name: desk, sha256: \(hash), role: operator, sites: [clinic-north]}\n", in: dir)
+        let c = try ConsoleConfiguration.load(file: good, overrides: ConsoleOverrides(adminToken: "boot"))
+        #expect(c.tokens.count == 2)
+        #expect(c.tokens[0].role == .operator && c.tokens[0].sites == ["clinic-north"])
+        #expect(c.tokens[1].name == "env-admin" && c.tokens[1].role == .admin)
+
+        let plain = try write("tokens:\n  - {name: desk, token: s3cret, role: operator}\n", in: dir, name: "plain.yaml")
+        let error = #expect(throws: ConfigurationError.self) { try ConsoleConfiguration.load(file: plain) }
+        #expect(error?.problems.contains { $0.key == "tokens[0].token" && $0.message.contains("hash-token") } == true)
+        #expect(error?.problems.contains { $0.key == "tokens[0].sha256" } == true)
+    }
+
+    @Test("a secrets file readable by others is refused, naming the key and the fix")
+    func secretsFileMode() throws {
+        let dir = try TemporaryDirectory(prefix: "console-secrets")
+        let hash = TokenEntry.hex(TokenEntry.hash("s3cret"))
+        _ = try write("tokens:\n  - {name: head-office, sha256: \(hash), role: admin}\n", in: dir, name: "secrets.yaml", mode: 0o644)
+        let config = try write("tokens_file: secrets.yaml\n", in: dir)
+        let error = #expect(throws: ConfigurationError.self) { try ConsoleConfiguration.load(file: config) }
+        #expect(error?.problems.first?.key == "tokens_file")
+        #expect(error?.problems.first?.message.contains("chmod 600") == true)
+
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: dir.url.appendingPathComponent("secrets.yaml").path)
+        let c = try ConsoleConfiguration.load(file: config)
+        #expect(c.tokens.map(\.name) == ["head-office"])
+    }
+
+    @Test("every problem names its key and what was expected")
+    func problems() throws {
+        let dir = try TemporaryDirectory(prefix: "console-config")
+        let bad = try write("""
+            http: nowhere
+            sites:
+              - {id: Clinic A, timezone: Mars/Olympus}
+            health: {stale_factor: 0}
+            colour: blue
+            """, in: dir)
+        let error = #expect(throws: ConfigurationError.self) { try ConsoleConfiguration.load(file: bad) }
+        let keys = Set(error?.problems.map(\.key) ?? [])
+        #expect(keys.isSuperset(of: ["http", "sites[0].id", "health.stale_factor", "colour"]))
+    }
+
+    @Test("digests compare in constant time and only equal digests match")
+    func constantTime() {
+        let a = TokenEntry.hash("one"), b = TokenEntry.hash("two")
+        #expect(constantTimeEqual(a, a))
+        #expect(!constantTimeEqual(a, b))
+        #expect(!constantTimeEqual(a, Array(a.dropLast())))
+    }
+}
