@@ -26,6 +26,9 @@ public final class ConsoleCore: Service, Sendable {
     /// done by `workLoop` so ingest never waits on the network.
     let work: AsyncStream<ConsoleWork>.Continuation
     let workItems: AsyncStream<ConsoleWork>
+    let rollouts: Mutex<[String: Rollout]>
+    let rolloutSignal: AsyncStream<Void>.Continuation
+    let rolloutWakeups: AsyncStream<Void>
 
     public init(configuration: ConsoleConfiguration, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) throws {
         self.configuration = configuration
@@ -58,6 +61,7 @@ public final class ConsoleCore: Service, Sendable {
         // Presence is re-learned from the retained status messages after connecting.
         model = Mutex(fleet)
         commands = Mutex(Dictionary(uniqueKeysWithValues: try store.unfinishedCommands().map { ($0.id, $0) }))
+        rollouts = Mutex(Dictionary(uniqueKeysWithValues: try store.rollouts().map { ($0.id, $0) }))
 
         var mqtt = MQTTConfiguration(host: configuration.broker.host, port: configuration.broker.port, clientID: "console-\(configuration.instance)")
         mqtt.username = configuration.broker.username
@@ -78,6 +82,7 @@ public final class ConsoleCore: Service, Sendable {
         client = try MQTTClient(configuration: mqtt, eventLoopGroup: eventLoopGroup, logger: logger)
         (flushWakeups, flushSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         (workItems, work) = AsyncStream.makeStream(of: ConsoleWork.self, bufferingPolicy: .bufferingNewest(10_000))
+        (rolloutWakeups, rolloutSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     public func run() async throws {
@@ -91,6 +96,7 @@ public final class ConsoleCore: Service, Sendable {
                 group.addTask { await self.healthLoop() }
                 group.addTask { await self.commandSweepLoop() }
                 group.addTask { await self.workLoop() }
+                group.addTask { await self.rolloutLoop() }
                 await (try? gracefulShutdown())
                 group.cancelAll()
             }

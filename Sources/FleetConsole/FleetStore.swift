@@ -98,7 +98,29 @@ public final class FleetStore: Sendable {
                 t.column("detail", .text)
             }
         }
+        m.registerMigration("v2: rollouts") { db in
+            try db.create(table: "rollout") { t in
+                t.primaryKey("id", .text)
+                t.column("json", .blob).notNull()
+                t.column("active", .boolean).notNull()
+                t.column("created_at", .double).notNull()
+            }
+        }
         return m
+    }
+
+    func saveRollout(_ r: Rollout) throws {
+        let json = try FleetJSON.encode(r)
+        try pool.write { db in
+            try db.execute(sql: "INSERT OR REPLACE INTO rollout(id, json, active, created_at) VALUES (?, ?, ?, ?)",
+                           arguments: [r.id, json, r.state.isActive || r.devices.contains { $0.state == .offline }, r.createdAt.timeIntervalSince1970])
+        }
+    }
+
+    func rollouts() throws -> [Rollout] {
+        try pool.read { db in
+            try Data.fetchAll(db, sql: "SELECT json FROM rollout ORDER BY created_at DESC").compactMap { try? FleetJSON.makeDecoder().decode(Rollout.self, from: $0) }
+        }
     }
 
     /// Writes gathered by ingest between two commits.

@@ -131,6 +131,30 @@ public enum HTTPAPI {
             }
         }
 
+        router.post("/api/v1/rollouts") { request, _ in
+            await json(request, status: .created) { principal in
+                try core.require(.admin, principal, for: "creating rollouts")
+                let document = try await decodeBody(request, as: RolloutDocument.self)
+                return try core.createRollout(document, by: principal)
+            }
+        }
+
+        router.get("/api/v1/rollouts") { request, _ in
+            await json(request) { principal in ["rollouts": core.rolloutList(for: principal)] }
+        }
+
+        router.get("/api/v1/rollouts/:id") { request, context in
+            await json(request) { principal in try core.rollout(id: context.parameters.get("id") ?? "", for: principal) }
+        }
+
+        for action in ["pause", "resume", "abort"] {
+            router.post("/api/v1/rollouts/:id/\(action)") { request, context in
+                await json(request) { principal in
+                    try await core.controlRollout(id: context.parameters.get("id") ?? "", action: action, by: principal)
+                }
+            }
+        }
+
         router.get("/api/v1/audit") { request, _ in
             await json(request) { principal in
                 let limit = query(request, "limit").flatMap(Int.init) ?? 200

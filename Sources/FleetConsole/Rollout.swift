@@ -1,0 +1,301 @@
+import FleetProtocol
+import Foundation
+import MassageEngine
+import Yams
+
+/// A staged configuration rollout as an operator writes it (YAML for the
+/// CLI, JSON for the API; Config/rollouts/example.yaml documents every key).
+public struct RolloutDocument: Codable, Sendable, Equatable {
+    public struct Targets: Codable, Sendable, Equatable {
+        public var sites: [String]?
+        public var devices: [String]?
+        public var all: Bool?
+    }
+
+    public struct Waves: Codable, Sendable, Equatable {
+        public var canary: Int
+        public var percentages: [Double]?
+        public var factor: Double?
+    }
+
+    public struct Threshold: Codable, Sendable, Equatable {
+        public var percent: Double
+        public var minExecuted: Int
+        public var action: String
+
+        enum CodingKeys: String, CodingKey { case percent, minExecuted = "min_executed", action }
+    }
+
+    public struct Window: Codable, Sendable, Equatable {
+        public var days: [String]
+        public var start: String
+        public var end: String
+    }
+
+    public var name: String
+    public var config: DeviceConfig
+    public var targets: Targets
+    public var waves: Waves
+    public var bakeSeconds: Double?
+    public var errorThreshold: Threshold?
+    public var applyTimeoutSeconds: Double?
+    public var maintenanceWindow: Window?
+    public var onAbort: String?
+    public var lifetimeHours: Double?
+
+    enum CodingKeys: String, CodingKey, CaseIterable {
+        case name, config, targets, waves
+        case bakeSeconds = "bake_s", errorThreshold = "error_threshold", applyTimeoutSeconds = "apply_timeout_s"
+        case maintenanceWindow = "maintenance_window", onAbort = "on_abort", lifetimeHours = "lifetime_h"
+    }
+
+    static let knownKeys = Set(CodingKeys.allCases.map(\.rawValue))
+
+    public init(from decoder: any Decoder) throws {
+        let keys = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
+        if let unknown = keys.first(where: { !Self.knownKeys.contains($0) }) {
+            throw DecodingError.dataCorrupted(.init(codingPath: [AnyCodingKey(unknown)], debugDescription: "expected no such key: \"\(unknown)\" is not a rollout document key (known: \(Self.knownKeys.sorted().joined(separator: ", ")))"))
+        }
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        name = try c.decode(String.self, forKey: .name)
+        config = try c.decode(DeviceConfig.self, forKey: .config)
+        targets = try c.decode(Targets.self, forKey: .targets)
+        waves = try c.decode(Waves.self, forKey: .waves)
+        bakeSeconds = try c.decodeIfPresent(Double.self, forKey: .bakeSeconds)
+        errorThreshold = try c.decodeIfPresent(Threshold.self, forKey: .errorThreshold)
+        applyTimeoutSeconds = try c.decodeIfPresent(Double.self, forKey: .applyTimeoutSeconds)
+        maintenanceWindow = try c.decodeIfPresent(Window.self, forKey: .maintenanceWindow)
+        onAbort = try c.decodeIfPresent(String.self, forKey: .onAbort)
+        lifetimeHours = try c.decodeIfPresent(Double.self, forKey: .lifetimeHours)
+    }
+
+    /// A YAML rollout file as JSON for the API (the CLI sends this).
+    public static func json(fromYAML text: String) throws -> Data {
+        guard let loaded = try Yams.load(yaml: text) else { throw ConsoleError.badRequest("the rollout file is empty") }
+        guard JSONSerialization.isValidJSONObject(loaded) else { throw ConsoleError.badRequest("the rollout file must be a YAML mapping of keys") }
+        return try JSONSerialization.data(withJSONObject: loaded, options: [.sortedKeys])
+    }
+    static let days = ["sun", "mon", "tue", "wed", "thu", "fri", "sat"]
+
+    /// Every reason the document cannot run, each naming its key. The
+    /// configuration is checked against the engine's hard limits and program
+    /// rules before any device sees it.
+    public func problems(builtins: ProgramLibrary) -> [String] {
+        var out: [String] = []
+        if name.trimmingCharacters(in: .whitespaces).isEmpty { out.append("name: required") }
+        if targets.all != true && (targets.sites ?? []).isEmpty && (targets.devices ?? []).isEmpty {
+            out.append("targets: give all: true, sites, or devices")
+        }
+        for site in targets.sites ?? [] where !Identifier.isValid(site) { out.append("targets.sites: \"\(site)\" is not a valid site id") }
+        for d in targets.devices ?? [] {
+            let parts = d.split(separator: "/").map(String.init)
+            if parts.count != 2 || (try? DeviceAddress(site: parts[0], device: parts[1])) == nil {
+                out.append("targets.devices: \"\(d)\" is not a site/device address")
+            }
+        }
+        if waves.canary < 1 { out.append("waves.canary: expected at least 1 device, got \(waves.canary)") }
+        switch (waves.percentages, waves.factor) {
+        case (nil, nil): out.append("waves: give percentages (e.g. [10, 50, 100]) or factor (e.g. 2)")
+        case (.some, .some): out.append("waves: give percentages or factor, not both")
+        case (let p?, nil):
+            if p.isEmpty || p.last != 100 { out.append("waves.percentages: expected cumulative percentages ending at 100, got \(p)") }
+            if zip(p, p.dropFirst()).contains(where: { $0 >= $1 }) || p.contains(where: { $0 <= 0 || $0 > 100 }) {
+                out.append("waves.percentages: expected increasing values in (0, 100], got \(p)")
+            }
+        case (nil, let f?):
+            if !(f > 1 && f <= 100) { out.append("waves.factor: expected a number above 1 (each wave that many times the previous), got \(f)") }
+        }
+        if let b = bakeSeconds, !(0...86_400).contains(b) { out.append("bake_s: expected 0 to 86400 seconds, got \(b)") }
+        if let t = applyTimeoutSeconds, !(1...86_400).contains(t) { out.append("apply_timeout_s: expected 1 to 86400 seconds, got \(t)") }
+        if let l = lifetimeHours, !(0.01...720).contains(l) { out.append("lifetime_h: expected 0.01 to 720 hours, got \(l)") }
+        if let e = errorThreshold {
+            if !(0...100).contains(e.percent) { out.append("error_threshold.percent: expected 0 to 100, got \(e.percent)") }
+            if e.minExecuted < 1 { out.append("error_threshold.min_executed: expected at least 1, got \(e.minExecuted)") }
+            if !["pause", "abort"].contains(e.action) { out.append("error_threshold.action: expected pause or abort, got \"\(e.action)\"") }
+        }
+        if let o = onAbort, !["rollback", "leave"].contains(o) { out.append("on_abort: expected rollback or leave, got \"\(o)\"") }
+        if let w = maintenanceWindow {
+            for d in w.days where !Self.days.contains(d) { out.append("maintenance_window.days: \"\(d)\" is not one of \(Self.days.joined(separator: ", "))") }
+            if w.days.isEmpty { out.append("maintenance_window.days: expected at least one day") }
+            for (k, v) in [("start", w.start), ("end", w.end)] where Self.minutes(v) == nil {
+                out.append("maintenance_window.\(k): expected HH:MM (24 h), got \"\(v)\"")
+            }
+        }
+        out += Self.configProblems(config, builtins: builtins)
+        return out
+    }
+
+    /// The engine's view of a desired config: limits below the hard limits,
+    /// added programs valid, and the built-in programs still valid under them.
+    static func configProblems(_ config: DeviceConfig, builtins: ProgramLibrary) -> [String] {
+        var out: [String] = []
+        let overrides = EngineLimits.Overrides(ceilingsMMHg: config.pressureCeilingMMHg, maxSessionMinutes: config.maxSessionMinutes, maxMotorTemperatureC: config.maxMotorTempC)
+        let limits: EngineLimits
+        do { limits = try EngineLimits(overrides: overrides) } catch {
+            return error.problems.map { "config.\($0.key): \($0.message)" }
+        }
+        if let programs = config.programs, !programs.isEmpty {
+            do { _ = try ProgramLibrary().adding(programs, limits: limits) } catch {
+                out += error.failures.map { "config.programs: \($0.description)" }
+            }
+        }
+        _ = builtins
+        return out
+    }
+
+    static func minutes(_ hhmm: String) -> Int? {
+        let parts = hhmm.split(separator: ":")
+        guard parts.count == 2, let h = Int(parts[0]), let m = Int(parts[1]), (0..<24).contains(h), (0..<60).contains(m) else { return nil }
+        return h * 60 + m
+    }
+
+    /// Whether `date` falls in the maintenance window in `zone` (windows may cross midnight).
+    func windowOpen(at date: Date, in zone: TimeZone) -> Bool {
+        guard let w = maintenanceWindow, let start = Self.minutes(w.start), let end = Self.minutes(w.end) else { return true }
+        var calendar = Calendar(identifier: .gregorian)
+        calendar.timeZone = zone
+        let c = calendar.dateComponents([.weekday, .hour, .minute], from: date)
+        let now = (c.hour ?? 0) * 60 + (c.minute ?? 0)
+        let today = Self.days[((c.weekday ?? 1) - 1) % 7]
+        let yesterday = Self.days[((c.weekday ?? 1) + 5) % 7]
+        if start <= end { return w.days.contains(today) && now >= start && now < end }
+        // Crosses midnight: the evening part belongs to today, the morning part to the day before.
+        return (w.days.contains(today) && now >= start) || (w.days.contains(yesterday) && now < end)
+    }
+
+    /// Wave sizes for `count` targets: the canary, then the percentages or the factor.
+    func waveSizes(count: Int) -> [Int] {
+        guard count > 0 else { return [] }
+        var sizes = [min(waves.canary, count)]
+        var done = sizes[0]
+        if let percentages = waves.percentages {
+            for p in percentages {
+                let upTo = min(count, Int((Double(count) * p / 100).rounded(.up)))
+                if upTo > done { sizes.append(upTo - done); done = upTo }
+            }
+        } else if let factor = waves.factor {
+            var next = Double(sizes[0])
+            while done < count {
+                next *= factor
+                let size = min(count - done, max(1, Int(next.rounded())))
+                sizes.append(size)
+                done += size
+            }
+        }
+        if done < count { sizes.append(count - done) }
+        return sizes
+    }
+}
+
+public enum RolloutState: String, Codable, Sendable {
+    case running, waitingWindow = "waiting_window", paused, completed, aborted
+    var isActive: Bool { self == .running || self == .waitingWindow || self == .paused }
+}
+
+public enum RolloutDeviceState: String, Codable, Sendable, CaseIterable {
+    case pending, applying, deferred, verifying, succeeded, failed
+    case timedOut = "timed_out", offline
+    case rolledBack = "rolled_back"
+
+    var isFailure: Bool { self == .failed || self == .timedOut }
+    var isExecuted: Bool { self == .succeeded || isFailure }
+}
+
+public struct RolloutDevice: Codable, Sendable, Equatable {
+    public var site: String
+    public var device: String
+    public var wave: Int
+    public var state: RolloutDeviceState
+    public var version: UInt64?
+    public var error: String?
+    /// When the current state began.
+    public var since: Date?
+    /// The desired config before this rollout (restored on abort; empty
+    /// when the device had none).
+    var previous: DeviceConfig?
+
+    enum CodingKeys: String, CodingKey { case site, device, wave, state, version, error, since, previous }
+
+    var address: DeviceAddress? { try? DeviceAddress(site: site, device: device) }
+}
+
+public struct RolloutWave: Codable, Sendable, Equatable {
+    public var index: Int
+    public var size: Int
+    /// pending, running, baking, done
+    public var state: String
+    public var startedAt: Date?
+    public var finishedAt: Date?
+
+    enum CodingKeys: String, CodingKey { case index, size, state, startedAt = "started_at", finishedAt = "finished_at" }
+}
+
+public struct Rollout: Codable, Sendable, Equatable {
+    public var id: String
+    public var name: String
+    public var state: RolloutState
+    public var reason: String?
+    public var createdAt: Date
+    public var createdBy: String
+    public var currentWave: Int
+    public var waves: [RolloutWave]
+    public var devices: [RolloutDevice]
+    public var document: RolloutDocument
+
+    enum CodingKeys: String, CodingKey {
+        case id, name, state, reason, createdAt = "created_at", createdBy = "created_by"
+        case currentWave = "current_wave", waves, devices, counts, document
+    }
+
+    public var counts: [String: Int] { Dictionary(grouping: devices, by: \.state.rawValue).mapValues(\.count) }
+
+    public init(id: String, document: RolloutDocument, targets: [DeviceAddress], createdBy: String, now: Date) {
+        self.id = id
+        name = document.name
+        state = .running
+        createdAt = now
+        self.createdBy = createdBy
+        currentWave = 0
+        self.document = document
+        let sizes = document.waveSizes(count: targets.count)
+        waves = sizes.enumerated().map { RolloutWave(index: $0.offset, size: $0.element, state: "pending") }
+        var devices: [RolloutDevice] = []
+        var i = 0
+        for (wave, size) in sizes.enumerated() {
+            for _ in 0..<size {
+                devices.append(RolloutDevice(site: targets[i].site.rawValue, device: targets[i].device.rawValue, wave: wave, state: .pending))
+                i += 1
+            }
+        }
+        self.devices = devices
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        id = try c.decode(String.self, forKey: .id)
+        name = try c.decode(String.self, forKey: .name)
+        state = try c.decode(RolloutState.self, forKey: .state)
+        reason = try c.decodeIfPresent(String.self, forKey: .reason)
+        createdAt = try c.decode(Date.self, forKey: .createdAt)
+        createdBy = try c.decode(String.self, forKey: .createdBy)
+        currentWave = try c.decode(Int.self, forKey: .currentWave)
+        waves = try c.decode([RolloutWave].self, forKey: .waves)
+        devices = try c.decode([RolloutDevice].self, forKey: .devices)
+        document = try c.decode(RolloutDocument.self, forKey: .document)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(name, forKey: .name)
+        try c.encode(state, forKey: .state)
+        try c.encodeIfPresent(reason, forKey: .reason)
+        try c.encode(createdAt, forKey: .createdAt)
+        try c.encode(createdBy, forKey: .createdBy)
+        try c.encode(currentWave, forKey: .currentWave)
+        try c.encode(waves, forKey: .waves)
+        try c.encode(devices, forKey: .devices)
+        try c.encode(counts, forKey: .counts)
+        try c.encode(document, forKey: .document)
+    }
+}
