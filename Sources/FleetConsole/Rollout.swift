@@ -51,6 +51,21 @@ public struct RolloutDocument: Codable, Sendable, Equatable {
 
     static let knownKeys = Set(CodingKeys.allCases.map(\.rawValue))
 
+    public init(name: String, config: DeviceConfig, targets: Targets, waves: Waves, bakeSeconds: Double? = nil,
+                errorThreshold: Threshold? = nil, applyTimeoutSeconds: Double? = nil, maintenanceWindow: Window? = nil,
+                onAbort: String? = nil, lifetimeHours: Double? = nil) {
+        self.name = name
+        self.config = config
+        self.targets = targets
+        self.waves = waves
+        self.bakeSeconds = bakeSeconds
+        self.errorThreshold = errorThreshold
+        self.applyTimeoutSeconds = applyTimeoutSeconds
+        self.maintenanceWindow = maintenanceWindow
+        self.onAbort = onAbort
+        self.lifetimeHours = lifetimeHours
+    }
+
     public init(from decoder: any Decoder) throws {
         let keys = try decoder.container(keyedBy: AnyCodingKey.self).allKeys.map(\.stringValue)
         if let unknown = keys.first(where: { !Self.knownKeys.contains($0) }) {
