@@ -97,6 +97,15 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        .executableTarget(
+            name: "fleet-sim",
+            dependencies: [
+                "MassageAgent", "MassageEngine", "FleetProtocol", "Mosquitto",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(name: "engine-bench", dependencies: ["MassageEngine"]),
         .executableTarget(
             name: "fleet-bench",

@@ -4,12 +4,12 @@
 # remotely through the CLI, the fleet table printed, and the console left
 # running until Ctrl-C. Everything started here is stopped on exit.
 #
-#   deploy/demo.sh            # 8 massagers
-#   DEVICES=12 deploy/demo.sh
+#   deploy/demo.sh            # 12 massagers (fleet-sim), 60× faster
+#   DEVICES=100 SPEED=120 deploy/demo.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 root=$PWD
-devices=${DEVICES:-8}
+devices=${DEVICES:-12}
 speed=${SPEED:-60}
 
 packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev openssl pkg-config curl)
@@ -25,7 +25,7 @@ if ((${#missing[@]})); then
 fi
 
 echo "==> building (release)"
-for product in massage-agent fleet-console; do
+for product in fleet-sim fleet-console; do
     swift build -c release --product "$product" 2>&1 | tail -1
 done
 bin=$(swift build -c release --show-bin-path)
@@ -59,12 +59,9 @@ pids+=($!)
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$http_port/healthz" >/dev/null && break; sleep 0.1; done
 
 echo "==> starting $devices simulated massagers over 2 sites (speed ${speed}×)"
-for i in $(seq 1 "$devices"); do
-    site=clinic-north; [ $((i % 2)) -eq 0 ] && site=spa-south
-    "$bin/massage-agent" --config "$root/Config/agent.yaml" --site $site --device "massager-$(printf %02d "$i")" \
-        --broker 127.0.0.1:$mqtt_port --data-dir "$work/agent-$i" --speed "$speed" > "$work/agent-$i.log" 2>&1 &
-    pids+=($!)
-done
+"$bin/fleet-sim" --devices "$devices" --site-names clinic-north,spa-south --broker 127.0.0.1:$mqtt_port --speed "$speed" \
+    --data-dir "$work/fleet" --programs-dir "$root/Config/programs" --sessions-per-hour 3 --summary-every 30 > "$work/fleet-sim.log" 2>&1 &
+pids+=($!)
 n=0
 for _ in $(seq 150); do
     n=$("$bin/fleet-console" devices --json 2>/dev/null | grep -c '"online" : true' || true)
@@ -76,7 +73,7 @@ fi
 
 echo "==> starting sessions remotely"
 "$bin/fleet-console" start --site clinic-north --idle-only --program knee-leg-relief --wait || true
-"$bin/fleet-console" start --site spa-south --devices massager-02,massager-04 --program calf-release --wait || true
+"$bin/fleet-console" start --site spa-south --devices sim-0002,sim-0004 --program calf-release --wait || true
 echo
 echo "==> the fleet"
 "$bin/fleet-console" devices

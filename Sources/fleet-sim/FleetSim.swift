@@ -1,0 +1,172 @@
+import ArgumentParser
+import FleetProtocol
+import Foundation
+import Logging
+import MassageAgent
+import MassageEngine
+import Mosquitto
+import ServiceLifecycle
+import Synchronization
+
+/// Many simulated massagers in one process: each a real agent (its own MQTT
+/// connection, engine, outbox and data directory) on a shared event loop, with
+/// a session load and fault injection. Used by deploy/demo.sh.
+@main
+struct FleetSim: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fleet-sim",
+        abstract: "Run N simulated massagers over S sites against a broker, with sessions and faults.")
+
+    @Option(help: "Number of massagers.") var devices = 12
+    @Option(help: "Number of sites (site-1 … site-S, or --site-names).") var sites = 2
+    @Option(name: .customLong("site-names"), help: "Comma-separated site ids to use instead of site-1…") var siteNames: String?
+    @Option(help: "Broker as HOST:PORT.") var broker = "127.0.0.1:1883"
+    @Option(help: "Simulated time N× faster.") var speed: Double = 60
+    @Option(name: .customLong("data-dir"), help: "Where each massager keeps its database (default: a temporary directory).") var dataDir: String?
+    @Option(name: .customLong("programs-dir"), help: "Built-in programs (YAML).") var programsDir = "Config/programs"
+    @Option(name: .customLong("sessions-per-hour"), help: "Sessions each massager starts locally per simulated hour.") var sessionsPerHour: Double = 2
+    @Option(name: .customLong("pain-rate"), help: "Share of sessions the person ends with the pain button (0–1).") var painRate: Double = 0.05
+    @Option(name: .customLong("overheat-rate"), help: "Share of sessions whose motor overheats (0–1).") var overheatRate: Double = 0.01
+    @Option(help: "Seconds to run (0: until SIGTERM/SIGINT).") var duration: Double = 0
+    @Option(help: "Event-loop threads for the MQTT connections.") var threads = 2
+    @Option(help: "Random seed (devices and load are deterministic per seed).") var seed: UInt64 = 1
+    @Option(name: .customLong("summary-every"), help: "Seconds between summary lines.") var summaryEvery: Double = 5
+
+    func validate() throws {
+        guard devices >= 1, sites >= 1 else { throw ValidationError("--devices and --sites must be at least 1") }
+        guard (0...1).contains(painRate), (0...1).contains(overheatRate) else { throw ValidationError("--pain-rate and --overheat-rate are shares from 0 to 1") }
+        guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be in (0, 1000]") }
+    }
+
+    func run() async throws {
+        LoggingSystem.bootstrap { label in
+            var h = StreamLogHandler.standardError(label: label)
+            h.logLevel = .warning
+            return h
+        }
+        let logger = Logger(label: "fleet-sim")
+        let base = URL(fileURLWithPath: dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("fleet-sim-\(getpid())").path)
+        let siteIDs = siteNames.map { $0.split(separator: ",").map(String.init) } ?? (1...sites).map { "site-\($0)" }
+        let group = MQTTEventLoopGroup(numberOfThreads: threads)
+        var agents: [(AgentService, SimulatedMassager)] = []
+        for i in 0..<devices {
+            let site = siteIDs[i % siteIDs.count]
+            let device = String(format: "sim-%04d", i + 1)
+            var overrides = AgentOverrides(site: site, device: device, broker: broker, dataDirectory: base.appendingPathComponent(device).path, speed: speed)
+            overrides.logLevel = "warning"
+            var config = try AgentConfiguration.load(file: nil, overrides: overrides)
+            config.programsDirectory = URL(fileURLWithPath: programsDir)
+            config.hardwareSeed = seed &+ UInt64(i)
+            let hardware = SimulatedMassager(seed: config.hardwareSeed)
+            let agent = try AgentService(configuration: config, dependencies: .init(hardware: hardware, eventLoopGroup: group), logger: logger)
+            agents.append((agent, hardware))
+        }
+        print("fleet-sim: \(devices) massagers over \(siteIDs.count) sites (\(siteIDs.joined(separator: ", "))), broker \(broker), speed \(speed)×, data in \(base.path)")
+        let load = SimulatedLoad(agents: agents, speed: speed, sessionsPerHour: sessionsPerHour, painRate: painRate,
+                                 overheatRate: overheatRate, seed: seed, summaryEvery: summaryEvery, duration: duration)
+        let services: [any Service] = agents.map(\.0) + [load]
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: $0 is SimulatedLoad ? .gracefullyShutdownGroup : .ignore) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await serviceGroup.run()
+        load.printTotals()
+    }
+}
+
+/// Starts sessions on the simulated devices and injects faults; prints a live
+/// summary. Ends after `duration` (if set), which shuts the whole group down.
+final class SimulatedLoad: Service, Sendable {
+    let agents: [(AgentService, SimulatedMassager)]
+    let speed, sessionsPerHour, painRate, overheatRate, summaryEvery, duration: Double
+    let rng: Mutex<SplitMix>
+    let started = Atomic<Int>(0)
+    let refused = Atomic<Int>(0)
+    let painPresses = Atomic<Int>(0)
+    let overheats = Atomic<Int>(0)
+
+    init(agents: [(AgentService, SimulatedMassager)], speed: Double, sessionsPerHour: Double, painRate: Double, overheatRate: Double,
+         seed: UInt64, summaryEvery: Double, duration: Double) {
+        self.agents = agents
+        self.speed = speed
+        self.sessionsPerHour = sessionsPerHour
+        self.painRate = painRate
+        self.overheatRate = overheatRate
+        self.summaryEvery = summaryEvery
+        self.duration = duration
+        rng = Mutex(SplitMix(seed))
+    }
+
+    func run() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        var nextSummary = start + .seconds(summaryEvery)
+        // Each real second is `speed` simulated seconds.
+        let perDevicePerSecond = sessionsPerHour * speed / 3600
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled {
+                if duration > 0, start.duration(to: clock.now) >= .seconds(duration) { break }
+                for (agent, hardware) in agents {
+                    // Faults end after a while; release the pain button and cool down.
+                    hardware.clear(.painButton)
+                    guard !agent.isInSession else {
+                        if roll() < painRate * 0.05 { hardware.inject(.painButton); painPresses.add(1, ordering: .relaxed) }
+                        continue
+                    }
+                    hardware.clear(.overheating(celsiusPerSecond: 5))
+                    var generator = Generator(self)
+                    if roll() < perDevicePerSecond, let program = agent.programIDs.randomElement(using: &generator) {
+                        do {
+                            _ = try agent.startLocally(program: program)
+                            started.add(1, ordering: .relaxed)
+                            if roll() < overheatRate { hardware.inject(.overheating(celsiusPerSecond: 5)); overheats.add(1, ordering: .relaxed) }
+                        } catch {
+                            refused.add(1, ordering: .relaxed)
+                        }
+                    }
+                }
+                if clock.now >= nextSummary {
+                    printSummary(elapsed: start.duration(to: clock.now))
+                    nextSummary = clock.now + .seconds(summaryEvery)
+                }
+                try? await Task.sleep(for: .seconds(1))
+            }
+        } onGracefulShutdown: {}
+    }
+
+    func roll() -> Double { rng.withLock { Double($0.next() >> 11) / Double(1 << 53) } }
+
+    func printSummary(elapsed: Duration) {
+        let connected = agents.filter { $0.0.isConnected }.count
+        let inSession = agents.filter { $0.0.isInSession }.count
+        let usage = agents.map { $0.0.usageCounters }
+        let completed = usage.reduce(0) { $0 + $1.sessionsCompleted }
+        let aborted = usage.reduce(0) { $0 + $1.sessionsAbortedTotal }
+        print("[\(Int(elapsed.components.seconds)) s] connected \(connected)/\(agents.count), in session \(inSession), started \(started.load(ordering: .relaxed)), completed \(completed), aborted \(aborted), refused \(refused.load(ordering: .relaxed))")
+    }
+
+    func printTotals() {
+        let usage = agents.map { $0.0.usageCounters }
+        var aborted: [String: Int] = [:]
+        for u in usage { for (k, v) in u.sessionsAborted where v > 0 { aborted[k, default: 0] += v } }
+        print("fleet-sim totals: started \(usage.reduce(0) { $0 + $1.sessionsStarted }), completed \(usage.reduce(0) { $0 + $1.sessionsCompleted }), aborted \(aborted.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")), pain presses \(painPresses.load(ordering: .relaxed)), overheats \(overheats.load(ordering: .relaxed))")
+    }
+}
+
+struct SplitMix: Sendable {
+    var state: UInt64
+    init(_ seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+/// The load's seeded generator as a RandomNumberGenerator.
+struct Generator: RandomNumberGenerator {
+    let load: SimulatedLoad
+    init(_ load: SimulatedLoad) { self.load = load }
+    mutating func next() -> UInt64 { load.rng.withLock { $0.next() } }
+}
