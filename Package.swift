@@ -116,6 +116,7 @@ let package = Package(
         ),
         .testTarget(name: "FleetTestSupportTests", dependencies: ["FleetTestSupport"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
+        .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
         .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport"]),

@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev openssl pkg-config)
+packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev openssl pkg-config systemd)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -38,7 +38,8 @@ extension ConsoleCore {
         let now = Date()
         var record = CommandRecord(id: "cmd-\(UUID().uuidString.lowercased())", action: action.rawValue, params: request.params,
                                    createdBy: principal.name, createdAt: now, expiresAt: now.addingTimeInterval(ttl),
-                                   results: targets.map { CommandTargetResult(site: $0.site.rawValue, device: $0.device.rawValue, state: .queued, updatedAt: now) })
+                                   results: targets.map { CommandTargetResult(site: $0.site.rawValue, device: $0.device.rawValue, state: .queued, updatedAt: now,
+                                                                              nonce: UUID().uuidString.lowercased()) })
         commands.withLock { $0[record.id] = record }
         do { try store.saveCommand(record) } catch {
             throw .unavailable("the command could not be recorded: \(error)")
@@ -46,7 +47,14 @@ extension ConsoleCore {
         audit(principal, "command.\(action.rawValue)", targets: targets.map(\.description).joined(separator: ","), outcome: "accepted", detail: record.id)
         for address in targets { await send(commandID: record.id, to: address) }
         record = commands.withLock { $0[record.id] } ?? record
-        return record
+        return Self.redacted(record)
+    }
+
+    /// The record as the API shows it: without the per-device nonces.
+    static func redacted(_ record: CommandRecord) -> CommandRecord {
+        var r = record
+        for i in r.results.indices { r.results[i].nonce = nil }
+        return r
     }
 
     private func describe(_ t: CommandSubmission.Targets) -> String {
@@ -92,7 +100,7 @@ extension ConsoleCore {
         guard var record else { throw .notFound("command \"\(id)\" not found") }
         record.results = record.results.filter { principal.canSee(site: $0.site) }
         if record.results.isEmpty { throw .notFound("command \"\(id)\" not found") }
-        return record
+        return Self.redacted(record)
     }
 
     /// Sends one device's copy of a command if the device is online.
@@ -116,7 +124,7 @@ extension ConsoleCore {
             let payload = Array(try FleetJSON.encode(command))
             update(commandID, address) { $0.state = .sent }
             try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: payload, qos: .atLeastOnce,
-                                     properties: MQTTProperties(responseTopic: replyTopic, correlationData: Array("\(record.id)\n\(address)".utf8),
+                                     properties: MQTTProperties(responseTopic: replyTopic, correlationData: Array("\(record.id)\n\(address)\n\(result.nonce ?? "")".utf8),
                                                                 messageExpiryInterval: UInt32(max(1, record.expiresAt.timeIntervalSince(now).rounded(.up))),
                                                                 contentType: "application/json"))
         } catch {
@@ -142,9 +150,17 @@ extension ConsoleCore {
             metrics.malformed.increment()
             return
         }
-        let parts = text.split(separator: "\n", maxSplits: 1).map(String.init)
-        guard parts.count == 2, let address = try? DeviceAddress(site: String(parts[1].split(separator: "/").first ?? ""), device: String(parts[1].split(separator: "/").last ?? "")) else {
+        let parts = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        guard parts.count >= 2, let address = try? DeviceAddress(site: String(parts[1].split(separator: "/").first ?? ""), device: String(parts[1].split(separator: "/").last ?? "")) else {
             metrics.malformed.increment()
+            return
+        }
+        // Only the device the copy was sent to knows its nonce (resync requests carry none).
+        let nonce = parts.count >= 3 ? parts[2] : ""
+        let expected = commands.withLock { $0[parts[0]]?.results.first { $0.site == address.site.rawValue && $0.device == address.device.rawValue }?.nonce }
+        if let expected, expected != nonce {
+            metrics.malformed.increment()
+            logger.warning("ignored a command reply with the wrong correlation for its device", metadata: ["command.id": "\(parts[0])", "device": "\(address)"])
             return
         }
         guard case .success(let reply) = FleetJSON.decode(CommandReply.self, from: message.payload) else {

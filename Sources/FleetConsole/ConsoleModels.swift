@@ -226,8 +226,12 @@ public struct CommandTargetResult: Codable, Sendable, Equatable {
     public var error: ProtocolError?
     public var result: JSONValue?
     public var updatedAt: Date?
+    /// A random value only this device's copy of the command carries in its
+    /// correlation data, so a device cannot forge another target's reply.
+    /// Persisted with the record; never shown by the API.
+    var nonce: String?
 
-    enum CodingKeys: String, CodingKey { case site, device, state, error, result, updatedAt = "updated_at" }
+    enum CodingKeys: String, CodingKey { case site, device, state, error, result, updatedAt = "updated_at", nonce }
 }
 
 public struct CommandRecord: Codable, Sendable, Equatable {

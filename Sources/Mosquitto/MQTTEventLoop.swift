@@ -260,7 +260,12 @@ final class MQTTEventLoop: Sendable {
             entry.phase = .connecting(deadline: now + c.connectTimeout)
         } else {
             let detail = core.state.withLock { $0.lastLogError }
-            failAttempt(entry, .mosquitto(rc, "connecting to \(c.endpoint) as '\(c.clientID)'", detail: detail), now: now, rng: &rng)
+            var error = MQTTError.mosquitto(rc, "connecting to \(c.endpoint) as '\(c.clientID)'", detail: detail)
+            if let tls = c.tls, rc == MOSQ_ERR_ERRNO.rawValue, errno == ECONNRESET || errno == EPIPE {
+                // The broker hung up during the TLS handshake: most often it refused our certificate.
+                error = MQTTError(.tls, "TLS connection to \(c.endpoint) as '\(c.clientID)' was reset during the handshake: the broker may have refused the client certificate '\(tls.certificateFile ?? "none")' (check that it is signed by the broker's CA and not revoked)", mosquittoError: rc)
+            }
+            failAttempt(entry, error, now: now, rng: &rng)
         }
     }
 

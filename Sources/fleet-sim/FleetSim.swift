@@ -103,7 +103,7 @@ final class SimulatedLoad: Service, Sendable {
         // Each real second is `speed` simulated seconds.
         let perDevicePerSecond = sessionsPerHour * speed / 3600
         await withGracefulShutdownHandler {
-            while !Task.isCancelled {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
                 if duration > 0, start.duration(to: clock.now) >= .seconds(duration) { break }
                 for (agent, hardware) in agents {
                     // Faults end after a while; release the pain button and cool down.

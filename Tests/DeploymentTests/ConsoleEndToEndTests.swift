@@ -1,0 +1,119 @@
+import FleetTestSupport
+import Foundation
+import Mosquitto
+import Testing
+
+#if canImport(FoundationNetworking)
+import FoundationNetworking
+#endif
+
+/// The built `fleet-console`, installed as docs/operations.md says: the
+/// console bundle provision.sh wrote (broker.yaml merged into console.yaml)
+/// and the tokens file of `provision.sh token`, against the shipped broker
+/// config.
+@Suite("fleet-console with provisioned credentials and tokens")
+struct ConsoleEndToEndTests {
+    @Test("the console connects with its bundle; tokens from the tokens file hold, scoped to their sites; a readable tokens file is refused")
+    func provisionedConsole() async throws {
+        let executable = try BuildProducts.executable(named: "fleet-console")
+        let fleet = try await ProvisionedFleet.create()
+        let broker = try await fleet.startBroker()
+        defer { broker.stopNow() }
+        let north = try await fleet.device("clinic-north", "massager-01", on: broker)
+        let south = try await fleet.device("spa-south", "massager-01", on: broker)
+        try await fleet.provision(["token", "head-office", "admin"])
+        try await fleet.provision(["token", "north-desk", "viewer", "clinic-north"])
+        func token(_ name: String) throws -> String {
+            try String(contentsOf: fleet.url.appendingPathComponent("console/tokens/\(name).token"), encoding: .utf8)
+                .trimmingCharacters(in: .newlines)
+        }
+
+        // Both massagers announce themselves (retained), as agents do.
+        for device in [north, south] {
+            let client = try await connectedClient(device.settings, name: device.identity)
+            let status = #"{"state": "online", "agent_version": "1.0.0", "epoch": 1, "seq": 1, "ts": "2025-03-01T10:00:00.000Z", "programs": ["calf-release"], "config_version": 0, "capabilities": []}"#
+            try await client.publish(device.topic("status"), payload: bytes(status), qos: .atLeastOnce, retain: true)
+            await client.shutdown()
+        }
+
+        // "Install": the console bundle and the tokens file in one private directory.
+        let etc = try TemporaryDirectory(prefix: "etc-fleet-console")
+        let installed = etc.file("fleet-console")
+        try FileManager.default.copyItem(at: fleet.consoleDirectory, to: installed)
+        try FileManager.default.copyItem(
+            at: fleet.url.appendingPathComponent("console/tokens.yaml"), to: installed.appendingPathComponent("tokens.yaml"))
+        let brokerYAML = try String(contentsOf: installed.appendingPathComponent("broker.yaml"), encoding: .utf8)
+        let port = try #require(broker.tlsPort)
+        let httpPort = try freeLoopbackPort()
+        let config = brokerYAML.replacingOccurrences(of: "  port: 8883\n", with: "  port: \(port)\n") + """
+            http: 127.0.0.1:\(httpPort)
+            database: \(etc.file("fleet-console.sqlite").path)
+            sites:
+              - {id: clinic-north, name: Clinic North, timezone: Europe/Berlin}
+              - {id: spa-south, name: Spa South, timezone: Europe/Madrid}
+            tokens_file: tokens.yaml
+            log_level: info
+
+            """
+        #expect(config.contains("  port: \(port)\n"))
+        let configFile = installed.appendingPathComponent("console.yaml")
+        try config.write(to: configFile, atomically: true, encoding: .utf8)
+
+        let console = try ProcessRunner.start(
+            executable, arguments: ["serve", "--config", configFile.path], environment: ["FLEET_CONSOLE_ADMIN_TOKEN": ""],
+            outputDirectory: etc.url)
+        defer { console.kill() }
+        let api = "http://127.0.0.1:\(httpPort)"
+        try await waitUntil(timeout: .seconds(30), "the console's API to answer") {
+            if !console.isRunning {
+                throw FixtureError("fleet-console exited (\(console.exitStatus.map(\.description) ?? "?")): \(console.standardError())")
+            }
+            return (try? await get("\(api)/healthz"))?.status == 200
+        }
+        try await broker.waitForLog(containing: "as console-console (p5")
+
+        let admin = try token("head-office")
+        let everything = try await waitForValue(timeout: .seconds(15), "the console to list both massagers") {
+            let response = try await get("\(api)/api/v1/devices", token: admin)
+            let devices = response.devices
+            return devices.count == 2 ? devices : nil
+        }
+        #expect(Set(everything) == ["clinic-north/massager-01", "spa-south/massager-01"])
+        let scoped = try await get("\(api)/api/v1/devices", token: try token("north-desk"))
+        #expect(scoped.status == 200)
+        #expect(scoped.devices == ["clinic-north/massager-01"])
+        #expect(try await get("\(api)/api/v1/devices", token: String(admin.dropLast()) + "0").status == 401)
+        #expect(try await get("\(api)/api/v1/devices", token: try token("north-desk") + admin).status == 401)
+        #expect(try await get("\(api)/api/v1/devices").status == 401)
+        #expect(!console.standardError().contains(admin), "the console must not log tokens")
+        #expect(try await console.stop(gracePeriod: .seconds(10)) == .exited(0))
+
+        // The same console refuses to start once the tokens file is readable by others.
+        let tokensFile = installed.appendingPathComponent("tokens.yaml")
+        try FileManager.default.setAttributes([.posixPermissions: 0o644], ofItemAtPath: tokensFile.path)
+        let refused = try ProcessRunner.start(executable, arguments: ["serve", "--config", configFile.path], outputDirectory: etc.url)
+        #expect(try await refused.waitForExit(timeout: .seconds(30)) == .exited(2))
+        #expect(refused.standardError().contains("readable by group or others"), "\(refused.standardError())")
+    }
+
+    struct Response {
+        let status: Int
+        let body: Data
+        /// `site/device` of each entry of `{"devices": [...]}`.
+        var devices: [String] {
+            let object = (try? JSONSerialization.jsonObject(with: body)) as? [String: Any]
+            let list = object?["devices"] as? [[String: Any]] ?? []
+            return list.compactMap { entry in
+                guard let site = entry["site"] as? String, let device = entry["device"] as? String else { return nil }
+                return "\(site)/\(device)"
+            }
+        }
+    }
+
+    func get(_ url: String, token: String? = nil) async throws -> Response {
+        var request = URLRequest(url: URL(string: url)!, timeoutInterval: 5)
+        if let token { request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization") }
+        let (body, response) = try await URLSession.shared.data(for: request)
+        return Response(status: (response as? HTTPURLResponse)?.statusCode ?? 0, body: body)
+    }
+}
