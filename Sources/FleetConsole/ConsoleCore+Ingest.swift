@@ -72,8 +72,12 @@ extension ConsoleCore {
             case .status(let s):
                 let body = s.body
                 let wasOnline = r.online
-                // A status from an older epoch (a late will) never overrides a newer one.
+                // A status from an older epoch (a late will) never overrides a newer one; within an
+                // epoch a repeated or late one doesn't either, except the will (seq 0, offline).
                 if let epoch = r.epoch, envelope.epoch < epoch { break }
+                let isWill = envelope.seq == 0 && body.state == .offline
+                if !isWill, let last = r.lastStatus, !Self.isNewer(envelope, than: last) { break }
+                if !isWill { r.lastStatus = [envelope.epoch, envelope.seq] }
                 r.epoch = envelope.epoch
                 r.online = body.state == .online
                 r.offlineReason = body.reason?.rawValue
@@ -113,11 +117,19 @@ extension ConsoleCore {
                     break // stored by key below: a duplicate is a no-op
                 }
                 items.event = (e, Data(raw))
+                switch check {
+                case .next, .gap, .newEpoch: items.isNewEvent = true
+                default: break
+                }
                 if case .next = check { applySession(e.body, envelope: envelope, to: &r, items: &items) }
                 else if case .gap = check { applySession(e.body, envelope: envelope, to: &r, items: &items) }
                 else if case .newEpoch = check { applySession(e.body, envelope: envelope, to: &r, items: &items) }
                 else { items.sessionOnly = sessionRecord(e.body, envelope: envelope, address: address) }
             case .usage(let u):
+                // Counters are cumulative: an older message (a late replay) is ignored, never
+                // mistaken for a reset. A newer epoch with lower counters is a reset.
+                if let last = r.lastUsage, !Self.isNewer(envelope, than: last) { break }
+                r.lastUsage = [envelope.epoch, envelope.seq]
                 r.usage = u.body
                 let previous = m.usage[address]
                 let delta: Usage
@@ -138,6 +150,8 @@ extension ConsoleCore {
                     items.usageDay = bucket
                 }
             case .reportedConfig(let c):
+                if let last = r.lastReported, !Self.isNewer(envelope, than: last) { break }
+                r.lastReported = [envelope.epoch, envelope.seq]
                 r.reported = c.body
             }
             m.devices[address] = r
@@ -155,10 +169,6 @@ extension ConsoleCore {
             if let d = batchItems.usageDay { b.usageDays["\(d.site)|\(d.day)"] = d }
             return b.count
         }
-        if case .event(let e) = payload {
-            if e.body.type == .sessionStarted { metrics.sessionsStarted.increment() }
-            if e.body.type == .sessionAborted, let reason = e.body.reason { metrics.aborted(reason.rawValue) }
-        }
         if case .status(let s) = payload, s.body.state == .online {
             work.yield(.dispatch(address))
         }
@@ -169,7 +179,14 @@ extension ConsoleCore {
         }
     }
 
+    static func isNewer(_ e: Envelope, than last: [UInt64]) -> Bool {
+        guard last.count == 2 else { return true }
+        return e.epoch > last[0] || (e.epoch == last[0] && e.seq > last[1])
+    }
+
     struct PendingItems {
+        /// The event was the next of its device (not a duplicate or a late replay).
+        var isNewEvent = false
         var event: (Stamped<Event>, Data)?
         var session: SessionRecord?
         var sessionOnly: SessionRecord?
@@ -260,8 +277,13 @@ extension ConsoleCore {
         guard !batch.isEmpty else { return }
         do {
             let inserted = try store.commit(batch)
-            metrics.eventsStored.increment(by: Int64(inserted))
-            metrics.eventsDuplicate.increment(by: Int64(batch.events.count - inserted))
+            metrics.eventsStored.increment(by: Int64(inserted.count))
+            metrics.eventsDuplicate.increment(by: Int64(batch.events.count - inserted.count))
+            // Session metrics count stored events, so a duplicate or replay counts once.
+            for e in inserted {
+                if e.type == .sessionStarted { metrics.sessionsStarted.increment() }
+                if e.type == .sessionAborted, let reason = e.reason { metrics.aborted(reason.rawValue) }
+            }
         } catch {
             logger.error("could not commit ingested data; retrying with the next batch", metadata: ["error": "\(error)"])
             pending.withLock { b in

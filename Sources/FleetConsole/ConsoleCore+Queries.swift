@@ -58,9 +58,13 @@ extension ConsoleCore {
     public func usage(for principal: Principal, site: String? = nil, from: String? = nil, to: String? = nil) throws(ConsoleError) -> UsageReport {
         if let site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
         for (name, value) in [("from", from), ("to", to)] {
-            if let value, value.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) == nil {
-                throw .badRequest("\(name): expected a day as YYYY-MM-DD, got \"\(value)\"")
-            }
+            guard let value else { continue }
+            let parts = value.split(separator: "-").compactMap { Int($0) }
+            var calendar = Calendar(identifier: .gregorian)
+            calendar.timeZone = TimeZone(identifier: "UTC")!
+            let valid = value.range(of: #"^\d{4}-\d{2}-\d{2}$"#, options: .regularExpression) != nil && parts.count == 3
+                && calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])).map { calendar.dateComponents([.month, .day], from: $0) == DateComponents(month: parts[1], day: parts[2]) } == true
+            if !valid { throw .badRequest("\(name): expected a day as YYYY-MM-DD, got \"\(value)\"") }
         }
         let (days, usage) = model.withLock { ($0.usageDays, $0.usage) }
         let visible = { (s: String) in principal.canSee(site: s) && (site == nil || s == site) }

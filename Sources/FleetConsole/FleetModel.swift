@@ -24,6 +24,11 @@ struct DeviceRecord: Codable, Sendable {
     var lastEventEpoch: UInt64?
     var lastEventSeq: UInt64?
     var lastResyncRequest: Date?
+    /// The newest (epoch, seq) applied per retained topic: a late or repeated
+    /// message never overrides a newer one.
+    var lastStatus: [UInt64]?
+    var lastUsage: [UInt64]?
+    var lastReported: [UInt64]?
 
     init(site: String, device: String) {
         self.site = site

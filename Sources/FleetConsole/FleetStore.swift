@@ -136,13 +136,13 @@ public final class FleetStore: Sendable {
         var count: Int { devices.count + events.count + sessions.count + usage.count + usageDays.count }
     }
 
-    /// Commits a batch; returns how many events were new (not duplicates).
+    /// Commits a batch; returns the events that were new (not duplicates).
     @discardableResult
-    func commit(_ batch: WriteBatch) throws -> Int {
-        guard !batch.isEmpty else { return 0 }
+    func commit(_ batch: WriteBatch) throws -> [Event] {
+        guard !batch.isEmpty else { return [] }
         let encoder = FleetJSON.makeEncoder()
         return try pool.write { db in
-            var inserted = 0
+            var inserted: [Event] = []
             for (address, stamped, payload) in batch.events {
                 let e = stamped.body
                 try db.execute(sql: """
@@ -151,7 +151,7 @@ public final class FleetStore: Sendable {
                     """, arguments: [address.site.rawValue, address.device.rawValue, Int64(bitPattern: stamped.envelope.epoch), Int64(bitPattern: stamped.envelope.seq),
                                      stamped.envelope.ts.timeIntervalSince1970, e.type.rawValue, e.sessionID, e.program, e.reason?.rawValue,
                                      stamped.envelope.historical, payload])
-                inserted += db.changesCount
+                if db.changesCount > 0 { inserted.append(e) }
             }
             for (address, json) in batch.devices {
                 try db.execute(sql: "INSERT OR REPLACE INTO device(site, device, json) VALUES (?, ?, ?)", arguments: [address.site.rawValue, address.device.rawValue, json])

@@ -7,9 +7,11 @@ import Logging
 /// The console's HTTP API (JSON under /api/v1, bearer tokens) and /metrics.
 /// docs/api.md lists every route with its role and an example.
 public enum HTTPAPI {
-    public static func makeApplication(core: ConsoleCore, logger: Logger) -> some ApplicationProtocol {
+    public static func makeApplication(core: ConsoleCore, logger: Logger) throws -> some ApplicationProtocol {
         let router = Router(context: BasicRequestContext.self)
+        router.add(middleware: APINotFound())
         addRoutes(to: router, core: core)
+        try Dashboard(core: core).addRoutes(to: router)
         return Application(
             router: router,
             configuration: .init(address: .hostname(core.configuration.httpHost, port: core.configuration.httpPort), serverName: "fleet-console"),
@@ -112,7 +114,11 @@ public enum HTTPAPI {
 
         router.get("/api/v1/alerts") { request, _ in
             await json(request) { principal in
-                let active = query(request, "active").map { $0 != "false" } ?? true
+                var active = true
+                if let a = query(request, "active") {
+                    guard a == "true" || a == "false" else { throw ConsoleError.badRequest("active: expected true or false, got \"\(a)\"") }
+                    active = a == "true"
+                }
                 return ["alerts": try core.alerts(for: principal, activeOnly: active)]
             }
         }
@@ -134,7 +140,16 @@ public enum HTTPAPI {
         router.post("/api/v1/rollouts") { request, _ in
             await json(request, status: .created) { principal in
                 try core.require(.admin, principal, for: "creating rollouts")
-                let document = try await decodeBody(request, as: RolloutDocument.self)
+                var request = request
+                let buffer: ByteBuffer
+                do { buffer = try await request.collectBody(upTo: limit) } catch {
+                    throw ConsoleError(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+                }
+                let document: RolloutDocument
+                switch RolloutDocument.decodeCollecting(Array(buffer.readableBytesView)) {
+                case .success(let d): document = d
+                case .failure(let error): throw ConsoleError.badRequest(error.reasons.joined(separator: "; "))
+                }
                 return try core.createRollout(document, by: principal)
             }
         }
@@ -157,9 +172,28 @@ public enum HTTPAPI {
 
         router.get("/api/v1/audit") { request, _ in
             await json(request) { principal in
-                let limit = query(request, "limit").flatMap(Int.init) ?? 200
+                var limit = 200
+                if let l = query(request, "limit") {
+                    guard let n = Int(l), (1...10_000).contains(n) else { throw ConsoleError.badRequest("limit: expected an integer from 1 to 10000, got \"\(l)\"") }
+                    limit = n
+                }
                 return ["entries": try core.auditEntries(for: principal, limit: limit)]
             }
+        }
+    }
+}
+
+/// Unknown routes under /api/ answer with the API's JSON error shape.
+struct APINotFound: RouterMiddleware {
+    typealias Context = BasicRequestContext
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        do {
+            return try await next(request, context)
+        } catch let error as HTTPError where error.status == .notFound && request.uri.path.hasPrefix("/api/") {
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            let body = #"{"error":{"code":"not_found","message":"no such route: \#(request.method.rawValue) \#(request.uri.path)"}}"#
+            return Response(status: .notFound, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
         }
     }
 }

@@ -84,6 +84,43 @@ public struct RolloutDocument: Codable, Sendable, Equatable {
         lifetimeHours = try c.decodeIfPresent(Double.self, forKey: .lifetimeHours)
     }
 
+    /// Decodes a document from JSON and, when it cannot, names every reason
+    /// at once: unknown and missing keys, every problem of its config, and
+    /// the first type error of the rest; then the semantic problems.
+    public static func decodeCollecting(_ bytes: [UInt8]) -> Result<RolloutDocument, RolloutDocumentError> {
+        let value: JSONValue
+        switch FleetJSON.parse(bytes) {
+        case .failure(let e): return .failure(.init(reasons: [e.message]))
+        case .success(let v): value = v
+        }
+        guard case .object(var fields) = value else { return .failure(.init(reasons: ["expected a JSON object with the rollout document's keys"])) }
+        var reasons: [String] = []
+        for key in fields.keys.sorted() where !knownKeys.contains(key) {
+            reasons.append("\(key): unknown key; expected one of: \(knownKeys.sorted().joined(separator: ", "))")
+        }
+        for key in ["name", "config", "targets", "waves"] where fields[key] == nil { reasons.append("\(key): required") }
+        if let config = fields["config"] {
+            let wrapped = JSONValue.object(["version": .integer(1), "config": config])
+            if let data = try? FleetJSON.encode(wrapped), case .failure(let rejection) = DesiredConfig.decode(Array(data)) {
+                reasons += rejection.reasons.map { $0.hasPrefix("config") ? $0 : "config: \($0)" }
+                fields["config"] = .object([:]) // the rest is still checked below
+            }
+        }
+        for key in fields.keys where !knownKeys.contains(key) { fields[key] = nil }
+        // Decode what is left and check its semantics too, so every problem shows at once.
+        if let data = try? FleetJSON.encode(JSONValue.object(fields)) {
+            switch FleetJSON.decode(RolloutDocument.self, from: Array(data)) {
+            case .success(let doc): reasons += doc.problems(builtins: ProgramLibrary())
+            case .failure(let e): if !e.message.contains("missing field") { reasons.append(e.message) }
+            }
+        }
+        if !reasons.isEmpty { return .failure(.init(reasons: reasons)) }
+        switch FleetJSON.decode(RolloutDocument.self, from: bytes) {
+        case .failure(let e): return .failure(.init(reasons: [e.message]))
+        case .success(let doc): return .success(doc)
+        }
+    }
+
     /// A YAML rollout file as JSON for the API (the CLI sends this).
     public static func json(fromYAML text: String) throws -> Data {
         guard let loaded = try Yams.load(yaml: text) else { throw ConsoleError.badRequest("the rollout file is empty") }
@@ -147,7 +184,8 @@ public struct RolloutDocument: Codable, Sendable, Equatable {
         let overrides = EngineLimits.Overrides(ceilingsMMHg: config.pressureCeilingMMHg, maxSessionMinutes: config.maxSessionMinutes, maxMotorTemperatureC: config.maxMotorTempC)
         let limits: EngineLimits
         do { limits = try EngineLimits(overrides: overrides) } catch {
-            return error.problems.map { "config.\($0.key): \($0.message)" }
+            // The engine's key names, in the document's words.
+            return error.problems.map { "config.\($0.key.replacingOccurrences(of: "ceilings_mmhg", with: "pressure_ceiling_mmhg")): \($0.message)" }
         }
         if let programs = config.programs, !programs.isEmpty {
             do { _ = try ProgramLibrary().adding(programs, limits: limits) } catch {
@@ -200,6 +238,11 @@ public struct RolloutDocument: Codable, Sendable, Equatable {
         if done < count { sizes.append(count - done) }
         return sizes
     }
+}
+
+/// Every reason a rollout document was refused.
+public struct RolloutDocumentError: Error, Sendable {
+    public var reasons: [String]
 }
 
 public enum RolloutState: String, Codable, Sendable {

@@ -71,7 +71,7 @@ struct Serve: AsyncParsableCommand {
             FileHandle.standardError.write(Data("fleet-console: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let app = HTTPAPI.makeApplication(core: core, logger: logger)
+        let app = try HTTPAPI.makeApplication(core: core, logger: logger)
         let group = ServiceGroup(configuration: .init(services: [core, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
@@ -301,7 +301,9 @@ struct SendCommand: AsyncParsableCommand {
                 let client = try APIClient(options)
                 let (record, raw) = try await client.get("/api/v1/commands/\(show)", as: CommandRecord.self)
                 if options.json { return printJSON(raw) }
-                printTable(["SITE", "DEVICE", "STATE", "DETAIL"], record.results.map { [$0.site, $0.device, $0.state.rawValue, $0.error?.message ?? ""] })
+                printTable(["SITE", "DEVICE", "STATE", "DETAIL"], record.results.map {
+                    [$0.site, $0.device, $0.state.rawValue, $0.error.map { "\($0.code.rawValue): \($0.message)" } ?? ($0.result?["session_id"]?.stringValue ?? "")]
+                })
                 return
             }
             guard let action else { throw CLIError("give an action, or --show ID") }
