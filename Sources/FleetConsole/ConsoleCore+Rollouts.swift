@@ -149,24 +149,36 @@ extension ConsoleCore {
     }
 
     func perform(_ actions: [RolloutAction], rollout id: String) async {
+        var writes: [(DeviceAddress, DesiredConfig)] = []
         for action in actions {
             switch action {
             case .audit(let text):
                 logger.info("\(text)")
                 try? store.audit(actor: "rollout", action: "rollout.transition", targets: id, outcome: text, detail: nil)
             case .writeDesired(let address, let desired):
-                // Record it as desired at once, so the next step sees the new version.
-                model.withLock { m in
-                    var r = m.record(address)
-                    r.desired = desired
-                    r.desiredSince = Date()
-                    m.devices[address] = r
-                }
-                do {
-                    try await client.publish(configuration.topicRoot.topic(.configDesired, for: address), payload: Array(try FleetJSON.encode(desired)),
-                                             qos: .atLeastOnce, retain: true, properties: MQTTProperties(contentType: "application/json"))
-                } catch {
-                    logger.warning("could not publish a desired config; the device will time out and count as failed", metadata: ["device": "\(address)", "error": "\(error)"])
+                writes.append((address, desired))
+            }
+        }
+        guard !writes.isEmpty else { return }
+        // Record them as desired at once, so the next step sees the new versions.
+        model.withLock { m in
+            for (address, desired) in writes {
+                var r = m.record(address)
+                r.desired = desired
+                r.desiredSince = Date()
+                m.devices[address] = r
+            }
+        }
+        // A wave's writes go out together, each acknowledged by the broker.
+        await withTaskGroup(of: Void.self) { group in
+            for (address, desired) in writes {
+                group.addTask {
+                    do {
+                        try await self.client.publish(self.configuration.topicRoot.topic(.configDesired, for: address), payload: Array(try FleetJSON.encode(desired)),
+                                                      qos: .atLeastOnce, retain: true, properties: MQTTProperties(contentType: "application/json"))
+                    } catch {
+                        self.logger.warning("could not publish a desired config; the device will time out and count as failed", metadata: ["device": "\(address)", "error": "\(error)"])
+                    }
                 }
             }
         }

@@ -185,6 +185,7 @@ extension AgentService {
         report(ReportedConfig(version: desired.version, state: .applied, appliedVersion: desired.version))
         enqueue(Event(type: .configApplied, configVersion: desired.version), topic: topics.events)
         await publishStatus()
+        await publishTelemetryNow()
     }
 
     func report(_ reported: ReportedConfig) {

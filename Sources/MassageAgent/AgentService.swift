@@ -332,14 +332,32 @@ public final class AgentService: Service, Sendable {
         return (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys])) ?? payload
     }
 
+    /// Telemetry every interval; wakes at least once a second so a new
+    /// interval from a desired config takes effect within a second.
     private func publishTelemetry() async {
+        let clock = ContinuousClock()
+        var last = clock.now
         while !Task.isCancelled {
-            let interval = state.withLock { $0.applied.config.telemetryIntervalSeconds } ?? configuration.telemetryIntervalSeconds
-            try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
-            guard client.isConnected, !Task.isCancelled else { continue }
-            let body = WireMapping.telemetry(engine.telemetry(), interval: interval)
-            _ = try? await client.publish(topics.telemetry, payload: stamp(body), qos: .atMostOnce, properties: Self.json)
+            let interval = Duration.milliseconds(Int64(telemetryInterval * 1000))
+            let due = last + interval
+            try? await Task.sleep(until: min(due, clock.now + .seconds(1)), clock: clock)
+            if !Task.isCancelled, clock.now >= due {
+                last = clock.now
+                await publishTelemetryNow()
+            }
         }
+    }
+
+    var telemetryInterval: Double {
+        state.withLock { $0.applied.config.telemetryIntervalSeconds } ?? configuration.telemetryIntervalSeconds
+    }
+
+    /// One telemetry message now (also right after a config is applied, so the
+    /// console sees the device healthy under it without waiting an interval).
+    func publishTelemetryNow() async {
+        guard client.isConnected else { return }
+        let body = WireMapping.telemetry(engine.telemetry(), interval: telemetryInterval)
+        _ = try? await client.publish(topics.telemetry, payload: stamp(body), qos: .atMostOnce, properties: Self.json)
     }
 
     private func publishUsagePeriodically() async {

@@ -105,7 +105,6 @@ final class MQTTEventLoop: Sendable {
 
     private func run() {
         var entries: [ObjectIdentifier: Entry] = [:]
-        var rng = SystemRandomNumberGenerator()
         var fds: [pollfd] = []
         var polled: [Entry] = []
         let clock = ContinuousClock()
@@ -156,19 +155,19 @@ final class MQTTEventLoop: Sendable {
                     if core.state.withLock({ $0.connection.isConnected }) {
                         entry.phase = .connected
                         entry.attempt = 0
-                        if socket < 0 { connectionEnded(entry, wasConnected: true, now: now, rng: &rng) }
+                        if socket < 0 { connectionEnded(entry, wasConnected: true, now: now) }
                     } else if socket < 0 {
-                        connectionEnded(entry, wasConnected: false, now: now, rng: &rng)
+                        connectionEnded(entry, wasConnected: false, now: now)
                     } else if now >= deadline {
                         _ = mosquitto_disconnect_v5(core.mosq, 0, nil)
                         core.state.withLock { $0.lastDisconnectError = nil }
                         let error = MQTTError(.timeout, "connecting to \(core.configuration.endpoint) as '\(core.configuration.clientID)': no CONNACK within \(core.configuration.connectTimeout)")
-                        failAttempt(entry, error, now: now, rng: &rng)
+                        failAttempt(entry, error, now: now)
                     }
                 case .connected:
-                    if socket < 0 { connectionEnded(entry, wasConnected: true, now: now, rng: &rng) }
+                    if socket < 0 { connectionEnded(entry, wasConnected: true, now: now) }
                 case .waiting(let until):
-                    if now >= until { attemptConnect(entry, now: now, rng: &rng) }
+                    if now >= until { attemptConnect(entry, now: now) }
                 case .stopped:
                     break
                 }
@@ -238,7 +237,7 @@ final class MQTTEventLoop: Sendable {
         }
     }
 
-    private func attemptConnect(_ entry: Entry, now: ContinuousClock.Instant, rng: inout SystemRandomNumberGenerator) {
+    private func attemptConnect(_ entry: Entry, now: ContinuousClock.Instant) {
         let core = entry.core
         let c = core.configuration
         core.state.withLock { s in
@@ -265,11 +264,11 @@ final class MQTTEventLoop: Sendable {
                 // The broker hung up during the TLS handshake: most often it refused our certificate.
                 error = MQTTError(.tls, "TLS connection to \(c.endpoint) as '\(c.clientID)' was reset during the handshake: the broker may have refused the client certificate '\(tls.certificateFile ?? "none")' (check that it is signed by the broker's CA and not revoked)", mosquittoError: rc)
             }
-            failAttempt(entry, error, now: now, rng: &rng)
+            failAttempt(entry, error, now: now)
         }
     }
 
-    private func connectionEnded(_ entry: Entry, wasConnected: Bool, now: ContinuousClock.Instant, rng: inout SystemRandomNumberGenerator) {
+    private func connectionEnded(_ entry: Entry, wasConnected: Bool, now: ContinuousClock.Instant) {
         let core = entry.core
         let error = core.state.withLock { $0.lastDisconnectError }
             ?? MQTTError(.connectionLost, "connection to \(core.configuration.endpoint) was lost")
@@ -277,11 +276,11 @@ final class MQTTEventLoop: Sendable {
             entry.attempt = 0
             core.logger.warning("connection lost", metadata: ["mqtt.client": "\(core.configuration.clientID)", "error": "\(error.message)"])
         }
-        failAttempt(entry, error, now: now, rng: &rng)
+        failAttempt(entry, error, now: now)
     }
 
     /// Schedules the next attempt with full jitter, or gives up.
-    private func failAttempt(_ entry: Entry, _ error: MQTTError, now: ContinuousClock.Instant, rng: inout SystemRandomNumberGenerator) {
+    private func failAttempt(_ entry: Entry, _ error: MQTTError, now: ContinuousClock.Instant) {
         let core = entry.core
         let policy = core.configuration.reconnect
         let retry = core.state.withLock { s in
@@ -293,7 +292,7 @@ final class MQTTEventLoop: Sendable {
             core.failConnectWaiters(error)
             return
         }
-        let delay = policy.delay(attempt: entry.attempt, using: &rng)
+        let delay = policy.delay(attempt: entry.attempt)
         entry.attempt += 1
         entry.phase = .waiting(until: now + delay)
         core.setConnection(.disconnected(error: error, retryIn: delay))

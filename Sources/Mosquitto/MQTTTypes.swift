@@ -167,6 +167,12 @@ public struct ReconnectPolicy: Sendable, Equatable {
         return grown < maximumDelay ? grown : maximumDelay
     }
 
+    /// A full-jitter delay for the given attempt, from the system's generator.
+    public func delay(attempt: Int) -> Duration {
+        var generator = SystemRandomNumberGenerator()
+        return delay(attempt: attempt, using: &generator)
+    }
+
     /// A full-jitter delay for the given attempt.
     public func delay(attempt: Int, using generator: inout some RandomNumberGenerator) -> Duration {
         let cap = ceiling(attempt: attempt)

@@ -18,7 +18,7 @@ struct FleetBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-bench",
         abstract: "Agent footprint and command round trip; console ingest vs mosquitto_sub.",
-        subcommands: [AgentBench.self, IngestBench.self])
+        subcommands: [AgentBench.self, IngestBench.self, RolloutBench.self])
 }
 
 /// The directory holding this binary and the other products.
@@ -235,5 +235,78 @@ struct IngestBench: AsyncParsableCommand {
         print("| ratio | \(String(format: "%.2f", ours / reference))× (goal ≥ 0.95×) |")
         print("| events stored / duplicates ignored | \(stored) / \(duplicates) (expected \(total) / 0) |")
         print("| console RSS with \(devices) devices | \(String(format: "%.1f", rss.rssMiB)) MiB |")
+    }
+}
+
+// MARK: rollout
+
+struct RolloutBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Time to roll a config to N simulated devices in 5 waves with zero bake time.")
+    @Option(help: "Simulated devices (fleet-sim, one process).") var devices = 1000
+
+    func run() async throws {
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        limit.rlim_cur = limit.rlim_max
+        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        let broker = try await MosquittoBroker.start(BrokerOptions(extraConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n"))
+        defer { broker.stopNow() }
+        let dir = try TemporaryDirectory(prefix: "rollout-bench")
+        let httpPort = try freeLoopbackPort()
+        let token = "bench-token"
+        let configFile = dir.url.appendingPathComponent("console.yaml")
+        try """
+            broker: {host: 127.0.0.1, port: \(broker.port)}
+            http: 127.0.0.1:\(httpPort)
+            database: \(dir.url.appendingPathComponent("console.sqlite").path)
+            sites: [{id: north, name: North, timezone: UTC}, {id: south, name: South, timezone: UTC}]
+            log_level: warning
+            """.write(to: configFile, atomically: true, encoding: .utf8)
+        let console = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-console"), arguments: ["serve", "--config", configFile.path],
+                                              environment: ["FLEET_CONSOLE_ADMIN_TOKEN": token])
+        defer { console.kill() }
+        let sim = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-sim"), arguments: [
+            "--devices", "\(devices)", "--site-names", "north,south", "--broker", "127.0.0.1:\(broker.port)", "--speed", "1",
+            "--sessions-per-hour", "0", "--data-dir", dir.url.appendingPathComponent("fleet").path,
+            "--programs-dir", repository.appendingPathComponent("Config/programs").path, "--summary-every", "600"])
+        defer { sim.kill() }
+
+        func call(_ method: String, _ path: String, _ body: Data? = nil) async throws -> [String: Any] {
+            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(httpPort)\(path)")!)
+            request.httpMethod = method
+            request.httpBody = body
+            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
+            let (data, _) = try await URLSession.shared.data(for: request)
+            return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+        }
+        let clock = ContinuousClock()
+        let t0 = clock.now
+        try await waitUntil(timeout: .seconds(300), pollEvery: .milliseconds(500), "\(devices) devices online in the console") {
+            let list = (try? await call("GET", "/api/v1/devices?state=idle"))?["devices"] as? [Any]
+            return (list?.count ?? 0) >= devices
+        }
+        let onlineAfter = t0.duration(to: clock.now)
+        let document: [String: Any] = [
+            "name": "bench", "config": ["telemetry_interval_s": 1],
+            "targets": ["all": true], "waves": ["canary": 1, "percentages": [25, 50, 75, 100]],
+            "bake_s": 0, "apply_timeout_s": 120, "error_threshold": ["percent": 10, "min_executed": 1, "action": "abort"],
+        ]
+        let start = clock.now
+        let created = try await call("POST", "/api/v1/rollouts", try JSONSerialization.data(withJSONObject: document))
+        guard let id = created["id"] as? String else { throw ValidationError("rollout refused: \(created)") }
+        var final: [String: Any] = [:]
+        try await waitUntil(timeout: .seconds(600), pollEvery: .milliseconds(100), "the rollout finished") {
+            final = (try? await call("GET", "/api/v1/rollouts/\(id)")) ?? [:]
+            let state = final["state"] as? String
+            return state == "completed" || state == "aborted"
+        }
+        let took = start.duration(to: clock.now)
+        let waves = (final["waves"] as? [[String: Any]])?.compactMap { $0["size"] as? Int } ?? []
+        print("| rollout to \(devices) simulated devices (fleet-sim, one process) | value |")
+        print("| --- | ---: |")
+        print("| devices online in the console after start | \(String(format: "%.1f", onlineAfter.seconds)) s |")
+        print("| waves | \(waves.map(String.init).joined(separator: " + ")) |")
+        print("| state, device counts | \(final["state"] ?? "?"), \(final["counts"] ?? "?") |")
+        print("| time from POST to completed | \(String(format: "%.2f", took.seconds)) s (goal ≤ 10 s) |")
     }
 }
