@@ -10,7 +10,7 @@ struct EngineDriverTests {
         let end = clock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
         while clock.now < end {
             if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(5))
+            try? await Task.sleep(for: .milliseconds(5)) // poll until the deadline
         }
         return condition()
     }
