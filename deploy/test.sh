@@ -10,6 +10,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev openssl pkg-config systemd)
+# The dashboard's browser tests: Debian's Chromium, driven by Playwright for
+# Python (python3 with pip, when the python3 on PATH has none).
+packages+=(chromium)
+{ command -v python3 >/dev/null && python3 -m pip --version >/dev/null 2>&1; } || packages+=(python3 python3-pip)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -23,6 +27,15 @@ if ((${#missing[@]})); then
 fi
 # Installing the mosquitto package may start a system broker on 1883; the
 # tests never use it, so it is left alone.
+
+# Playwright drives the system Chromium (/usr/bin/chromium): it must not
+# download a browser of its own. PIP_BREAK_SYSTEM_PACKAGES lets pip install
+# into Debian's own python3 (PEP 668) when that is the python3 on PATH.
+if ! python3 -c "import playwright.sync_api" >/dev/null 2>&1; then
+    echo "==> installing playwright for $(command -v python3)"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PIP_BREAK_SYSTEM_PACKAGES=1 \
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore playwright
+fi
 
 command -v swift >/dev/null || { echo "error: swift is not on PATH; install the Swift 6 toolchain (swift.org) first" >&2; exit 2; }
 

@@ -122,9 +122,8 @@ final class Dashboard: Sendable {
 
     func authorize(_ request: Request, _ form: [String: String], role: Principal.Role) -> Authorization {
         guard let s = session(request) else { return .failure(Self.redirect("/login")) }
-        if let origin = request.headers[.origin], let authority = request.head.authority,
-           URL(string: origin)?.host(percentEncoded: false).map({ authority.hasPrefix($0) }) != true {
-            return .failure(Self.text(.forbidden, "cross-site request refused"))
+        if let origin = request.headers[.origin], !Self.sameOrigin(origin, authority: request.head.authority) {
+            return .failure(Self.text(.forbidden, "cross-site request refused: origin \(origin) is not this console"))
         }
         guard let token = form["csrf"], constantTimeEqual(Array(token.utf8), Array(s.csrf.utf8)) else {
             return .failure(Self.text(.forbidden, "missing or wrong CSRF token: reload the page and try again"))
@@ -133,6 +132,17 @@ final class Dashboard: Sendable {
             return .failure(Self.text(.forbidden, "this needs the \(role.rawValue) role; \(s.principal.name) is \(s.principal.role.rawValue)"))
         }
         return .success(s)
+    }
+
+    /// Whether a browser's Origin names this console: the same host and port
+    /// as the request's authority (the scheme may differ behind a TLS proxy).
+    static func sameOrigin(_ origin: String, authority: String?) -> Bool {
+        guard let authority, let url = URL(string: origin), let host = url.host(percentEncoded: false) else { return false }
+        let originPort = url.port ?? (url.scheme == "https" ? 443 : 80)
+        let parts = authority.split(separator: ":", omittingEmptySubsequences: false)
+        let authorityHost = parts.count == 2 ? String(parts[0]) : authority
+        let authorityPort = parts.count == 2 ? Int(parts[1]) : (url.scheme == "https" ? 443 : 80)
+        return host.lowercased() == authorityHost.lowercased() && originPort == authorityPort
     }
 
     static func when(_ d: Date?) -> String {
