@@ -104,6 +104,13 @@ public struct RolloutDocument: Codable, Sendable, Equatable {
             if let data = try? FleetJSON.encode(wrapped), case .failure(let rejection) = DesiredConfig.decode(Array(data)) {
                 reasons += rejection.reasons.map { $0.hasPrefix("config") ? $0 : "config: \($0)" }
                 fields["config"] = .object([:]) // the rest is still checked below
+                // The limits that did parse are still checked against the engine's.
+                var ceilings: [String: Double] = [:]
+                if case .object(let c)? = config["pressure_ceiling_mmhg"] {
+                    for (zone, v) in c { if let d = v.doubleValue { ceilings[zone] = d } }
+                }
+                let partial = DeviceConfig(pressureCeilingMMHg: ceilings.isEmpty ? nil : ceilings, maxMotorTempC: config["max_motor_temp_c"]?.doubleValue)
+                reasons += configProblems(partial, builtins: ProgramLibrary())
             }
         }
         for key in fields.keys where !knownKeys.contains(key) { fields[key] = nil }
