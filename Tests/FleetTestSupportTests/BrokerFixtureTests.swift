@@ -368,12 +368,12 @@ struct HelperTests {
         #expect(error?.description.contains("the massager to reach the calf") == true)
         #expect(started.duration(to: clock.now) >= .milliseconds(100))
         var polls = 0
-        try await waitUntil(timeout: .seconds(1), pollEvery: .milliseconds(1), "three polls") {
+        try await waitUntil(timeout: .seconds(30), pollEvery: .milliseconds(1), "three polls") { // generous deadline: the suite runs beside heavy tests
             polls += 1
             return polls == 3
         }
         #expect(polls == 3)
-        let value = try await waitForValue(timeout: .seconds(1), "a value") { polls > 2 ? "ok" : nil }
+        let value = try await waitForValue(timeout: .seconds(30), "a value") { polls > 2 ? "ok" : nil }
         #expect(value == "ok")
     }
 
