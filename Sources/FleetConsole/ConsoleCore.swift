@@ -110,7 +110,10 @@ public final class ConsoleCore: Service, Sendable {
     }
 
     private func watchConnection() async {
+        var wasConnected = false
         for await change in client.connectionStates {
+            defer { wasConnected = change.isConnected }
+            if wasConnected && change.isConnected { continue } // the same connection, seen twice
             guard case .connected = change else { continue }
             logger.info("connected to the broker")
             do {

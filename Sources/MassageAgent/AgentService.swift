@@ -248,7 +248,10 @@ public final class AgentService: Service, Sendable {
 
     /// On every (re)connection: birth, subscriptions, outbox delivery.
     private func watchConnection() async {
+        var wasConnected = false
         for await change in client.connectionStates {
+            defer { wasConnected = change.isConnected }
+            if wasConnected && change.isConnected { continue } // the same connection, seen twice
             guard case .connected = change else {
                 if case .disconnected(let error, let retry) = change {
                     logger.info("broker connection down", metadata: ["error": "\(error?.message ?? "-")", "retry_in": "\(retry.map { "\($0)" } ?? "-")"])

@@ -409,15 +409,17 @@ final class ClientCore: @unchecked Sendable {
     func makeStateStream() -> AsyncStream<MQTTConnectionState> {
         let (stream, continuation) = AsyncStream.makeStream(of: MQTTConnectionState.self, bufferingPolicy: .bufferingNewest(64))
         let id = nextObserver.withLock { n -> Int in defer { n += 1 }; return n }
-        let current = state.withLock { $0.connection }
-        continuation.yield(current)
-        if current == .closed {
-            continuation.finish()
-            return stream
-        }
+        // Register before reading the current state, so that no change can
+        // fall between the two (a change may then be seen twice, never lost).
         stateObservers.withLock { $0[id] = continuation }
         continuation.onTermination = { [weak self] _ in
             _ = self?.stateObservers.withLock { $0.removeValue(forKey: id) }
+        }
+        let current = state.withLock { $0.connection }
+        continuation.yield(current)
+        if current == .closed {
+            _ = stateObservers.withLock { $0.removeValue(forKey: id) }
+            continuation.finish()
         }
         return stream
     }

@@ -40,7 +40,8 @@ public final class MQTTClient: Sendable {
     public var messages: MQTTMessages { MQTTMessages(buffer: core.inbound) }
 
     /// A new stream of connection states: the current one, then every change
-    /// (each call gets its own stream; the newest 64 are kept if it lags).
+    /// (each call gets its own stream; the newest 64 are kept if it lags). A
+    /// change that races the subscription may be delivered twice, never lost.
     public var connectionStates: AsyncStream<MQTTConnectionState> { core.makeStateStream() }
 
     public var connectionState: MQTTConnectionState { core.state.withLock { $0.connection } }
