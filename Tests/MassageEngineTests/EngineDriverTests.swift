@@ -23,7 +23,7 @@ struct EngineDriverTests {
         let driver = EngineDriver(engine: h.engine, speed: 200)
         let started = ContinuousClock.now
         let run = Task { await driver.run() }
-        let finished = await waitUntil(deadline: 20) { h.journal.types.contains("session_completed") }
+        let finished = await waitUntil(deadline: 60) { h.journal.types.contains("session_completed") }
         let elapsed = ContinuousClock.now - started
         run.cancel()
         await run.value
@@ -39,7 +39,7 @@ struct EngineDriverTests {
         let h = try Harness()
         try h.engine.start(.program("calf-release"))
         let run = Task { await EngineDriver(engine: h.engine, speed: 10).run() }
-        #expect(await waitUntil(deadline: 10) { h.engine.tickCount > 100 })
+        #expect(await waitUntil(deadline: 60) { h.engine.tickCount > 100 })
         run.cancel()
         await run.value
         #expect(h.simulator.snapshot().released)
@@ -54,7 +54,7 @@ struct EngineDriverTests {
         let h = try Harness()
         let run = Task { await EngineDriver(engine: h.engine, speed: 50, persistenceInterval: .milliseconds(10)).run() }
         try h.engine.start(.steps([step("thigh", "compression", 3, 60)]))
-        #expect(await waitUntil(deadline: 10) { h.storage.persisted.activeSession != nil })
+        #expect(await waitUntil(deadline: 60) { h.storage.persisted.activeSession != nil })
         run.cancel()
         await run.value
     }
