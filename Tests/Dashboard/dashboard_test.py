@@ -148,7 +148,7 @@ def poll(produce: Callable[[], object], accept: Callable[[object], bool], descri
         if page is not None:
             page.wait_for_timeout(100)
         else:
-            time.sleep(0.1)
+            time.sleep(0.1)  # poll again until the deadline above
 
 
 class Runner:
