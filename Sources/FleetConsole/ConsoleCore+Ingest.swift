@@ -7,32 +7,41 @@ extension ConsoleCore {
     /// database (writes go to the pending batch, committed by `flushLoop`).
     func ingest() async {
         for await message in client.messages {
-            metrics.ingested.increment()
-            if message.topic == replyTopic {
-                handleReply(message)
-                continue
-            }
-            guard let topic = configuration.topicRoot.parse(message.topic) else {
-                reject(message, "topic outside the contract")
-                continue
-            }
-            guard case .device(let address, let kind) = topic else { continue }
-            switch kind {
-            case .cmd:
-                continue // commands (ours or another console's)
-            case .configDesired:
-                handleDesired(address, message.payload)
-                continue
-            default:
-                break
-            }
-            switch AgentPayload.decode(kind: kind, payload: message.payload) {
-            case .failure(let error):
-                if message.payload.isEmpty && message.retain { continue } // a cleared retained topic
-                reject(message, error.message)
-            case .success(let payload):
-                apply(payload, from: address, raw: message.payload)
-            }
+            receive(message)
+        }
+    }
+
+    /// Handles one message from the broker: classifies its topic, decodes it
+    /// and applies it to the fleet model and the pending batch. Anything
+    /// malformed is counted and dropped; this never throws and never waits on
+    /// the network or the database. Public so that fuzzing can drive ingest
+    /// with any topic and payload without a broker.
+    public func receive(_ message: MQTTMessage) {
+        metrics.ingested.increment()
+        if message.topic == replyTopic {
+            handleReply(message)
+            return
+        }
+        guard let topic = configuration.topicRoot.parse(message.topic) else {
+            reject(message, "topic outside the contract")
+            return
+        }
+        guard case .device(let address, let kind) = topic else { return }
+        switch kind {
+        case .cmd:
+            return // commands (ours or another console's)
+        case .configDesired:
+            handleDesired(address, message.payload)
+            return
+        default:
+            break
+        }
+        switch AgentPayload.decode(kind: kind, payload: message.payload) {
+        case .failure(let error):
+            if message.payload.isEmpty && message.retain { return } // a cleared retained topic
+            reject(message, error.message)
+        case .success(let payload):
+            apply(payload, from: address, raw: message.payload)
         }
     }
 
@@ -263,9 +272,26 @@ extension ConsoleCore {
         }
     }
 
-    func flushNow() {
+    /// Commits what ingest gathered. Events, sessions and usage go in every
+    /// batch; device rows (a cache of the in-memory model for the next start)
+    /// at most once a second, and always at shutdown: with a thousand devices
+    /// reporting, writing every touched row every 50 ms cost more than the
+    /// events themselves. The event high-water marks they hold are re-read
+    /// from the event table at start-up, so a crash loses nothing by it.
+    func flushNow(includingDevices: Bool = false) {
         var batch = pending.withLock { b -> FleetStore.WriteBatch in defer { b = .init() }; return b }
-        // Device records are encoded here, once per batch, not once per message.
+        let devicesDue = includingDevices || deviceRowsDue.withLock { due in
+            let now = ContinuousClock.now
+            guard now >= due else { return false }
+            due = now + .seconds(1)
+            return true
+        }
+        if !batch.dirtyDevices.isEmpty && !devicesDue {
+            let dirty = batch.dirtyDevices
+            batch.dirtyDevices = []
+            pending.withLock { $0.dirtyDevices.formUnion(dirty) }
+        }
+        // Device records are encoded here, once per write, not once per message.
         if !batch.dirtyDevices.isEmpty {
             let records = model.withLock { m in batch.dirtyDevices.compactMap { a in m.devices[a].map { (a, $0) } } }
             let encoder = FleetJSON.makeEncoder()

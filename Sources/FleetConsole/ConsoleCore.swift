@@ -16,6 +16,8 @@ public final class ConsoleCore: Service, Sendable {
     let client: MQTTClient
     let model: Mutex<FleetModel>
     let pending = Mutex(FleetStore.WriteBatch())
+    /// When device rows are next written (see `flushNow`).
+    let deviceRowsDue = Mutex(ContinuousClock.now)
     let commands: Mutex<[String: CommandRecord]>
     let metrics: ConsoleMetrics
     let replyTopic: String
@@ -44,6 +46,14 @@ public final class ConsoleCore: Service, Sendable {
             if let r = try? decoder.decode(DeviceRecord.self, from: data), let a = try? DeviceAddress(site: r.site, device: r.device) {
                 fleet.devices[a] = r
             }
+        }
+        // Device rows are written behind the events (at most once a second);
+        // where each device's events stand is what the event table says.
+        for (a, last) in try store.lastEventSequences() {
+            var r = fleet.record(a)
+            r.lastEventEpoch = last.0
+            r.lastEventSeq = last.1
+            fleet.devices[a] = r
         }
         for row in try store.loadUsage() {
             if let a = try? DeviceAddress(site: row.site, device: row.device),
@@ -101,7 +111,7 @@ public final class ConsoleCore: Service, Sendable {
                 group.cancelAll()
             }
         } onGracefulShutdown: {}
-        flushNow()
+        flushNow(includingDevices: true)
         if client.isConnected {
             _ = try? await client.publish(configuration.topicRoot.consoleStateTopic, payload: Array(try FleetJSON.encode(ConsoleState(state: .offline, ts: Date(), instance: configuration.instance))), qos: .atLeastOnce, retain: true)
         }

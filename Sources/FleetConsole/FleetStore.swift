@@ -106,6 +106,13 @@ public final class FleetStore: Sendable {
                 t.column("created_at", .double).notNull()
             }
         }
+        m.registerMigration("v3: index only aborted events by time") { db in
+            // The only query by type and time asks for aborted sessions (the
+            // clinic's pain-signal warning). A partial index serves it; a full
+            // (type, ts) index cost a B-tree insert for every stored event.
+            try db.drop(index: "event_type_ts")
+            try db.execute(sql: "CREATE INDEX event_aborted_ts ON event(ts) WHERE type = 'session_aborted'")
+        }
         return m
     }
 
@@ -137,40 +144,58 @@ public final class FleetStore: Sendable {
     }
 
     /// Commits a batch; returns the events that were new (not duplicates).
+    /// The statements are prepared once per connection (GRDB's statement
+    /// cache), not parsed again for every row.
     @discardableResult
     func commit(_ batch: WriteBatch) throws -> [Event] {
         guard !batch.isEmpty else { return [] }
         let encoder = FleetJSON.makeEncoder()
         return try pool.write { db in
             var inserted: [Event] = []
-            for (address, stamped, payload) in batch.events {
-                let e = stamped.body
-                try db.execute(sql: """
+            if !batch.events.isEmpty {
+                let insertEvent = try db.cachedStatement(sql: """
                     INSERT OR IGNORE INTO event(site, device, epoch, seq, ts, type, session_id, program, reason, historical, payload)
                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, arguments: [address.site.rawValue, address.device.rawValue, Int64(bitPattern: stamped.envelope.epoch), Int64(bitPattern: stamped.envelope.seq),
-                                     stamped.envelope.ts.timeIntervalSince1970, e.type.rawValue, e.sessionID, e.program, e.reason?.rawValue,
-                                     stamped.envelope.historical, payload])
-                if db.changesCount > 0 { inserted.append(e) }
+                    """)
+                for (address, stamped, payload) in batch.events {
+                    let e = stamped.body
+                    try insertEvent.execute(arguments: [
+                        address.site.rawValue, address.device.rawValue, Int64(bitPattern: stamped.envelope.epoch), Int64(bitPattern: stamped.envelope.seq),
+                        stamped.envelope.ts.timeIntervalSince1970, e.type.rawValue, e.sessionID, e.program, e.reason?.rawValue,
+                        stamped.envelope.historical, payload])
+                    if db.changesCount > 0 { inserted.append(e) }
+                }
             }
-            for (address, json) in batch.devices {
-                try db.execute(sql: "INSERT OR REPLACE INTO device(site, device, json) VALUES (?, ?, ?)", arguments: [address.site.rawValue, address.device.rawValue, json])
+            if !batch.devices.isEmpty {
+                let upsertDevice = try db.cachedStatement(sql: "INSERT OR REPLACE INTO device(site, device, json) VALUES (?, ?, ?)")
+                for (address, json) in batch.devices {
+                    try upsertDevice.execute(arguments: [address.site.rawValue, address.device.rawValue, json])
+                }
             }
-            for (_, s) in batch.sessions {
-                try db.execute(sql: """
+            if !batch.sessions.isEmpty {
+                let upsertSession = try db.cachedStatement(sql: """
                     INSERT INTO session(session_id, site, device, program, started_at, ended_at, outcome, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?)
                     ON CONFLICT(session_id) DO UPDATE SET program = coalesce(excluded.program, program),
                       started_at = coalesce(started_at, excluded.started_at), ended_at = coalesce(excluded.ended_at, ended_at),
                       outcome = CASE WHEN outcome IN ('completed','aborted','missed') THEN outcome ELSE excluded.outcome END,
                       reason = coalesce(excluded.reason, reason)
-                    """, arguments: [s.sessionID, s.site, s.device, s.program, s.startedAt?.timeIntervalSince1970, s.endedAt?.timeIntervalSince1970, s.outcome, s.reason])
+                    """)
+                for (_, s) in batch.sessions {
+                    try upsertSession.execute(arguments: [s.sessionID, s.site, s.device, s.program, s.startedAt?.timeIntervalSince1970,
+                                                          s.endedAt?.timeIntervalSince1970, s.outcome, s.reason])
+                }
             }
-            for (address, u) in batch.usage {
-                try db.execute(sql: "INSERT OR REPLACE INTO usage_device(site, device, last, total) VALUES (?, ?, ?, ?)",
-                               arguments: [address.site.rawValue, address.device.rawValue, try encoder.encode(u.last), try encoder.encode(u.total)])
+            if !batch.usage.isEmpty {
+                let upsertUsage = try db.cachedStatement(sql: "INSERT OR REPLACE INTO usage_device(site, device, last, total) VALUES (?, ?, ?, ?)")
+                for (address, u) in batch.usage {
+                    try upsertUsage.execute(arguments: [address.site.rawValue, address.device.rawValue, try encoder.encode(u.last), try encoder.encode(u.total)])
+                }
             }
-            for (_, day) in batch.usageDays {
-                try db.execute(sql: "INSERT OR REPLACE INTO usage_day(site, day, json) VALUES (?, ?, ?)", arguments: [day.site, day.day, try encoder.encode(day)])
+            if !batch.usageDays.isEmpty {
+                let upsertDay = try db.cachedStatement(sql: "INSERT OR REPLACE INTO usage_day(site, day, json) VALUES (?, ?, ?)")
+                for (_, day) in batch.usageDays {
+                    try upsertDay.execute(arguments: [day.site, day.day, try encoder.encode(day)])
+                }
             }
             return inserted
         }

@@ -43,6 +43,11 @@ public enum FleetJSON {
         return decoder
     }
 
+    /// One decoder for the hot paths (ingest decodes every message with it).
+    /// JSONDecoder is Sendable and its options are fixed here, so concurrent
+    /// decodes with it are safe.
+    static let sharedDecoder = makeDecoder()
+
     /// Encodes `value` with the shared configuration.
     public static func encode<T: Encodable>(_ value: T, sortedKeys: Bool = false) throws -> Data {
         try makeEncoder(sortedKeys: sortedKeys).encode(value)
@@ -60,7 +65,7 @@ public enum FleetJSON {
         case .success(let checked): data = checked
         }
         do {
-            return .success(try makeDecoder().decode(T.self, from: data))
+            return .success(try sharedDecoder.decode(T.self, from: data))
         } catch let error as DecodingError {
             // Parse again as plain JSON only to say what was found where.
             guard let root = try? makeDecoder().decode(JSONValue.self, from: data) else {
@@ -114,8 +119,12 @@ public enum FleetJSON {
 
     /// Whether `[` and `{` outside strings nest deeper than `limit`.
     private static func nestingExceeds(_ data: Data, limit: Int) -> Bool {
+        data.withUnsafeBytes { nestingExceeds($0, limit: limit) }
+    }
+
+    private static func nestingExceeds(_ bytes: UnsafeRawBufferPointer, limit: Int) -> Bool {
         var depth = 0, inString = false, escaped = false
-        for byte in data {
+        for byte in bytes {
             if inString {
                 if escaped { escaped = false }
                 else if byte == UInt8(ascii: "\\") { escaped = true }
