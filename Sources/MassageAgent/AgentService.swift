@@ -62,7 +62,7 @@ public final class AgentService: Service, Sendable {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         database = try AgentDatabase(path: configuration.dataDirectory.appendingPathComponent("agent.sqlite").path)
         outbox = Outbox(database: database, limits: configuration.outbox)
-        replies = CommandReplyLog(database: database)
+        replies = try CommandReplyLog(database: database)
         epoch = try database.nextEpoch()
         topics = DeviceTopics(root: configuration.topicRoot, device: configuration.address)
 

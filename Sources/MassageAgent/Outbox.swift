@@ -1,5 +1,6 @@
 import Foundation
 import GRDB
+import Synchronization
 
 /// A message waiting in the outbox.
 public struct OutboxEntry: Sendable, Equatable {
@@ -103,24 +104,62 @@ public final class CommandReplyLog: Sendable {
     public let keepNewest: Int
     public let keepFor: TimeInterval
 
-    public init(database: AgentDatabase, keepNewest: Int = 1_000, keepFor: TimeInterval = 24 * 3600) {
+    /// Every id the table holds (and, until the next prune, a few it no
+    /// longer does): a new id — nearly every command — is answered from
+    /// memory; only a repeat reads the database. A database read per command
+    /// was a quarter of the agent's CPU on the command path.
+    private let knownIDs: Mutex<Set<String>>
+
+    public init(database: AgentDatabase, keepNewest: Int = 1_000, keepFor: TimeInterval = 24 * 3600) throws {
         self.database = database
         self.keepNewest = keepNewest
         self.keepFor = keepFor
+        knownIDs = Mutex(try Self.ids(database))
+    }
+
+    private static func ids(_ database: AgentDatabase) throws -> Set<String> {
+        try database.writer.read { db in Set(try String.fetchAll(db, sql: "SELECT id FROM command_reply")) }
     }
 
     public func reply(for id: String) throws -> Data? {
-        try database.writer.read { db in try Data.fetchOne(db, sql: "SELECT reply FROM command_reply WHERE id = ?", arguments: [id]) }
+        guard knownIDs.withLock({ $0.contains(id) }) else { return nil }
+        return try database.writer.read { db in try Data.fetchOne(db, sql: "SELECT reply FROM command_reply WHERE id = ?", arguments: [id]) }
     }
 
+    /// Remembers a reply. Old replies are pruned every `pruneEvery` records,
+    /// not at each one: the pruning query sorts the whole log, and keeping a
+    /// few more than the minimum is harmless (it only ever keeps more).
     public func record(id: String, reply: Data, at date: Date = Date()) throws {
+        let prune = recorded.add(1, ordering: .relaxed).newValue % Self.pruneEvery == 0
         try database.writer.write { db in
-            try db.execute(sql: "INSERT OR IGNORE INTO command_reply(id, reply, received_at) VALUES (?, ?, ?)", arguments: [id, reply, date.timeIntervalSince1970])
-            try db.execute(sql: """
-                DELETE FROM command_reply WHERE received_at < ? AND id NOT IN
-                  (SELECT id FROM command_reply ORDER BY received_at DESC LIMIT ?)
-                """, arguments: [date.timeIntervalSince1970 - keepFor, keepNewest])
+            try db.cachedStatement(sql: "INSERT OR IGNORE INTO command_reply(id, reply, received_at) VALUES (?, ?, ?)")
+                .execute(arguments: [id, reply, date.timeIntervalSince1970])
+            if prune { try Self.prune(db, before: date.timeIntervalSince1970 - keepFor, keepNewest: keepNewest) }
         }
+        // After the commit: a concurrent repeat either finds the row or runs first (commands are handled one at a time).
+        knownIDs.withLock { _ = $0.insert(id) }
+        if prune { try forgetPruned() }
+    }
+
+    private func forgetPruned() throws {
+        let ids = try Self.ids(database)
+        knownIDs.withLock { $0 = ids }
+    }
+
+    static let pruneEvery = 50
+    private let recorded = Atomic<Int>(0)
+
+    private static func prune(_ db: Database, before cutoff: TimeInterval, keepNewest: Int) throws {
+        try db.execute(sql: """
+            DELETE FROM command_reply WHERE received_at < ? AND id NOT IN
+              (SELECT id FROM command_reply ORDER BY received_at DESC LIMIT ?)
+            """, arguments: [cutoff, keepNewest])
+    }
+
+    /// Prunes now (at start-up, and for tests).
+    public func prune(at date: Date = Date()) throws {
+        try database.writer.write { db in try Self.prune(db, before: date.timeIntervalSince1970 - keepFor, keepNewest: keepNewest) }
+        try forgetPruned()
     }
 
     public var count: Int {

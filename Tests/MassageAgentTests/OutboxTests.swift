@@ -46,18 +46,37 @@ struct OutboxTests {
     @Test("a command id is remembered with its first reply; old ids beyond the newest 1,000 are pruned after 24 h")
     func commandIDs() throws {
         let dir = try TemporaryDirectory(prefix: "replies")
-        let log = CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
+        let log = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
         let old = Date(timeIntervalSince1970: 1_000_000)
         for i in 0..<5 { try log.record(id: "old-\(i)", reply: Data("r\(i)".utf8), at: old.addingTimeInterval(Double(i))) }
         #expect(try log.reply(for: "old-0") == Data("r0".utf8))
         // Recording again does not replace the first reply.
         try log.record(id: "old-4", reply: Data("second".utf8), at: old.addingTimeInterval(5))
         #expect(try log.reply(for: "old-4") == Data("r4".utf8))
-        // A day later: only the newest 3 of the old ones stay, plus the new one.
-        try log.record(id: "new", reply: Data("n".utf8), at: old.addingTimeInterval(2 * 86_400))
+        // A day later: once pruned, only the newest 3 stay (ids older than 24 h beyond the newest 3 go).
+        let later = old.addingTimeInterval(2 * 86_400)
+        try log.record(id: "new", reply: Data("n".utf8), at: later)
+        try log.prune(at: later)
         #expect(log.count == 3)
         #expect(try log.reply(for: "old-0") == nil)
+        #expect(try log.reply(for: "old-4") != nil)
         #expect(try log.reply(for: "new") != nil)
+        // After a restart the ids are known again (read from the database).
+        let reopened = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
+        #expect(try reopened.reply(for: "new") == Data("n".utf8))
+        #expect(try reopened.reply(for: "old-0") == nil)
+    }
+
+    @Test("recording prunes by itself every so many replies, keeping everything of the last 24 h")
+    func commandIDsPruneThemselves() throws {
+        let dir = try TemporaryDirectory(prefix: "replies-auto")
+        let log = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
+        let old = Date(timeIntervalSince1970: 1_000_000)
+        for i in 0..<5 { try log.record(id: "old-\(i)", reply: Data("r".utf8), at: old.addingTimeInterval(Double(i))) }
+        let later = old.addingTimeInterval(86_400)
+        for i in 0..<CommandReplyLog.pruneEvery { try log.record(id: "later-\(i)", reply: Data("r".utf8), at: later.addingTimeInterval(Double(i))) }
+        #expect(try log.reply(for: "old-4") == nil, "the old ids were pruned within \(CommandReplyLog.pruneEvery) records")
+        #expect(log.count == CommandReplyLog.pruneEvery, "every id of the last 24 h stays")
     }
 
     @Test("the epoch grows by one on every start and persists")
