@@ -343,6 +343,34 @@ public final class MosquittoBroker: Sendable {
         }
     }
 
+    /// Makes mosquitto write its persistence database now (SIGUSR1), as its
+    /// `autosave_interval` does on a broker that has run a while, and waits
+    /// until its log says so. A later ``kill()`` then loses only what changed
+    /// since: ``restart()`` brings back the saved retained messages and
+    /// persistent sessions with their subscriptions. The broker must run with
+    /// ``BrokerOptions/persistence``.
+    public func savePersistence(timeout: Duration = .seconds(5)) async throws {
+        guard options.persistence else {
+            throw FixtureError("savePersistence(): this broker has no persistence; start it with BrokerOptions(persistence: true)")
+        }
+        guard let pid = processIdentifier else {
+            throw FixtureError("savePersistence(): the broker is not running; restart() it first")
+        }
+        let marker = "Saving in-memory database"
+        let before = FileText.read(logFile).components(separatedBy: marker).count
+        sendSignal(SIGUSR1, to: pid)
+        guard expectsReadyLine else { return }
+        let logFile = self.logFile
+        do {
+            try await waitUntil(timeout: timeout, pollEvery: .milliseconds(5), "mosquitto to save its database after SIGUSR1") {
+                FileText.read(logFile).components(separatedBy: marker).count > before
+            }
+        } catch let error as TimeoutError {
+            throw TimeoutError(
+                condition: error.condition, timeout: timeout, detail: FileText.excerpt("broker log", logFile))
+        }
+    }
+
     /// Rewrites the password file with `users` and reloads the broker
     /// (e.g. to revoke a device). The broker must have been started with
     /// ``BrokerOptions/users``.
