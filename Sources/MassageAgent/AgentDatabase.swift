@@ -52,6 +52,16 @@ public final class AgentDatabase: Sendable {
                 t.column("json", .blob).notNull()
             }
         }
+        m.registerMigration("v2: delivered events, kept for resync") { db in
+            try db.create(table: "delivered_event") { t in
+                t.autoIncrementedPrimaryKey("id")
+                t.column("topic", .text).notNull()
+                t.column("epoch", .integer).notNull()
+                t.column("seq", .integer).notNull()
+                t.column("payload", .blob).notNull()
+                t.uniqueKey(["topic", "epoch", "seq"])
+            }
+        }
         return m
     }
 

@@ -73,7 +73,8 @@ extension AgentService {
                 await publishStatus()
                 enqueueUsage()
                 republishReported()
-                return try .success(id: id, encoding: ResyncResult(republished: ["status", "usage", "config/reported"]))
+                replayDeliveredEvents()
+                return try .success(id: id, encoding: ResyncResult(republished: ["status", "usage", "config/reported", "events"]))
             case .startSession(let params):
                 let request = sessionRequest(params)
                 let session = try engine.start(request)

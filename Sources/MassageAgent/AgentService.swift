@@ -21,6 +21,8 @@ public final class AgentService: Service, Sendable {
     let logger: Logger
     let database: AgentDatabase
     let outbox: Outbox
+    /// Events the broker acknowledged, kept for `resync`.
+    let deliveredEvents: DeliveredEvents
     let replies: CommandReplyLog
     let engine: MassageEngine
     let client: MQTTClient
@@ -62,6 +64,7 @@ public final class AgentService: Service, Sendable {
         try FileManager.default.createDirectory(at: configuration.dataDirectory, withIntermediateDirectories: true)
         database = try AgentDatabase(path: configuration.dataDirectory.appendingPathComponent("agent.sqlite").path)
         outbox = Outbox(database: database, limits: configuration.outbox)
+        deliveredEvents = DeliveredEvents(database: database)
         replies = try CommandReplyLog(database: database)
         epoch = try database.nextEpoch()
         topics = DeviceTopics(root: configuration.topicRoot, device: configuration.address)
@@ -312,15 +315,21 @@ public final class AgentService: Service, Sendable {
             guard !batch.isEmpty else { return }
             let since = state.withLock { $0.connectedSince } ?? .distantFuture
             var delivered: [Int64] = []
+            var events: [OutboxEntry] = []
             for entry in batch {
                 let payload = entry.createdAt < since ? Self.markHistorical(entry.payload) : entry.payload
                 do {
                     try await client.publish(entry.topic, payload: Array(payload), qos: QoS(rawValue: entry.qos) ?? .atLeastOnce,
                                              retain: entry.retain, properties: Self.json)
                     delivered.append(entry.id)
+                    if entry.topic == topics.events { events.append(entry) }
                 } catch {
                     break
                 }
+            }
+            // Kept before they leave the outbox: a SIGKILL in between sends one again, never loses it.
+            do { try deliveredEvents.record(events) } catch {
+                logger.error("could not keep the delivered events for resync", metadata: ["error": "\(error)"])
             }
             do { try outbox.remove(delivered) } catch {
                 logger.error("could not remove delivered messages from the outbox", metadata: ["error": "\(error)"])
