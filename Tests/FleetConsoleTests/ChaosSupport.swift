@@ -77,11 +77,17 @@ struct ChaosPlan: CustomStringConvertible {
         case program(String)
         /// One custom step of `seconds` of simulated time.
         case steps(seconds: Int, target: String, technique: String)
+        /// `count` custom steps of `seconds` each (a session_step event each).
+        case manySteps(count: Int, seconds: Int)
 
         var params: WireJSON {
             switch self {
             case .program(let id): ["program": .string(id)]
             case .steps(let seconds, let target, let technique): Fleet.customSteps(seconds: seconds, target: target, technique: technique)
+            case .manySteps(let count, let seconds):
+                ["steps": .array((0..<count).map { index in
+                    ["target": .string(index % 2 == 0 ? "calf" : "thigh"), "technique": "kneading", "intensity": 3, "duration_s": .int(seconds)]
+                })]
             }
         }
 
@@ -89,6 +95,7 @@ struct ChaosPlan: CustomStringConvertible {
             switch self {
             case .program(let id): id
             case .steps(let seconds, let target, let technique): "\(target)/\(technique) \(seconds) s"
+            case .manySteps(let count, let seconds): "\(count) steps of \(seconds) s"
             }
         }
     }
@@ -151,13 +158,21 @@ struct ChaosPlan: CustomStringConvertible {
         let consoleDown = random.milliseconds((seconds * 55 / 100 * 1000)...(seconds * 60 / 100 * 1000))
         steps.append(Step(at: consoleDown, action: .killConsole))
         steps.append(Step(at: consoleDown + random.milliseconds(1000...2000), action: .restartConsole))
-        // Agents: distinct devices. The first dies 1–1.8 s into the second
-        // broker outage, so its outbox holds what it could not deliver; the
-        // others any time but the last tenth.
+        // Agents: distinct devices. The first is given a session just before
+        // the second broker outage and dies 1–1.8 s into it, so its outbox
+        // holds what it could not deliver; the others die any time but the
+        // last tenth.
         for (index, device) in random.sample(devices, count: agentKills).enumerated() {
             let killed = index == 0
                 ? outages[1] + random.milliseconds(1000...1800)
                 : random.milliseconds(4000...(seconds * 88 / 100 * 1000))
+            if index == 0 {
+                // Mid-session when the broker goes: whatever it runs is
+                // stopped, then a session of eight short steps (a
+                // session_step every 0.45 s) starts 1.5 s before the outage.
+                steps.append(Step(at: outages[1] - .milliseconds(3000), action: .stop([device])))
+                steps.append(Step(at: outages[1] - .milliseconds(1500), action: .start(.devices([device]), .manySteps(count: 8, seconds: 45))))
+            }
             steps.append(Step(at: killed, action: .killAgent(device)))
             steps.append(Step(at: killed + random.milliseconds(1000...3000), action: .restartAgent(device)))
         }
