@@ -39,9 +39,10 @@ struct ChaosTests {
         // `persistence true`, `autosave_interval 60`), and the probe keeps a
         // session there too, so it sees what agents replay before it reconnects.
         // `CHAOS_BROKER_PERSISTENCE=0` runs a broker that keeps nothing across
-        // a SIGKILL (as deploy/demo.sh does): there the console loses the
-        // events agents replay before it has subscribed again (see the report
-        // of issue 9), and invariant 1 says which.
+        // a SIGKILL (as deploy/demo.sh does): the console then misses every
+        // event agents replay before it has subscribed again and depends on
+        // the resync its gap asks for (rate-limited to one per device per
+        // 30 s: a second gap sooner is not asked for); invariant 1 says which.
         let persistent = ProcessInfo.processInfo.environment["CHAOS_BROKER_PERSISTENCE"] != "0"
         let broker = persistent ? BrokerOptions(persistence: true, extraConfig: "autosave_interval 60") : BrokerOptions()
         try await ConsoleRig.run(broker: broker, persistentProbe: true, agents: Self.devices, agent: { device, options in
