@@ -285,7 +285,8 @@ struct ChaosTests {
             }
             log.note("events compared: \(totalStored) stored for \(devices.count) devices")
             let metrics = try await rig.metrics()
-            log.note("since its restart the console received \(Int(metrics.sum("fleet_events_duplicate_total"))) events again (not stored twice)")
+            log.note("since its restart the console asked for \(Int(metrics.sum("fleet_resync_requests_total"))) resyncs "
+                + "and received \(Int(metrics.sum("fleet_events_duplicate_total"))) events again (not stored twice)")
         }
     }
 
