@@ -4,6 +4,15 @@ import PackageDescription
 let package = Package(
     name: "MassageFleet",
     platforms: [.macOS(.v15)],
+    // Libraries other packages may depend on: the fuzz targets in
+    // Tests/Fuzz (a separate package, built with -sanitize=fuzzer) use them.
+    products: [
+        .library(name: "MassageEngine", targets: ["MassageEngine"]),
+        .library(name: "FleetProtocol", targets: ["FleetProtocol"]),
+        .library(name: "MassageAgent", targets: ["MassageAgent"]),
+        .library(name: "FleetConsole", targets: ["FleetConsole"]),
+        .library(name: "Mosquitto", targets: ["Mosquitto"]),
+    ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
