@@ -43,3 +43,14 @@ echo "==> building (debug, with tests)"
 swift build --build-tests
 echo "==> running tests"
 swift test --skip-build "$@"
+
+# The fuzz targets (Tests/Fuzz, a package of their own built with the fuzzer
+# and address sanitizers): a short run of each, which replays the seed corpus
+# (every input that once crashed is in it) and explores a little. Skipped when
+# arguments narrow the run; FUZZ_SECONDS=0 skips it too. The long run is
+# `deploy/fuzz.sh 600` (docs/BENCHMARKS.md).
+fuzz_seconds=${FUZZ_SECONDS:-15}
+if (($# == 0)) && [ "$fuzz_seconds" != 0 ]; then
+    echo "==> fuzzing ($fuzz_seconds s per target)"
+    deploy/fuzz.sh "$fuzz_seconds"
+fi
