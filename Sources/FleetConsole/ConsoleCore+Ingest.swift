@@ -272,18 +272,23 @@ extension ConsoleCore {
         }
     }
 
+    /// How often device rows are written (see `flushNow`).
+    static let deviceRowInterval = Duration.seconds(5)
+
     /// Commits what ingest gathered. Events, sessions and usage go in every
     /// batch; device rows (a cache of the in-memory model for the next start)
-    /// at most once a second, and always at shutdown: with a thousand devices
+    /// every `deviceRowInterval`, and always at shutdown: with a thousand devices
     /// reporting, writing every touched row every 50 ms cost more than the
     /// events themselves. The event high-water marks they hold are re-read
-    /// from the event table at start-up, so a crash loses nothing by it.
+    /// from the event table at start-up, so a crash loses nothing by it;
+    /// the rest of a row is re-learned within seconds from retained and live
+    /// messages.
     func flushNow(includingDevices: Bool = false) {
         var batch = pending.withLock { b -> FleetStore.WriteBatch in defer { b = .init() }; return b }
         let devicesDue = includingDevices || deviceRowsDue.withLock { due in
             let now = ContinuousClock.now
             guard now >= due else { return false }
-            due = now + .seconds(1)
+            due = now + Self.deviceRowInterval
             return true
         }
         if !batch.dirtyDevices.isEmpty && !devicesDue {

@@ -2,17 +2,33 @@ import FleetProtocol
 import Foundation
 
 extension ConsoleCore {
-    func summary(_ r: DeviceRecord, alerts: [FleetModel.AlertKey: FleetModel.ActiveAlert]) -> DeviceSummary {
-        let mine = alerts.filter { $0.key.site == r.site && $0.key.device == r.device }
-        let health = mine.values.map(\.severity).max() ?? .ok
+    /// Active alerts by device, so a fleet's summaries cost one pass over
+    /// the alerts, not one per device.
+    struct AlertIndex {
+        var byDevice: [String: [(type: String, severity: Health)]] = [:]
+
+        init(_ alerts: [FleetModel.AlertKey: FleetModel.ActiveAlert]) {
+            for (key, alert) in alerts {
+                guard let device = key.device else { continue }
+                byDevice["\(key.site)/\(device)", default: []].append((key.type, alert.severity))
+            }
+        }
+
+        func of(_ r: DeviceRecord) -> [(type: String, severity: Health)] { byDevice["\(r.site)/\(r.device)"] ?? [] }
+    }
+
+    func summary(_ r: DeviceRecord, alerts: AlertIndex) -> DeviceSummary {
+        let mine = alerts.of(r)
+        let health = mine.map(\.severity).max() ?? .ok
         return DeviceSummary(site: r.site, device: r.device, online: r.online, state: r.state, session: r.session, health: health,
-                             alerts: mine.keys.map(\.type).sorted(), epoch: r.epoch, lastSeen: r.lastSeen, agentVersion: r.agentVersion,
+                             alerts: mine.map(\.type).sorted(), epoch: r.epoch, lastSeen: r.lastSeen, agentVersion: r.agentVersion,
                              config: r.configVersions)
     }
 
     public func devices(for principal: Principal, site: String? = nil, state: DeviceState? = nil, health: Health? = nil) throws(ConsoleError) -> [DeviceSummary] {
         if let site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
-        let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts) }
+        let (devices, active) = model.withLock { ($0.devices, $0.activeAlerts) }
+        let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query
         return devices.values
             .filter { principal.canSee(site: $0.site) && (site == nil || $0.site == site) }
             .map { summary($0, alerts: alerts) }
@@ -23,7 +39,8 @@ extension ConsoleCore {
     public func device(site: String, device: String, for principal: Principal) throws(ConsoleError) -> DeviceDetail {
         guard principal.canSee(site: site) else { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
         guard let address = try? DeviceAddress(site: site, device: device) else { throw .badRequest("\"\(site)/\(device)\" is not a valid site/device address") }
-        let (record, alerts) = model.withLock { ($0.devices[address], $0.activeAlerts) }
+        let (record, active) = model.withLock { ($0.devices[address], $0.activeAlerts) }
+        let alerts = AlertIndex(active)
         guard let record else { throw .notFound("device \(address) is not known to this console") }
         let sessions = (try? store.sessions(site: site, device: device, limit: 20)) ?? []
         let deviceAlerts = ((try? store.alerts(activeOnly: false, limit: 200)) ?? []).filter { $0.site == site && $0.device == device }
@@ -33,7 +50,8 @@ extension ConsoleCore {
     }
 
     public func sites(for principal: Principal) -> [SiteSummary] {
-        let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts) }
+        let (devices, active) = model.withLock { ($0.devices, $0.activeAlerts) }
+        let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query
         var ids = Set(configuration.sites.map(\.id))
         for a in devices.keys { ids.insert(a.site.rawValue) }
         return ids.filter { principal.canSee(site: $0) }.sorted().map { id in
@@ -48,7 +66,7 @@ extension ConsoleCore {
             return SiteSummary(site: id, name: site?.name ?? id, timezone: zone.identifier, devices: mine.count, online: online,
                                inSession: inSession, idle: mine.filter { $0.state == .idle }.count,
                                offline: mine.filter { $0.state == .offline }.count, faulted: mine.filter { $0.state == .faulted }.count,
-                               activeAlerts: alerts.keys.filter { $0.site == id }.count,
+                               activeAlerts: active.keys.filter { $0.site == id }.count,
                                sessionsToday: (try? store.sessionsStarted(site: id, since: today)) ?? 0,
                                utilisation: online == 0 ? 0 : Double(inSession) / Double(online))
         }
