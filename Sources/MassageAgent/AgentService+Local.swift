@@ -13,4 +13,10 @@ extension AgentService {
     public var usageCounters: UsageCounters { engine.usage() }
     public var programIDs: [String] { engine.programs.ids }
     public var deviceAddress: String { "\(configuration.address)" }
+    /// Events this agent has numbered in its current epoch (the last `seq`
+    /// on its events topic): what a console must end up storing.
+    public var eventsNumbered: UInt64 { state.withLock { $0.seq[.events] ?? 0 } }
+    /// Messages in the outbox not yet acknowledged by the broker (0 when the
+    /// database cannot be read).
+    public var outboxBacklog: Int { outbox.count }
 }

@@ -18,7 +18,7 @@ struct FleetBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-bench",
         abstract: "Agent footprint and command round trip; console ingest vs mosquitto_sub.",
-        subcommands: [AgentBench.self, IngestBench.self, RolloutBench.self])
+        subcommands: [AgentBench.self, IngestBench.self, RolloutBench.self, LoadBench.self, StormBench.self, EchoResponder.self])
 }
 
 /// The directory holding this binary and the other products.
@@ -64,6 +64,7 @@ struct AgentBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "agent", abstract: "Agent RSS idle and in a session, idle CPU with 1 s telemetry, command round trip vs the bare broker round trip.")
     @Option(help: "Round trips to time.") var roundTrips = 1000
     @Option(help: "Seconds of idle to measure CPU over.") var idleSeconds = 20
+    @Option(help: "The massage-agent binary to measure (default: the one beside this benchmark), e.g. a --static-swift-stdlib build.") var agent: String?
 
     func run() async throws {
         // set_tcp_nodelay: small replies go out at once (docs/operations.md).
@@ -81,7 +82,8 @@ struct AgentBench: AsyncParsableCommand {
             usage_interval_s: 60
             log_level: warning
             """.write(to: config, atomically: true, encoding: .utf8)
-        let agent = try ProcessRunner.start(productsDirectory.appendingPathComponent("massage-agent"), arguments: ["--config", config.path])
+        let binary = agent.map { URL(fileURLWithPath: $0) } ?? productsDirectory.appendingPathComponent("massage-agent")
+        let agent = try ProcessRunner.start(binary, arguments: ["--config", config.path])
         defer { agent.kill() }
         let pid = agent.processIdentifier
 
@@ -102,8 +104,16 @@ struct AgentBench: AsyncParsableCommand {
         try await Task.sleep(for: .seconds(idleSeconds))
         let idleCPU = (cpuSeconds(pid) - cpu0) / t0.duration(to: clock.now).seconds * 100
 
-        // Round trips: ping through the agent vs an echo through the broker alone.
+        // The two-hop reference: a responder process on the same client library that does
+        // nothing but answer (probe → broker → responder → broker → probe, like a command).
+        let echo = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-bench"), arguments: ["echo", "--port", "\(broker.port)"])
+        defer { echo.kill() }
+        try await echo.waitForOutput("echo ready", timeout: .seconds(30))
+
+        // Round trips: ping through the agent, the same request through the echo responder,
+        // and a publish the probe receives itself (one pass through the broker).
         var agentTimes: [Double] = []
+        var echoTimes: [Double] = []
         var brokerTimes: [Double] = []
         let cmdTopic = "massage/v1/bench/agent-1/cmd"
         for i in 0..<roundTrips {
@@ -114,6 +124,13 @@ struct AgentBench: AsyncParsableCommand {
                                     properties: MQTTProperties(responseTopic: "bench/replies/agent", correlationData: Array("\(i)".utf8)))
             try await waitUntil(timeout: .seconds(5), pollEvery: .microseconds(50), "reply \(i)") { inbox.count > before }
             agentTimes.append(start.duration(to: clock.now).milliseconds)
+
+            let before1 = inbox.count
+            let start1 = clock.now
+            try await probe.publish("bench/echo/request", payload: Array(try FleetJSON.encode(command)), qos: .atLeastOnce,
+                                    properties: MQTTProperties(responseTopic: "bench/replies/echoed", correlationData: Array("\(i)".utf8)))
+            try await waitUntil(timeout: .seconds(5), pollEvery: .microseconds(50), "echo reply \(i)") { inbox.count > before1 }
+            echoTimes.append(start1.duration(to: clock.now).milliseconds)
 
             let before2 = inbox.count
             let start2 = clock.now
@@ -136,8 +153,10 @@ struct AgentBench: AsyncParsableCommand {
         print("| RSS during a session | \(String(format: "%.1f", busy.rssMiB)) MiB | goal ≤ 16 MB |")
         print("| idle CPU, 1 s telemetry, \(idleSeconds) s window | \(String(format: "%.2f", idleCPU)) % of a core | goal ≤ 1 % |")
         print("| threads | \(idle.threads) | |")
-        print("| command round trip p50 (ping) | \(String(format: "%.3f", percentile(agentTimes, 0.5))) ms | bare broker round trip p50 \(String(format: "%.3f", percentile(brokerTimes, 0.5))) ms |")
-        print("| command round trip p99 (ping) | \(String(format: "%.3f", percentile(agentTimes, 0.99))) ms | bare broker round trip p99 \(String(format: "%.3f", percentile(brokerTimes, 0.99))) ms; ratio \(String(format: "%.2f", percentile(agentTimes, 0.99) / percentile(brokerTimes, 0.99)))× (goal ≤ 2×) |")
+        for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
+            let agent = percentile(agentTimes, p), echoed = percentile(echoTimes, p), bare = percentile(brokerTimes, p)
+            print("| command round trip \(name) (ping) | \(String(format: "%.3f", agent)) ms | through an echo responder (two broker passes, as a command takes) \(String(format: "%.3f", echoed)) ms: **\(String(format: "%.2f", agent / echoed))×** (goal ≤ 2×); one broker pass \(String(format: "%.3f", bare)) ms: \(String(format: "%.2f", agent / bare))× |")
+        }
     }
 }
 
@@ -196,6 +215,7 @@ struct IngestBench: AsyncParsableCommand {
         defer { sub.kill() }
         try await Task.sleep(for: .milliseconds(500)) // let mosquitto_sub subscribe (it prints nothing until messages arrive)
 
+        let consoleCPU0 = cpuSeconds(console.processIdentifier)
         let clock = ContinuousClock()
         let start = clock.now
         let payloads: [[[UInt8]]] = try (0..<devices).map { d in
@@ -224,6 +244,7 @@ struct IngestBench: AsyncParsableCommand {
         let stored = Int(await metric("fleet_events_stored_total") ?? -1)
         let duplicates = Int(await metric("fleet_events_duplicate_total") ?? -1)
         let rss = procStatus(console.processIdentifier)
+        let consoleCPU = cpuSeconds(console.processIdentifier) - consoleCPU0
         for c in clients { await c.shutdown() }
         let ours = Double(total) / consoleDone!.seconds
         let reference = Double(total) / subDone!.seconds
@@ -233,6 +254,7 @@ struct IngestBench: AsyncParsableCommand {
         print("| mosquitto_sub received all | \(String(format: "%.2f", subDone!.seconds)) s → \(Int(reference)) msg/s |")
         print("| console ingested and committed all | \(String(format: "%.2f", consoleDone!.seconds)) s → \(Int(ours)) msg/s |")
         print("| ratio | \(String(format: "%.2f", ours / reference))× (goal ≥ 0.95×) |")
+        print("| console CPU per message (receive, decode, apply, commit) | \(String(format: "%.1f", consoleCPU / Double(total) * 1e6)) µs |")
         print("| events stored / duplicates ignored | \(stored) / \(duplicates) (expected \(total) / 0) |")
         print("| console RSS with \(devices) devices | \(String(format: "%.1f", rss.rssMiB)) MiB |")
     }
@@ -308,5 +330,27 @@ struct RolloutBench: AsyncParsableCommand {
         print("| waves | \(waves.map(String.init).joined(separator: " + ")) |")
         print("| state, device counts | \(final["state"] ?? "?"), \(final["counts"] ?? "?") |")
         print("| time from POST to completed | \(String(format: "%.2f", took.seconds)) s (goal ≤ 10 s) |")
+    }
+}
+
+// MARK: echo
+
+/// The reference responder for `agent`: answers every request on
+/// `bench/echo/request` at its response topic with its correlation data, as
+/// the agent answers a command, with nothing in between.
+struct EchoResponder: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "echo", abstract: "Answer bench/echo/request at its response topic (the agent bench's reference).", shouldDisplay: false)
+    @Option(help: "Broker port on 127.0.0.1.") var port: Int
+
+    func run() async throws {
+        let client = try MQTTClient(configuration: MQTTConfiguration(host: "127.0.0.1", port: port, clientID: "bench-echo"))
+        try await client.connect()
+        try await client.subscribe("bench/echo/request", qos: .atLeastOnce)
+        print("echo ready")
+        for await message in client.messages {
+            guard let topic = message.properties.responseTopic else { continue }
+            _ = try? await client.publish(topic, payload: message.payload, qos: .atLeastOnce,
+                                          properties: MQTTProperties(correlationData: message.properties.correlationData))
+        }
     }
 }

@@ -27,6 +27,7 @@ struct FleetSim: AsyncParsableCommand {
     @Option(name: .customLong("sessions-per-hour"), help: "Sessions each massager starts locally per simulated hour.") var sessionsPerHour: Double = 2
     @Option(name: .customLong("pain-rate"), help: "Share of sessions the person ends with the pain button (0–1).") var painRate: Double = 0.05
     @Option(name: .customLong("overheat-rate"), help: "Share of sessions whose motor overheats (0–1).") var overheatRate: Double = 0.01
+    @Option(name: .customLong("telemetry-interval"), help: "Seconds between telemetry messages of each massager (default: the agent's own default).") var telemetryInterval: Double?
     @Option(help: "Seconds to run (0: until SIGTERM/SIGINT).") var duration: Double = 0
     @Option(help: "Event-loop threads for the MQTT connections.") var threads = 2
     @Option(help: "Random seed (devices and load are deterministic per seed).") var seed: UInt64 = 1
@@ -36,6 +37,9 @@ struct FleetSim: AsyncParsableCommand {
         guard devices >= 1, sites >= 1 else { throw ValidationError("--devices and --sites must be at least 1") }
         guard (0...1).contains(painRate), (0...1).contains(overheatRate) else { throw ValidationError("--pain-rate and --overheat-rate are shares from 0 to 1") }
         guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be in (0, 1000]") }
+        if let t = telemetryInterval, !DeviceConfig.telemetryIntervalRange.contains(t) {
+            throw ValidationError("--telemetry-interval must be \(DeviceConfig.telemetryIntervalRange.lowerBound)–\(DeviceConfig.telemetryIntervalRange.upperBound) seconds")
+        }
     }
 
     func run() async throws {
@@ -57,6 +61,7 @@ struct FleetSim: AsyncParsableCommand {
             var config = try AgentConfiguration.load(file: nil, overrides: overrides)
             config.programsDirectory = URL(fileURLWithPath: programsDir)
             config.hardwareSeed = seed &+ UInt64(i)
+            if let telemetryInterval { config.telemetryIntervalSeconds = telemetryInterval }
             let hardware = SimulatedMassager(seed: config.hardwareSeed)
             let agent = try AgentService(configuration: config, dependencies: .init(hardware: hardware, eventLoopGroup: group), logger: logger)
             agents.append((agent, hardware))
@@ -141,14 +146,16 @@ final class SimulatedLoad: Service, Sendable {
         let usage = agents.map { $0.0.usageCounters }
         let completed = usage.reduce(0) { $0 + $1.sessionsCompleted }
         let aborted = usage.reduce(0) { $0 + $1.sessionsAbortedTotal }
-        print("[\(Int(elapsed.components.seconds)) s] connected \(connected)/\(agents.count), in session \(inSession), started \(started.load(ordering: .relaxed)), completed \(completed), aborted \(aborted), refused \(refused.load(ordering: .relaxed))")
+        let events = agents.reduce(0) { $0 + $1.0.eventsNumbered }
+        let backlog = agents.reduce(0) { $0 + $1.0.outboxBacklog }
+        print("[\(Int(elapsed.components.seconds)) s] connected \(connected)/\(agents.count), in session \(inSession), started \(started.load(ordering: .relaxed)), completed \(completed), aborted \(aborted), refused \(refused.load(ordering: .relaxed)), events \(events), outbox \(backlog)")
     }
 
     func printTotals() {
         let usage = agents.map { $0.0.usageCounters }
         var aborted: [String: Int] = [:]
         for u in usage { for (k, v) in u.sessionsAborted where v > 0 { aborted[k, default: 0] += v } }
-        print("fleet-sim totals: started \(usage.reduce(0) { $0 + $1.sessionsStarted }), completed \(usage.reduce(0) { $0 + $1.sessionsCompleted }), aborted \(aborted.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")), pain presses \(painPresses.load(ordering: .relaxed)), overheats \(overheats.load(ordering: .relaxed))")
+        print("fleet-sim totals: started \(usage.reduce(0) { $0 + $1.sessionsStarted }), completed \(usage.reduce(0) { $0 + $1.sessionsCompleted }), aborted \(aborted.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")), pain presses \(painPresses.load(ordering: .relaxed)), overheats \(overheats.load(ordering: .relaxed)), events \(agents.reduce(0) { $0 + $1.0.eventsNumbered }), outbox \(agents.reduce(0) { $0 + $1.0.outboxBacklog })")
     }
 }
 
