@@ -47,10 +47,11 @@ let package = Package(
             name: "MassageEngine",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
-        // The wire contract shared by agent and console.
+        // The wire contract shared by agent and console, and the broker
+        // settings both read from their config files.
         .target(
             name: "FleetProtocol",
-            dependencies: ["MassageEngine"]
+            dependencies: ["MassageEngine", "Mosquitto"]
         ),
         // The agent library: engine <-> MQTT, outbox, commands, config.
         .target(

@@ -73,14 +73,7 @@ public final class ConsoleCore: Service, Sendable {
         commands = Mutex(Dictionary(uniqueKeysWithValues: try store.unfinishedCommands().map { ($0.id, $0) }))
         rollouts = Mutex(Dictionary(uniqueKeysWithValues: try store.rollouts().map { ($0.id, $0) }))
 
-        var mqtt = MQTTConfiguration(host: configuration.broker.host, port: configuration.broker.port, clientID: "console-\(configuration.instance)")
-        mqtt.username = configuration.broker.username
-        mqtt.password = configuration.broker.password
-        if let ca = configuration.broker.caFile {
-            mqtt.tls = TLSConfiguration(caFile: ca, certificateFile: configuration.broker.certificateFile, keyFile: configuration.broker.keyFile, verifyHostname: configuration.broker.verifyHostname)
-        }
-        mqtt.keepAliveSeconds = configuration.broker.keepAliveSeconds
-        mqtt.reconnect = ReconnectPolicy(initialDelay: .milliseconds(configuration.broker.reconnectInitialMilliseconds), maximumDelay: .milliseconds(configuration.broker.reconnectMaximumMilliseconds))
+        var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: "console-\(configuration.instance)")
         // A persistent session: QoS 1 events and command replies wait in the
         // broker while the console restarts.
         mqtt.cleanStart = false

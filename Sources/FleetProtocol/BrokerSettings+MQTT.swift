@@ -1,4 +1,3 @@
-import FleetProtocol
 import Mosquitto
 
 extension MQTTConfiguration {
