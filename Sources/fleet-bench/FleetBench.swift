@@ -29,24 +29,8 @@ let repository: URL = {
     return dir
 }()
 
-func procStatus(_ pid: Int32) -> (rssMiB: Double, threads: Int) {
-    guard let text = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8) else { return (0, 0) }
-    var rss = 0.0, threads = 0
-    for line in text.split(separator: "\n") {
-        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        if line.hasPrefix("VmRSS:"), parts.count >= 2 { rss = (Double(parts[1]) ?? 0) / 1024 }
-        if line.hasPrefix("Threads:"), parts.count >= 2 { threads = Int(parts[1]) ?? 0 }
-    }
-    return (rss, threads)
-}
-
-/// CPU seconds (user + system) a process has used.
-func cpuSeconds(_ pid: Int32) -> Double {
-    guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")") else { return 0 }
-    let fields = stat[stat.index(close, offsetBy: 2)...].split(separator: " ")
-    let ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
-    return ((Double(fields[11]) ?? 0) + (Double(fields[12]) ?? 0)) / ticks
-}
+func procStatus(_ pid: Int32) -> (rssMiB: Double, threads: Int) { ProcessStatistics.status(pid) }
+func cpuSeconds(_ pid: Int32) -> Double { ProcessStatistics.cpuSeconds(pid) }
 
 func percentile(_ values: [Double], _ p: Double) -> Double {
     let sorted = values.sorted()
@@ -169,35 +153,10 @@ struct IngestBench: AsyncParsableCommand {
     @Option(help: "Publishing threads.") var threads = 2
 
     func run() async throws {
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        limit.rlim_cur = limit.rlim_max
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-
-        let broker = try await MosquittoBroker.start(BrokerOptions(extraConfig: "max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n"))
-        defer { broker.stopNow() }
-        let dir = try TemporaryDirectory(prefix: "ingest-bench")
-        let httpPort = try freeLoopbackPort()
-        let token = "bench-token"
-        let configFile = dir.url.appendingPathComponent("console.yaml")
-        try """
-            broker: {host: 127.0.0.1, port: \(broker.port)}
-            http: 127.0.0.1:\(httpPort)
-            database: \(dir.url.appendingPathComponent("console.sqlite").path)
-            log_level: warning
-            """.write(to: configFile, atomically: true, encoding: .utf8)
-        let console = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-console"), arguments: ["serve", "--config", configFile.path],
-                                              environment: ["FLEET_CONSOLE_ADMIN_TOKEN": token])
-        defer { console.kill() }
-        func metric(_ name: String) async -> Double? {
-            guard let url = URL(string: "http://127.0.0.1:\(httpPort)/metrics"),
-                  let (data, _) = try? await URLSession.shared.data(from: url) else { return nil }
-            for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + " ") {
-                return Double(line.split(separator: " ").last ?? "")
-            }
-            return nil
-        }
-        try await waitUntil(timeout: .seconds(30), "the console serves /metrics") { await metric("fleet_ingest_messages_total") != nil }
+        let scenario = try await FleetScenario(brokerConfig: "max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n")
+        defer { scenario.stop() }
+        let broker = scenario.broker, console = scenario.console
+        func metric(_ name: String) async -> Double? { await scenario.metric(name) }
 
         // Devices connect first (not timed).
         let group = MQTTEventLoopGroup(numberOfThreads: threads)
@@ -267,47 +226,15 @@ struct RolloutBench: AsyncParsableCommand {
     @Option(help: "Simulated devices (fleet-sim, one process).") var devices = 1000
 
     func run() async throws {
-        var limit = rlimit()
-        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        limit.rlim_cur = limit.rlim_max
-        setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-        let broker = try await MosquittoBroker.start(BrokerOptions(extraConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n"))
-        defer { broker.stopNow() }
-        let dir = try TemporaryDirectory(prefix: "rollout-bench")
-        let httpPort = try freeLoopbackPort()
-        let token = "bench-token"
-        let configFile = dir.url.appendingPathComponent("console.yaml")
-        try """
-            broker: {host: 127.0.0.1, port: \(broker.port)}
-            http: 127.0.0.1:\(httpPort)
-            database: \(dir.url.appendingPathComponent("console.sqlite").path)
-            sites: [{id: north, name: North, timezone: UTC}, {id: south, name: South, timezone: UTC}]
-            log_level: warning
-            """.write(to: configFile, atomically: true, encoding: .utf8)
-        let console = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-console"), arguments: ["serve", "--config", configFile.path],
-                                              environment: ["FLEET_CONSOLE_ADMIN_TOKEN": token])
-        defer { console.kill() }
-        let sim = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-sim"), arguments: [
-            "--devices", "\(devices)", "--site-names", "north,south", "--broker", "127.0.0.1:\(broker.port)", "--speed", "1",
-            "--sessions-per-hour", "0", "--data-dir", dir.url.appendingPathComponent("fleet").path,
-            "--programs-dir", repository.appendingPathComponent("Config/programs").path, "--summary-every", "600"])
+        let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
+        defer { scenario.stop() }
+        let sim = try scenario.startSimulator(devices: devices, extraArguments: ["--speed", "1", "--sessions-per-hour", "0", "--summary-every", "600"])
         defer { sim.kill() }
-
         func call(_ method: String, _ path: String, _ body: Data? = nil) async throws -> [String: Any] {
-            var request = URLRequest(url: URL(string: "http://127.0.0.1:\(httpPort)\(path)")!)
-            request.httpMethod = method
-            request.httpBody = body
-            request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-            let (data, _) = try await URLSession.shared.data(for: request)
-            return (try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:]
+            try await scenario.call(method, path, body).json
         }
+        let onlineAfter = try await scenario.waitForDevicesOnline(devices, timeout: .seconds(300))
         let clock = ContinuousClock()
-        let t0 = clock.now
-        try await waitUntil(timeout: .seconds(300), pollEvery: .milliseconds(500), "\(devices) devices online in the console") {
-            let list = (try? await call("GET", "/api/v1/devices?state=idle"))?["devices"] as? [Any]
-            return (list?.count ?? 0) >= devices
-        }
-        let onlineAfter = t0.duration(to: clock.now)
         let document: [String: Any] = [
             "name": "bench", "config": ["telemetry_interval_s": 1],
             "targets": ["all": true], "waves": ["canary": 1, "percentages": [25, 50, 75, 100]],

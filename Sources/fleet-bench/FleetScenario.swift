@@ -22,7 +22,7 @@ final class FleetScenario: Sendable {
 
     /// Starts the broker and the console; waits until the console serves `/metrics`.
     init(brokerConfig: String, brokerPersistence: Bool = false) async throws {
-        raiseOpenFileLimit()
+        ProcessStatistics.raiseOpenFileLimit()
         broker = try await MosquittoBroker.start(BrokerOptions(persistence: brokerPersistence, extraConfig: brokerConfig))
         directory = try TemporaryDirectory(prefix: "fleet-scenario")
         httpPort = try freeLoopbackPort()
@@ -86,14 +86,6 @@ final class FleetScenario: Sendable {
         }
         return start.duration(to: clock.now)
     }
-}
-
-/// Many sockets: a thousand clients in one process need more than the default 1,024 descriptors.
-func raiseOpenFileLimit() {
-    var limit = rlimit()
-    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-    limit.rlim_cur = limit.rlim_max
-    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 /// CPU (share of one core) and RSS of a process over a window.

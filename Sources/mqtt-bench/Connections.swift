@@ -44,7 +44,7 @@ struct ConnectionFigures: Codable {
 }
 
 func measure(mode: String, clients: Int, port: Int, loopThreads: Int, idleSeconds: Int) async throws -> String {
-    raiseFileLimit()
+    ProcessStatistics.raiseOpenFileLimit()
     let clock = ContinuousClock()
     let start = clock.now
     var cleanup: () async -> Void = {}
@@ -143,14 +143,5 @@ func processCPUSeconds() -> Double {
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
-/// (VmRSS in MiB, Threads) from /proc/self/status.
-func procStatus() -> (Double, Int) {
-    guard let text = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return (0, 0) }
-    var rss = 0.0, threads = 0
-    for line in text.split(separator: "\n") {
-        let parts = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
-        if line.hasPrefix("VmRSS:"), parts.count >= 2 { rss = (Double(parts[1]) ?? 0) / 1024 }
-        if line.hasPrefix("Threads:"), parts.count >= 2 { threads = Int(parts[1]) ?? 0 }
-    }
-    return (rss, threads)
-}
+/// (VmRSS in MiB, threads) of this process.
+func procStatus() -> (Double, Int) { ProcessStatistics.status() }

@@ -29,7 +29,7 @@ struct CommonOptions: ParsableArguments {
 
 /// A broker tuned so that nothing is dropped while a queue is drained.
 func benchBroker() async throws -> MosquittoBroker {
-    raiseFileLimit()
+    ProcessStatistics.raiseOpenFileLimit()
     return try await MosquittoBroker.start(BrokerOptions(extraConfig: """
         max_queued_messages 0
         max_queued_bytes 0
@@ -239,13 +239,6 @@ func runTool(_ name: String, _ arguments: [String], stdin: URL? = nil) throws ->
         throw ValidationError("\(name) \(arguments.joined(separator: " ")) exited with \(process.terminationStatus)")
     }
     return process.terminationStatus
-}
-
-func raiseFileLimit() {
-    var limit = rlimit()
-    getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
-    limit.rlim_cur = limit.rlim_max
-    setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
 }
 
 extension Duration {
