@@ -2,6 +2,7 @@ import Crypto
 import FleetProtocol
 import Foundation
 import Logging
+import MassageEngine
 import Yams
 
 /// An API token as configured: only its SHA-256 is stored.
@@ -102,7 +103,7 @@ extension ConsoleConfiguration {
                 throw ConfigurationError(source: source, problems: [.init(key: "", message: "cannot read the file: \(error.localizedDescription)")])
             }
             let loaded: Any?
-            do { loaded = try Yams.load(yaml: text) } catch {
+            do { loaded = try YAMLLoader.load(yaml: text) } catch {
                 throw ConfigurationError(source: source, problems: [.init(key: "", message: "not valid YAML: \(error)")])
             }
             root = try ConfigReader.mapping(loaded, source: source)
@@ -161,7 +162,7 @@ extension ConsoleConfiguration {
                 r.problem("tokens_file", "cannot read \(url.path)")
             } else if info.st_mode & 0o077 != 0 {
                 r.problem("tokens_file", "\(url.path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); it holds secrets: chmod 600 it")
-            } else if let text = try? String(contentsOf: url, encoding: .utf8), let loaded = try? Yams.load(yaml: text) as? [String: Any] {
+            } else if let text = try? String(contentsOf: url, encoding: .utf8), let loaded = try? YAMLLoader.load(yaml: text) as? [String: Any] {
                 let unknown = Set(loaded.keys).subtracting(["tokens"])
                 for k in unknown.sorted() { r.problem("tokens_file: \(k)", "unknown key; expected: tokens") }
                 if let tokens = loaded["tokens"] { c.tokens += readTokens(tokens, key: "tokens_file: tokens", into: &r) }

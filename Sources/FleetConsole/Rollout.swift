@@ -130,7 +130,7 @@ public struct RolloutDocument: Codable, Sendable, Equatable {
 
     /// A YAML rollout file as JSON for the API (the CLI sends this).
     public static func json(fromYAML text: String) throws -> Data {
-        guard let loaded = try Yams.load(yaml: text) else { throw ConsoleError.badRequest("the rollout file is empty") }
+        guard let loaded = try YAMLLoader.load(yaml: text) else { throw ConsoleError.badRequest("the rollout file is empty") }
         guard JSONSerialization.isValidJSONObject(loaded) else { throw ConsoleError.badRequest("the rollout file must be a YAML mapping of keys") }
         return try JSONSerialization.data(withJSONObject: loaded, options: [.sortedKeys])
     }

@@ -77,7 +77,7 @@ extension AgentConfiguration {
                 throw ConfigurationError(source: source, problems: [.init(key: "", message: "cannot read the file: \(error.localizedDescription)")])
             }
             do {
-                guard let loaded = try Yams.load(yaml: text) else { root = [:]; return try build(root, base: file.deletingLastPathComponent(), source: source, overrides: overrides) }
+                guard let loaded = try YAMLLoader.load(yaml: text) else { root = [:]; return try build(root, base: file.deletingLastPathComponent(), source: source, overrides: overrides) }
                 guard let dict = loaded as? [String: Any] else {
                     throw ConfigurationError(source: source, problems: [.init(key: "", message: "expected a YAML mapping of keys at the top level")])
                 }
