@@ -42,6 +42,9 @@ public struct HealthThresholds: Sendable, Equatable {
     public var painSignalWindowHours: Double = 24
     /// A sent command with no reply after this is `timed_out`.
     public var commandTimeoutSeconds: Double = 30
+    /// At most one `resync` per device in this many seconds; a gap seen in
+    /// between is asked for once the interval has passed.
+    public var resyncIntervalSeconds: Double = 30
     public init() {}
 }
 
@@ -88,7 +91,7 @@ extension ConsoleConfiguration {
         "": ["broker", "topic_root", "http", "database", "instance", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
-        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s"],
+        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s"],
     ]
 
     /// Loads and validates the console's YAML file; `FLEET_CONSOLE_ADMIN_TOKEN`
@@ -153,6 +156,7 @@ extension ConsoleConfiguration {
         if let v = r.int("health.pain_signal_count", in: 1...1000) { c.health.painSignalCount = v }
         if let v = r.double("health.pain_signal_window_h", in: 0.1...720) { c.health.painSignalWindowHours = v }
         if let v = r.double("health.command_timeout_s", in: 1...3600) { c.health.commandTimeoutSeconds = v }
+        if let v = r.double("health.resync_interval_s", in: 1...3600) { c.health.resyncIntervalSeconds = v }
         // Tokens: inline, and/or from a secrets file only its owner can read.
         if let tokens = r.value("tokens") { c.tokens += readTokens(tokens, key: "tokens", into: &r) }
         if let path = r.string("tokens_file") {

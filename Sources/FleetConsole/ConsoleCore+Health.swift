@@ -8,7 +8,9 @@ extension ConsoleCore {
     func healthLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
-            evaluateHealth(now: Date())
+            let now = Date()
+            evaluateHealth(now: now)
+            sendOwedResyncs(now: now)
         }
     }
 

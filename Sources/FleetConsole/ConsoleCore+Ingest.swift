@@ -118,9 +118,11 @@ extension ConsoleCore {
                 case .gap, .newEpoch:
                     r.lastEventEpoch = envelope.epoch
                     r.lastEventSeq = envelope.seq
-                    if (r.lastResyncRequest.map { now.timeIntervalSince($0) > 30 } ?? true) {
+                    if (r.lastResyncRequest.map { now.timeIntervalSince($0) > configuration.health.resyncIntervalSeconds } ?? true) {
                         r.lastResyncRequest = now
                         resync = true
+                    } else {
+                        m.resyncOwed.insert(address) // asked too recently: asked again later, never dropped
                     }
                 case .notNewer, .olderEpoch:
                     break // stored by key below: a duplicate is a no-op
@@ -181,9 +183,28 @@ extension ConsoleCore {
         if case .status(let s) = payload, s.body.state == .online {
             work.yield(.dispatch(address))
         }
-        if size >= 500 { flushSignal.yield() }
+        if size >= Self.batchSize { flushSignal.yield() }
         if resync {
             logger.notice("event gap: asking the device to resync", metadata: ["device": "\(address)"])
+            work.yield(.resync(address))
+        }
+    }
+
+    /// Asks the devices owed a `resync` (a gap seen within
+    /// `health.resync_interval_s` of the last one) once they may be asked
+    /// again; called every second by the health loop.
+    func sendOwedResyncs(now: Date) {
+        let due = model.withLock { m -> [DeviceAddress] in
+            let interval = configuration.health.resyncIntervalSeconds
+            let due = m.resyncOwed.filter { a in m.devices[a]?.lastResyncRequest.map { now.timeIntervalSince($0) > interval } ?? true }
+            for a in due {
+                m.resyncOwed.remove(a)
+                m.devices[a]?.lastResyncRequest = now
+            }
+            return Array(due)
+        }
+        for address in due {
+            logger.notice("event gap seen since the last resync: asking the device again", metadata: ["device": "\(address)"])
             work.yield(.resync(address))
         }
     }
@@ -257,13 +278,17 @@ extension ConsoleCore {
 
     // MARK: Committing
 
-    /// Commits the pending batch every 50 ms (or sooner when it is large):
+    /// A batch is committed after this long, or when it holds `batchSize` items.
+    static let batchInterval = Duration.milliseconds(50)
+    static let batchSize = 500
+
+    /// Commits the pending batch every `batchInterval` (or sooner when it is large):
     /// one transaction per batch, never one per message.
     func flushLoop() async {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(50))
+                    try? await Task.sleep(for: Self.batchInterval)
                     self.flushSignal.yield()
                 }
             }

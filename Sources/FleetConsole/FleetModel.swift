@@ -63,6 +63,9 @@ struct FleetModel: Sendable {
     var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]
     var usageDays: [String: UsageDay] = [:]
     var activeAlerts: [AlertKey: ActiveAlert] = [:]
+    /// Devices with an event gap seen while their last `resync` was too
+    /// recent to ask again; the health loop asks once it may.
+    var resyncOwed: Set<DeviceAddress> = []
 
     struct AlertKey: Hashable, Sendable {
         var site: String

@@ -103,6 +103,8 @@ public final class ConsoleProcess: Sendable {
         public var painSignalWindowHours: Double?
         /// `health.command_timeout_s`: short by default, so `timed_out` comes quickly.
         public var commandTimeoutSeconds: Double?
+        /// `health.resync_interval_s`.
+        public var resyncIntervalSeconds: Double?
 
         public init(
             staleFactor: Double? = nil,
@@ -110,7 +112,8 @@ public final class ConsoleProcess: Sendable {
             clearAfterSeconds: Double? = 1,
             painSignalCount: Int? = nil,
             painSignalWindowHours: Double? = nil,
-            commandTimeoutSeconds: Double? = 5
+            commandTimeoutSeconds: Double? = 5,
+            resyncIntervalSeconds: Double? = nil
         ) {
             self.staleFactor = staleFactor
             self.configDriftSeconds = configDriftSeconds
@@ -118,6 +121,7 @@ public final class ConsoleProcess: Sendable {
             self.painSignalCount = painSignalCount
             self.painSignalWindowHours = painSignalWindowHours
             self.commandTimeoutSeconds = commandTimeoutSeconds
+            self.resyncIntervalSeconds = resyncIntervalSeconds
         }
 
         var document: WireJSON {
@@ -128,6 +132,7 @@ public final class ConsoleProcess: Sendable {
             if let painSignalCount { health = health.setting("pain_signal_count", to: .int(painSignalCount)) }
             if let painSignalWindowHours { health = health.setting("pain_signal_window_h", to: .double(painSignalWindowHours)) }
             if let commandTimeoutSeconds { health = health.setting("command_timeout_s", to: .double(commandTimeoutSeconds)) }
+            if let resyncIntervalSeconds { health = health.setting("resync_interval_s", to: .double(resyncIntervalSeconds)) }
             return health
         }
     }

@@ -163,6 +163,33 @@ extension ConsoleEndToEndTests {
         }
     }
 
+    @Test("a second gap within the resync interval is not dropped: the console asks again once the interval has passed, once")
+    func gapWithinResyncIntervalIsAskedLater() async throws {
+        let interval = 3.0
+        try await ConsoleRig.run(console: { $0.health.resyncIntervalSeconds = interval }, agents: []) { rig in
+            let ghost = try await CraftedDevice.connect(Fleet.device(Fleet.lab, "ghost-2"), broker: rig.broker, epoch: 2)
+            try await rig.waitForDevice(ghost.device, "the crafted device online at epoch 2") {
+                $0["online"]?.bool == true && $0["epoch"]?.int == 2
+            }
+            let fault: WireJSON = ["type": "fault_raised", "fault": "pressure_sensor", "message": "crafted"]
+            let clock = ContinuousClock()
+            try await ghost.publish("events", fault, seq: 1)
+            try await ghost.publish("events", fault, seq: 3) // gap: 2
+            let first = try await ghost.waitForCommand(action: "resync")
+            let firstAt = clock.now
+            try await ghost.reply(to: first, result: ["republished": ["status", "usage", "config/reported", "events"]])
+            try await ghost.publish("events", fault, seq: 5) // another gap, 4, right away: too soon to ask
+            try await rig.barrier()
+            #expect(ghost.commands(action: "resync").count == 1, "one resync until the interval has passed")
+            try await waitUntil(timeout: .seconds(20), "a second resync after the interval") { ghost.commands(action: "resync").count >= 2 }
+            let waited = firstAt.duration(to: clock.now)
+            #expect(waited >= .seconds(interval), "not before the interval: \(waited)")
+            try await rig.barrier()
+            #expect(ghost.commands(action: "resync").count == 2, "asked again once, not every second: \(ghost.commands.count) commands")
+            await ghost.close()
+        }
+    }
+
     @Test("the latest state wins by (epoch, seq), not by arrival: an older status or reported config arriving late changes nothing")
     func latestStateWinsBySequence() async throws {
         try await ConsoleRig.run(agents: []) { rig in
