@@ -16,6 +16,9 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
         try? FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         url = dir.appendingPathComponent("agent.yaml")
         configFile = url
+        atexit {
+            if let configFile { try? FileManager.default.removeItem(at: configFile.deletingLastPathComponent()) }
+        }
     }
     do {
         try Data(bytes: data, count: size).write(to: url)

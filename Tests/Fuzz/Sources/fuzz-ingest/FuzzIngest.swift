@@ -26,9 +26,13 @@ private let operatorPrincipal = Principal(name: "fuzz", role: .admin)
 nonisolated(unsafe) private var console: ConsoleCore? = nil
 nonisolated(unsafe) private var inputs = 0
 
+/// The console's temporary directory, removed when libFuzzer exits.
+private let consoleDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-ingest-\(getpid())")
+
 private func makeConsole() -> ConsoleCore {
-    let dir = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-ingest-\(getpid())")
+    let dir = consoleDirectory
     try? FileManager.default.removeItem(at: dir)
+    atexit { try? FileManager.default.removeItem(at: consoleDirectory) }
     do {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var logger = Logger(label: "fuzz-ingest")
