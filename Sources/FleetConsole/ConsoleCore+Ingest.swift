@@ -116,16 +116,19 @@ extension ConsoleCore {
                     r.lastEventEpoch = envelope.epoch
                     r.lastEventSeq = envelope.seq
                 case .gap, .newEpoch:
+                    if case .gap = check, let last { m.addHoles(address, epoch: envelope.epoch, (last.seq + 1)..<envelope.seq) }
+                    if case .newEpoch = check { m.addHoles(address, epoch: envelope.epoch, 1..<envelope.seq) }
                     r.lastEventEpoch = envelope.epoch
                     r.lastEventSeq = envelope.seq
                     if (r.lastResyncRequest.map { now.timeIntervalSince($0) > configuration.health.resyncIntervalSeconds } ?? true) {
                         r.lastResyncRequest = now
+                        m.resyncAttempts[address, default: 0] += 1
                         resync = true
                     } else {
                         m.resyncOwed.insert(address) // asked too recently: asked again later, never dropped
                     }
                 case .notNewer, .olderEpoch:
-                    break // stored by key below: a duplicate is a no-op
+                    m.fillHole(address, epoch: envelope.epoch, seq: envelope.seq) // stored by key below: a duplicate is a no-op
                 }
                 items.event = (e, Data(raw))
                 switch check {
@@ -191,21 +194,38 @@ extension ConsoleCore {
     }
 
     /// Asks the devices owed a `resync` (a gap seen within
-    /// `health.resync_interval_s` of the last one) once they may be asked
-    /// again; called every second by the health loop.
+    /// `health.resync_interval_s` of the last one), and those whose missing
+    /// events have not all arrived since the last one (a resync command lost
+    /// with the broker), once they may be asked again — at most
+    /// `FleetModel.maxResyncAttempts` times while holes stay open. Called
+    /// every second by the health loop.
     func sendOwedResyncs(now: Date) {
-        let due = model.withLock { m -> [DeviceAddress] in
+        let (due, givenUp) = model.withLock { m -> ([DeviceAddress], [DeviceAddress]) in
             let interval = configuration.health.resyncIntervalSeconds
-            let due = m.resyncOwed.filter { a in m.devices[a]?.lastResyncRequest.map { now.timeIntervalSince($0) > interval } ?? true }
+            // Owed (a gap while the last was too recent), or holes still open after the last one.
+            var wanted = m.resyncOwed
+            var givenUp: [DeviceAddress] = []
+            for (a, holes) in m.holes where !holes.isEmpty {
+                if m.resyncAttempts[a, default: 0] < FleetModel.maxResyncAttempts { wanted.insert(a) }
+                else if m.resyncAttempts[a] == FleetModel.maxResyncAttempts {
+                    m.resyncAttempts[a] = FleetModel.maxResyncAttempts + 1 // said once
+                    givenUp.append(a)
+                }
+            }
+            let due = wanted.filter { a in m.devices[a]?.lastResyncRequest.map { now.timeIntervalSince($0) > interval } ?? true }
             for a in due {
                 m.resyncOwed.remove(a)
                 m.devices[a]?.lastResyncRequest = now
+                m.resyncAttempts[a, default: 0] += 1
             }
-            return Array(due)
+            return (Array(due), givenUp)
         }
         for address in due {
-            logger.notice("event gap seen since the last resync: asking the device again", metadata: ["device": "\(address)"])
+            logger.notice("events still missing since the last resync: asking the device again", metadata: ["device": "\(address)"])
             work.yield(.resync(address))
+        }
+        for address in givenUp {
+            logger.warning("events still missing after \(FleetModel.maxResyncAttempts) resyncs; the device no longer holds them", metadata: ["device": "\(address)"])
         }
     }
 

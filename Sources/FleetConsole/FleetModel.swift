@@ -66,6 +66,36 @@ struct FleetModel: Sendable {
     /// Devices with an event gap seen while their last `resync` was too
     /// recent to ask again; the health loop asks once it may.
     var resyncOwed: Set<DeviceAddress> = []
+    /// Events known to be missing, by device: the seqs a gap skipped, until
+    /// they arrive. While some remain, `resync` is asked again (at most
+    /// `maxResyncAttempts` times in all).
+    var holes: [DeviceAddress: Set<EventKey>] = [:]
+    var resyncAttempts: [DeviceAddress: Int] = [:]
+    static let maxHolesPerDevice = 1_000
+    static let maxResyncAttempts = 3
+
+    struct EventKey: Hashable, Sendable {
+        var epoch: UInt64
+        var seq: UInt64
+    }
+
+    /// Notes the seqs `range` of `epoch` as missing for `address` (bounded).
+    mutating func addHoles(_ address: DeviceAddress, epoch: UInt64, _ range: Range<UInt64>) {
+        var set = holes[address] ?? []
+        for seq in range where set.count < Self.maxHolesPerDevice { set.insert(EventKey(epoch: epoch, seq: seq)) }
+        holes[address] = set
+    }
+
+    /// An event arrived: it is no longer missing.
+    mutating func fillHole(_ address: DeviceAddress, epoch: UInt64, seq: UInt64) {
+        guard var set = holes[address], set.remove(EventKey(epoch: epoch, seq: seq)) != nil else { return }
+        if set.isEmpty {
+            holes[address] = nil
+            resyncAttempts[address] = nil
+        } else {
+            holes[address] = set
+        }
+    }
 
     struct AlertKey: Hashable, Sendable {
         var site: String

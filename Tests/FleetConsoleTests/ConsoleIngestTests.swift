@@ -163,7 +163,7 @@ extension ConsoleEndToEndTests {
         }
     }
 
-    @Test("a second gap within the resync interval is not dropped: the console asks again once the interval has passed, once")
+    @Test("a second gap within the resync interval is not dropped: the console asks again once the interval has passed, and stops once the missing events arrived")
     func gapWithinResyncIntervalIsAskedLater() async throws {
         let interval = 3.0
         try await ConsoleRig.run(console: { $0.health.resyncIntervalSeconds = interval }, agents: []) { rig in
@@ -182,10 +182,35 @@ extension ConsoleEndToEndTests {
             try await rig.barrier()
             #expect(ghost.commands(action: "resync").count == 1, "one resync until the interval has passed")
             try await waitUntil(timeout: .seconds(20), "a second resync after the interval") { ghost.commands(action: "resync").count >= 2 }
-            let waited = firstAt.duration(to: clock.now)
-            #expect(waited >= .seconds(interval), "not before the interval: \(waited)")
+            let secondAt = clock.now
+            #expect(firstAt.duration(to: secondAt) >= .seconds(interval), "not before the interval: \(firstAt.duration(to: secondAt))")
+            // The device sends what was missing: nothing more to ask.
+            try await ghost.publish("events", fault, seq: 2, historical: true)
+            try await ghost.publish("events", fault, seq: 4, historical: true)
             try await rig.barrier()
-            #expect(ghost.commands(action: "resync").count == 2, "asked again once, not every second: \(ghost.commands.count) commands")
+            // Let a whole interval pass (a duration, not a wait for a condition): no third resync.
+            try await Task.sleep(until: secondAt + .seconds(interval + 1.5), clock: clock)
+            #expect(ghost.commands(action: "resync").count == 2, "no resync once the holes are filled: \(ghost.commands.count) commands")
+            await ghost.close()
+        }
+    }
+
+    @Test("a resync that fills nothing (lost with the broker, or the device no longer has the events) is asked again, at most three times in all")
+    func unfilledGapIsAskedAgainBounded() async throws {
+        let interval = 1.0
+        try await ConsoleRig.run(console: { $0.health.resyncIntervalSeconds = interval }, agents: []) { rig in
+            let ghost = try await CraftedDevice.connect(Fleet.device(Fleet.lab, "ghost-3"), broker: rig.broker, epoch: 2)
+            try await rig.waitForDevice(ghost.device, "the crafted device online at epoch 2") {
+                $0["online"]?.bool == true && $0["epoch"]?.int == 2
+            }
+            let fault: WireJSON = ["type": "fault_raised", "fault": "pressure_sensor", "message": "crafted"]
+            try await ghost.publish("events", fault, seq: 1)
+            try await ghost.publish("events", fault, seq: 4) // 2 and 3 never come
+            try await waitUntil(timeout: .seconds(20), "three resyncs") { ghost.commands(action: "resync").count >= 3 }
+            let clock = ContinuousClock()
+            // Three more intervals pass (a duration, not a wait for a condition): no fourth.
+            try await Task.sleep(until: clock.now + .seconds(3 * interval + 1), clock: clock)
+            #expect(ghost.commands(action: "resync").count == 3, "bounded: \(ghost.commands(action: "resync").count) resyncs")
             await ghost.close()
         }
     }
