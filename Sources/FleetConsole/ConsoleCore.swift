@@ -55,6 +55,11 @@ public final class ConsoleCore: Service, Sendable {
             r.lastEventSeq = last.1
             fleet.devices[a] = r
         }
+        // Gaps seen before a restart are still gaps: the health loop asks
+        // those devices for a resync again (sendOwedResyncs).
+        for (a, missing) in try store.missingEvents(within: 24 * 3600, limit: FleetModel.maxHolesPerDevice) {
+            fleet.holes[a] = Set(missing.map { FleetModel.EventKey(epoch: $0.epoch, seq: $0.seq) })
+        }
         for row in try store.loadUsage() {
             if let a = try? DeviceAddress(site: row.site, device: row.device),
                let last = try? decoder.decode(Usage.self, from: row.last), let total = try? decoder.decode(Usage.self, from: row.total) {

@@ -223,6 +223,35 @@ public final class FleetStore: Sendable {
         }
     }
 
+    /// Events missing from the table, per device: seqs below the highest
+    /// stored one of an epoch that are not stored, for epochs with an event
+    /// in the last `within` seconds (older ones no device still holds).
+    /// At most `limit` per device.
+    func missingEvents(within: TimeInterval, limit: Int, now: Date = Date()) throws -> [DeviceAddress: [(epoch: UInt64, seq: UInt64)]] {
+        try pool.read { db in
+            var out: [DeviceAddress: [(epoch: UInt64, seq: UInt64)]] = [:]
+            let groups = try Row.fetchAll(db, sql: """
+                SELECT site, device, epoch, count(*) AS n, max(seq) AS top FROM event
+                GROUP BY site, device, epoch HAVING n < top AND max(ts) >= ?
+                """, arguments: [now.timeIntervalSince1970 - within])
+            for g in groups {
+                guard let address = try? DeviceAddress(site: g["site"] as String, device: g["device"] as String) else { continue }
+                let epoch: Int64 = g["epoch"]
+                let stored = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM event WHERE site = ? AND device = ? AND epoch = ?",
+                                                    arguments: [g["site"] as String, g["device"] as String, epoch]))
+                let top: Int64 = g["top"]
+                var missing = out[address] ?? []
+                var seq: Int64 = 1
+                while seq < top, missing.count < limit {
+                    if !stored.contains(seq) { missing.append((UInt64(bitPattern: epoch), UInt64(bitPattern: seq))) }
+                    seq += 1
+                }
+                out[address] = missing
+            }
+            return out
+        }
+    }
+
     /// The last stored (epoch, seq) of each device's events.
     func lastEventSequences() throws -> [DeviceAddress: (UInt64, UInt64)] {
         try pool.read { db in

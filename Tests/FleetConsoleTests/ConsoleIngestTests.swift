@@ -215,6 +215,34 @@ extension ConsoleEndToEndTests {
         }
     }
 
+    @Test("a console restarted with a gap open still asks for it: the missing events are found in the event table at start-up")
+    func gapSurvivesConsoleRestart() async throws {
+        try await ConsoleRig.run(console: { $0.health.resyncIntervalSeconds = 1 }, agents: []) { rig in
+            let ghost = try await CraftedDevice.connect(Fleet.device(Fleet.lab, "ghost-4"), broker: rig.broker, epoch: 2)
+            try await rig.waitForDevice(ghost.device, "the crafted device online at epoch 2") {
+                $0["online"]?.bool == true && $0["epoch"]?.int == 2
+            }
+            let fault: WireJSON = ["type": "fault_raised", "fault": "pressure_sensor", "message": "crafted"]
+            try await ghost.publish("events", fault, seq: 1)
+            try await ghost.publish("events", fault, seq: 3) // 2 never comes
+            _ = try await ghost.waitForCommand(action: "resync")
+            try await rig.barrier()
+            let before = ghost.commands(action: "resync").count
+            #expect(try await rig.console.stop() == .exited(0), "SIGTERM: a clean exit")
+            try await rig.console.restart()
+            try await waitUntil(timeout: .seconds(20), "a resync from the restarted console") { ghost.commands(action: "resync").count > before }
+            // The missing event arrives: no more asking.
+            try await ghost.publish("events", fault, seq: 2, historical: true)
+            try await rig.barrier()
+            let settled = ghost.commands(action: "resync").count
+            let clock = ContinuousClock()
+            // Two intervals pass (a duration, not a wait for a condition): nothing more.
+            try await Task.sleep(until: clock.now + .seconds(2.5), clock: clock)
+            #expect(ghost.commands(action: "resync").count == settled, "filled: no more resyncs")
+            await ghost.close()
+        }
+    }
+
     @Test("the latest state wins by (epoch, seq), not by arrival: an older status or reported config arriving late changes nothing")
     func latestStateWinsBySequence() async throws {
         try await ConsoleRig.run(agents: []) { rig in
