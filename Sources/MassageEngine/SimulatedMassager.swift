@@ -253,13 +253,14 @@ public final class SimulatedMassager: MassagerHardware {
     }
 }
 
-/// A small, fast, seedable generator (SplitMix64): the same seed gives the same sequence everywhere.
-struct SplitMix64: Sendable {
+/// A small, fast, seedable generator (SplitMix64): the same seed gives the
+/// same sequence everywhere, so a simulation or a test schedule replays exactly.
+public struct SplitMix64: RandomNumberGenerator, Sendable {
     private var state: UInt64
 
-    init(seed: UInt64) { state = seed }
+    public init(seed: UInt64) { state = seed }
 
-    mutating func next() -> UInt64 {
+    public mutating func next() -> UInt64 {
         state &+= 0x9E37_79B9_7F4A_7C15
         var z = state
         z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9

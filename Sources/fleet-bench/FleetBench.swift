@@ -29,9 +29,6 @@ let repository: URL = {
     return dir
 }()
 
-func procStatus(_ pid: Int32) -> (rssMiB: Double, threads: Int) { ProcessStatistics.status(pid) }
-func cpuSeconds(_ pid: Int32) -> Double { ProcessStatistics.cpuSeconds(pid) }
-
 func percentile(_ values: [Double], _ p: Double) -> Double {
     let sorted = values.sorted()
     return sorted[min(sorted.count - 1, Int(Double(sorted.count - 1) * p))]
@@ -81,12 +78,12 @@ struct AgentBench: AsyncParsableCommand {
         }
         // Settle, then measure idle CPU over a window (a measurement, not a wait for a condition).
         try await Task.sleep(for: .seconds(3))
-        let idle = procStatus(pid)
-        let cpu0 = cpuSeconds(pid)
+        let idle = ProcessStatistics.status(pid)
+        let cpu0 = ProcessStatistics.cpuSeconds(pid)
         let clock = ContinuousClock()
         let t0 = clock.now
         try await Task.sleep(for: .seconds(idleSeconds))
-        let idleCPU = (cpuSeconds(pid) - cpu0) / t0.duration(to: clock.now).seconds * 100
+        let idleCPU = (ProcessStatistics.cpuSeconds(pid) - cpu0) / t0.duration(to: clock.now).seconds * 100
 
         // The two-hop reference: a responder process on the same client library that does
         // nothing but answer (probe → broker → responder → broker → probe, like a command).
@@ -128,7 +125,7 @@ struct AgentBench: AsyncParsableCommand {
         try await probe.publish(cmdTopic, payload: Array(try FleetJSON.encode(start)), qos: .atLeastOnce,
                                 properties: MQTTProperties(responseTopic: "bench/replies/agent"))
         try await Task.sleep(for: .seconds(5))
-        let busy = procStatus(pid)
+        let busy = ProcessStatistics.status(pid)
         await probe.shutdown()
 
         print("| agent measurement | value | reference / goal |")
@@ -174,7 +171,7 @@ struct IngestBench: AsyncParsableCommand {
         defer { sub.kill() }
         try await Task.sleep(for: .milliseconds(500)) // let mosquitto_sub subscribe (it prints nothing until messages arrive)
 
-        let consoleCPU0 = cpuSeconds(console.processIdentifier)
+        let consoleCPU0 = ProcessStatistics.cpuSeconds(console.processIdentifier)
         let clock = ContinuousClock()
         let start = clock.now
         let payloads: [[[UInt8]]] = try (0..<devices).map { d in
@@ -202,8 +199,8 @@ struct IngestBench: AsyncParsableCommand {
         }
         let stored = Int(await metric("fleet_events_stored_total") ?? -1)
         let duplicates = Int(await metric("fleet_events_duplicate_total") ?? -1)
-        let rss = procStatus(console.processIdentifier)
-        let consoleCPU = cpuSeconds(console.processIdentifier) - consoleCPU0
+        let rss = ProcessStatistics.status(console.processIdentifier)
+        let consoleCPU = ProcessStatistics.cpuSeconds(console.processIdentifier) - consoleCPU0
         for c in clients { await c.shutdown() }
         let ours = Double(total) / consoleDone!.seconds
         let reference = Double(total) / subDone!.seconds

@@ -97,14 +97,14 @@ struct ProcessUsage {
 
     init(_ pid: Int32) {
         self.pid = pid
-        cpu0 = cpuSeconds(pid)
+        cpu0 = ProcessStatistics.cpuSeconds(pid)
         start = clock.now
     }
 
     /// (percent of one core since `init`, RSS now in MiB)
     func read() -> (cpuPercent: Double, rssMiB: Double) {
         let elapsed = start.duration(to: clock.now).seconds
-        return ((cpuSeconds(pid) - cpu0) / max(elapsed, 0.001) * 100, procStatus(pid).rssMiB)
+        return ((ProcessStatistics.cpuSeconds(pid) - cpu0) / max(elapsed, 0.001) * 100, ProcessStatistics.status(pid).rssMiB)
     }
 }
 

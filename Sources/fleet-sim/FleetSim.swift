@@ -83,7 +83,7 @@ struct FleetSim: AsyncParsableCommand {
 final class SimulatedLoad: Service, Sendable {
     let agents: [(AgentService, SimulatedMassager)]
     let speed, sessionsPerHour, painRate, overheatRate, summaryEvery, duration: Double
-    let rng: Mutex<SplitMix>
+    let rng: Mutex<SplitMix64>
     let started = Atomic<Int>(0)
     let refused = Atomic<Int>(0)
     let painPresses = Atomic<Int>(0)
@@ -98,7 +98,7 @@ final class SimulatedLoad: Service, Sendable {
         self.overheatRate = overheatRate
         self.summaryEvery = summaryEvery
         self.duration = duration
-        rng = Mutex(SplitMix(seed))
+        rng = Mutex(SplitMix64(seed: seed))
     }
 
     func run() async throws {
@@ -156,18 +156,6 @@ final class SimulatedLoad: Service, Sendable {
         var aborted: [String: Int] = [:]
         for u in usage { for (k, v) in u.sessionsAborted where v > 0 { aborted[k, default: 0] += v } }
         print("fleet-sim totals: started \(usage.reduce(0) { $0 + $1.sessionsStarted }), completed \(usage.reduce(0) { $0 + $1.sessionsCompleted }), aborted \(aborted.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")), pain presses \(painPresses.load(ordering: .relaxed)), overheats \(overheats.load(ordering: .relaxed)), events \(agents.reduce(0) { $0 + $1.0.eventsNumbered }), outbox \(agents.reduce(0) { $0 + $1.0.outboxBacklog })")
-    }
-}
-
-struct SplitMix: Sendable {
-    var state: UInt64
-    init(_ seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
 

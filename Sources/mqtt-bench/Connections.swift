@@ -96,7 +96,7 @@ func measure(mode: String, clients: Int, port: Int, loopThreads: Int, idleSecond
     let idleStart = clock.now
     try await Task.sleep(for: .seconds(idleSeconds)) // the measurement window, not a wait for a condition
     let idleCPU = (processCPUSeconds() - cpu0) / idleStart.duration(to: clock.now).seconds * 100
-    let (rss, threads) = procStatus()
+    let (rss, threads) = ProcessStatistics.status()
     await cleanup()
     let figures = ConnectionFigures(mode: mode, clients: clients, connectSeconds: connectSeconds, rssMiB: rss, threads: threads, idleCPUPercent: idleCPU)
     return String(decoding: try JSONEncoder().encode(figures), as: UTF8.self)
@@ -143,5 +143,3 @@ func processCPUSeconds() -> Double {
     return Double(usage.ru_utime.tv_sec + usage.ru_stime.tv_sec) + Double(usage.ru_utime.tv_usec + usage.ru_stime.tv_usec) / 1e6
 }
 
-/// (VmRSS in MiB, threads) of this process.
-func procStatus() -> (Double, Int) { ProcessStatistics.status() }

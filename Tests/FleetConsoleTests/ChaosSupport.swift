@@ -1,6 +1,7 @@
 import FleetTestSupport
 import Foundation
 import GRDB
+import MassageEngine
 import Synchronization
 
 // What the chaos run (issue 9, item 4) needs besides ``ConsoleRig``: a
@@ -10,21 +11,9 @@ import Synchronization
 
 // MARK: - Seeded randomness
 
-/// SplitMix64: tiny, fast, and the same sequence on every platform for a
-/// given seed, so a failing schedule can be replayed exactly.
-struct SplitMix64: Sendable {
-    private var state: UInt64
-
-    init(seed: UInt64) { state = seed }
-
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+/// Schedule draws on MassageEngine's SplitMix64: the same sequence on every
+/// platform for a given seed, so a failing schedule can be replayed exactly.
+extension SplitMix64 {
     /// A uniform integer in `range`.
     mutating func int(_ range: ClosedRange<Int>) -> Int {
         range.lowerBound + Int(next() % UInt64(range.count))
