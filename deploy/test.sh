@@ -10,6 +10,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev openssl pkg-config systemd)
+# The console's PostgreSQL backend tests start their own server through this fixture (FleetTestSupport's PostgresServer); the packaged cluster service is not used.
+packages+=(postgresql)
 # The dashboard's browser tests: Debian's Chromium, driven by Playwright for
 # Python (python3 with pip, when the python3 on PATH has none).
 packages+=(chromium)
