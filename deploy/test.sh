@@ -45,6 +45,13 @@ echo "==> building (debug, with tests)"
 swift build --build-tests
 echo "==> running tests"
 swift test --skip-build "$@"
+# The console's suites again with PostgreSQL as its store (a database per
+# console on one test server started by the fixture): the same tests must
+# pass on both stores. Skipped when arguments narrow the run.
+if (($# == 0)); then
+    echo "==> running the console tests on PostgreSQL"
+    FLEET_TEST_DATABASE=postgres swift test --skip-build --filter FleetConsoleTests
+fi
 
 # The fuzz targets (Tests/Fuzz, a package of their own built with the fuzzer
 # and address sanitizers): a short run of each, which replays the seed corpus

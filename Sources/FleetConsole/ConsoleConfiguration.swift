@@ -53,7 +53,8 @@ public struct ConsoleConfiguration: Sendable {
     public var topicRoot: TopicRoot = .default
     public var httpHost = "127.0.0.1"
     public var httpPort = 8080
-    public var databasePath: String
+    /// The `database` setting: a SQLite file (the default) or PostgreSQL.
+    public var database: StoreLocation
     /// This console's name on the broker (client id, reply topic).
     public var instance = "console"
     public var sites: [SiteConfiguration] = []
@@ -62,8 +63,12 @@ public struct ConsoleConfiguration: Sendable {
     public var logLevel: Logger.Level = .info
     public var maxRequestBodyBytes = 1 << 20
 
+    public init(database: StoreLocation) {
+        self.database = database
+    }
+
     public init(databasePath: String) {
-        self.databasePath = databasePath
+        self.init(database: .sqlite(path: databasePath))
     }
 
     public func site(_ id: String) -> SiteConfiguration? { sites.first { $0.id == id } }
@@ -112,8 +117,11 @@ extension ConsoleConfiguration {
             root = try ConfigReader.mapping(loaded, source: source)
         }
         var r = ConfigReader(root: root, known: knownKeys)
-        let dbPath = overrides.database ?? r.string("database") ?? "fleet-console.sqlite"
-        var c = ConsoleConfiguration(databasePath: URL(fileURLWithPath: dbPath, relativeTo: base).path)
+        let dbText = overrides.database ?? r.string("database") ?? "fleet-console.sqlite"
+        var c = ConsoleConfiguration(databasePath: URL(fileURLWithPath: "fleet-console.sqlite", relativeTo: base).path)
+        do { c.database = try StoreLocation.parse(dbText, relativeTo: base) } catch {
+            r.problem(overrides.database != nil ? "--db" : "database", error.message)
+        }
         c.broker = BrokerSettings.read(&r, base: base, override: overrides.broker)
         if let root = r.string("topic_root") {
             do { c.topicRoot = try TopicRoot(root) } catch { r.problem("topic_root", error.description) }

@@ -26,7 +26,7 @@ extension ConsoleCore {
         let action = Action(rawValue: submission.action)
         let request: CommandRequest
         do { request = try CommandRequest(action: action, params: submission.params ?? .object([:])) } catch {
-            audit(principal, "command.\(submission.action)", targets: describe(submission.targets), outcome: "refused", detail: error.message)
+            await audit(principal, "command.\(submission.action)", targets: describe(submission.targets), outcome: "refused", detail: error.message)
             throw .badRequest(error.message)
         }
         let ttl = submission.ttlSeconds ?? 60
@@ -40,11 +40,11 @@ extension ConsoleCore {
                                    createdBy: principal.name, createdAt: now, expiresAt: now.addingTimeInterval(ttl),
                                    results: targets.map { CommandTargetResult(site: $0.site.rawValue, device: $0.device.rawValue, state: .queued, updatedAt: now,
                                                                               nonce: UUID().uuidString.lowercased()) })
-        commands.withLock { $0[record.id] = record }
-        do { try store.saveCommand(record) } catch {
+        do { try await store.saveCommand(record) } catch {
             throw .unavailable("the command could not be recorded: \(error)")
         }
-        audit(principal, "command.\(action.rawValue)", targets: targets.map(\.description).joined(separator: ","), outcome: "accepted", detail: record.id)
+        commands.withLock { $0[record.id] = record }
+        await audit(principal, "command.\(action.rawValue)", targets: targets.map(\.description).joined(separator: ","), outcome: "accepted", detail: record.id)
         for address in targets { await send(commandID: record.id, to: address) }
         record = commands.withLock { $0[record.id] } ?? record
         return Self.redacted(record)
@@ -94,9 +94,10 @@ extension ConsoleCore {
         return chosen
     }
 
-    public func command(id: String, for principal: Principal) throws(ConsoleError) -> CommandRecord {
-        var record = commands.withLock { $0[id] }
-        if record == nil { record = try? store.command(id: id) }
+    public func command(id: String, for principal: Principal) async throws(ConsoleError) -> CommandRecord {
+        // In flight, then finished but not yet committed (the next batch), then stored.
+        var record = commands.withLock { $0[id] } ?? pending.withLock { $0.commands[id] }
+        if record == nil { record = try? await store.command(id: id) }
         guard var record else { throw .notFound("command \"\(id)\" not found") }
         record.results = record.results.filter { principal.canSee(site: $0.site) }
         if record.results.isEmpty { throw .notFound("command \"\(id)\" not found") }
@@ -181,7 +182,8 @@ extension ConsoleCore {
         }
     }
 
-    /// Applies a change to one device's result and persists the record.
+    /// Applies a change to one device's result; the record is persisted with
+    /// the next ingest batch (≤ 50 ms), so a reply never waits on the database.
     func update(_ commandID: String, _ address: DeviceAddress, _ change: (inout CommandTargetResult) -> Void) {
         let record = commands.withLock { all -> CommandRecord? in
             guard var record = all[commandID],
@@ -192,14 +194,17 @@ extension ConsoleCore {
             return record
         }
         guard let record else { return }
-        do { try store.saveCommand(record) } catch {
-            logger.error("could not persist a command result", metadata: ["command.id": "\(commandID)", "error": "\(error)"])
-        }
+        var finished: AuditDraft?
         if record.isFinished {
             let counts = Dictionary(grouping: record.results, by: \.state).map { "\($0.value.count) \($0.key.rawValue)" }.sorted().joined(separator: ", ")
-            try? store.audit(actor: record.createdBy, action: "command.\(record.action).finished", targets: record.results.map { "\($0.site)/\($0.device)" }.joined(separator: ","),
-                             outcome: counts, detail: record.id)
+            finished = AuditDraft(actor: record.createdBy, action: "command.\(record.action).finished",
+                                  targets: record.results.map { "\($0.site)/\($0.device)" }.joined(separator: ","), outcome: counts, detail: record.id)
         }
+        pending.withLock { b in
+            b.commands[record.id] = record
+            if let finished { b.audits.append(finished) }
+        }
+        flushSignal.yield()
     }
 
     /// Every second: sent without a reply past the timeout → timed_out;

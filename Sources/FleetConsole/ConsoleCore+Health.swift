@@ -9,7 +9,7 @@ extension ConsoleCore {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             let now = Date()
-            evaluateHealth(now: now)
+            await evaluateHealth(now: now)
             sendOwedResyncs(now: now)
         }
     }
@@ -19,9 +19,10 @@ extension ConsoleCore {
         var message: String
     }
 
-    func conditions(now: Date) -> [FleetModel.AlertKey: Condition] {
+    func conditions(now: Date) async -> [FleetModel.AlertKey: Condition] {
         let h = configuration.health
-        let (devices, pain) = (model.withLock { $0.devices }, (try? store.painSignalAborts(since: now.addingTimeInterval(-h.painSignalWindowHours * 3600))) ?? [])
+        let pain = (try? await store.painSignalAborts(since: now.addingTimeInterval(-h.painSignalWindowHours * 3600))) ?? []
+        let devices = model.withLock { $0.devices }
         var out: [FleetModel.AlertKey: Condition] = [:]
         for (address, r) in devices {
             func raise(_ type: String, _ severity: Health, _ message: String) {
@@ -54,8 +55,8 @@ extension ConsoleCore {
         return out
     }
 
-    func evaluateHealth(now: Date) {
-        let current = conditions(now: now)
+    func evaluateHealth(now: Date) async {
+        let current = await conditions(now: now)
         let clearAfter = configuration.health.clearAfterSeconds
         var toRaise: [(FleetModel.AlertKey, Condition)] = []
         var toClear: [Int64] = []
@@ -75,7 +76,7 @@ extension ConsoleCore {
         }
         for (key, condition) in toRaise {
             do {
-                let id = try store.insertAlert(site: key.site, device: key.device, type: key.type, severity: condition.severity, message: condition.message, at: now)
+                let id = try await store.insertAlert(site: key.site, device: key.device, type: key.type, severity: condition.severity, message: condition.message, at: now)
                 model.withLock { $0.activeAlerts[key] = .init(id: id, severity: condition.severity, message: condition.message, lastSeen: now) }
                 logger.notice("alert raised", metadata: ["alert.type": "\(key.type)", "site": "\(key.site)", "device": "\(key.device ?? "-")", "message": "\(condition.message)"])
             } catch {
@@ -83,7 +84,7 @@ extension ConsoleCore {
             }
         }
         for id in toClear {
-            try? store.clearAlert(id: id, at: now)
+            try? await store.clearAlert(id: id, at: now)
         }
         // Gauges.
         let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts.count) }
@@ -96,19 +97,19 @@ extension ConsoleCore {
         }
     }
 
-    public func alerts(for principal: Principal, activeOnly: Bool) throws(ConsoleError) -> [AlertRecord] {
-        do { return try store.alerts(activeOnly: activeOnly).filter { principal.canSee(site: $0.site) } } catch {
+    public func alerts(for principal: Principal, activeOnly: Bool) async throws(ConsoleError) -> [AlertRecord] {
+        do { return try await store.alerts(activeOnly: activeOnly, limit: 500).filter { principal.canSee(site: $0.site) } } catch {
             throw .unavailable("alerts cannot be read: \(error)")
         }
     }
 
-    public func acknowledgeAlert(id: Int64, by principal: Principal) throws(ConsoleError) -> AlertRecord {
+    public func acknowledgeAlert(id: Int64, by principal: Principal) async throws(ConsoleError) -> AlertRecord {
         try require(.operator, principal, for: "acknowledging alerts")
-        let existing = try alerts(for: principal, activeOnly: false).first { $0.id == id }
+        let existing = try await alerts(for: principal, activeOnly: false).first { $0.id == id }
         guard existing != nil else { throw .notFound("alert \(id) not found") }
         do {
-            guard let alert = try store.acknowledgeAlert(id: id, by: principal.name, at: Date()) else { throw ConsoleError.notFound("alert \(id) not found") }
-            audit(principal, "alert.ack", targets: "\(alert.site)/\(alert.device ?? "*")", outcome: "ok", detail: "alert \(id) \(alert.type)")
+            guard let alert = try await store.acknowledgeAlert(id: id, by: principal.name, at: Date()) else { throw ConsoleError.notFound("alert \(id) not found") }
+            await audit(principal, "alert.ack", targets: "\(alert.site)/\(alert.device ?? "*")", outcome: "ok", detail: "alert \(id) \(alert.type)")
             return alert
         } catch let e as ConsoleError { throw e } catch {
             throw .unavailable("the alert could not be updated: \(error)")

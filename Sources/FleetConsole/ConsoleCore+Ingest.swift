@@ -312,7 +312,7 @@ extension ConsoleCore {
                     self.flushSignal.yield()
                 }
             }
-            for await _ in flushWakeups { flushNow() }
+            for await _ in flushWakeups { await flushNow() }
             group.cancelAll()
         }
     }
@@ -328,8 +328,8 @@ extension ConsoleCore {
     /// from the event table at start-up, so a crash loses nothing by it;
     /// the rest of a row is re-learned within seconds from retained and live
     /// messages.
-    func flushNow(includingDevices: Bool = false) {
-        var batch = pending.withLock { b -> FleetStore.WriteBatch in defer { b = .init() }; return b }
+    public func flushNow(includingDevices: Bool = false) async {
+        var batch = pending.withLock { b -> IngestBatch in defer { b = .init() }; return b }
         let devicesDue = includingDevices || deviceRowsDue.withLock { due in
             let now = ContinuousClock.now
             guard now >= due else { return false }
@@ -352,7 +352,7 @@ extension ConsoleCore {
         }
         guard !batch.isEmpty else { return }
         do {
-            let inserted = try store.commit(batch)
+            let inserted = try await store.commit(batch)
             metrics.eventsStored.increment(by: Int64(inserted.count))
             metrics.eventsDuplicate.increment(by: Int64(batch.events.count - inserted.count))
             // Session metrics count stored events, so a duplicate or replay counts once.
@@ -362,13 +362,7 @@ extension ConsoleCore {
             }
         } catch {
             logger.error("could not commit ingested data; retrying with the next batch", metadata: ["error": "\(error)"])
-            pending.withLock { b in
-                b.events.insert(contentsOf: batch.events, at: 0)
-                b.devices.merge(batch.devices) { new, _ in new }
-                b.sessions.merge(batch.sessions) { new, _ in new }
-                b.usage.merge(batch.usage) { new, _ in new }
-                b.usageDays.merge(batch.usageDays) { new, _ in new }
-            }
+            pending.withLock { $0.requeue(batch) }
         }
     }
 }

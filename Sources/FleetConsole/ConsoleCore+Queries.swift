@@ -36,25 +36,26 @@ extension ConsoleCore {
             .sorted { ($0.site, $0.device) < ($1.site, $1.device) }
     }
 
-    public func device(site: String, device: String, for principal: Principal) throws(ConsoleError) -> DeviceDetail {
+    public func device(site: String, device: String, for principal: Principal) async throws(ConsoleError) -> DeviceDetail {
         guard principal.canSee(site: site) else { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
         guard let address = try? DeviceAddress(site: site, device: device) else { throw .badRequest("\"\(site)/\(device)\" is not a valid site/device address") }
         let (record, active) = model.withLock { ($0.devices[address], $0.activeAlerts) }
         let alerts = AlertIndex(active)
         guard let record else { throw .notFound("device \(address) is not known to this console") }
-        let sessions = (try? store.sessions(site: site, device: device, limit: 20)) ?? []
-        let deviceAlerts = ((try? store.alerts(activeOnly: false, limit: 200)) ?? []).filter { $0.site == site && $0.device == device }
+        let sessions = (try? await store.sessions(site: site, device: device, limit: 20)) ?? []
+        let deviceAlerts = ((try? await store.alerts(activeOnly: false, limit: 200)) ?? []).filter { $0.site == site && $0.device == device }
         return DeviceDetail(summary: summary(record, alerts: alerts), programs: record.programs, telemetry: record.telemetry, telemetryAt: record.telemetryAt,
                             recentSessions: sessions, alerts: Array(deviceAlerts.prefix(20)), usage: record.usage,
                             desiredConfig: record.desired, reportedConfig: record.reported)
     }
 
-    public func sites(for principal: Principal) -> [SiteSummary] {
+    public func sites(for principal: Principal) async -> [SiteSummary] {
         let (devices, active) = model.withLock { ($0.devices, $0.activeAlerts) }
         let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query
         var ids = Set(configuration.sites.map(\.id))
         for a in devices.keys { ids.insert(a.site.rawValue) }
-        return ids.filter { principal.canSee(site: $0) }.sorted().map { id in
+        var out: [SiteSummary] = []
+        for id in ids.filter({ principal.canSee(site: $0) }).sorted() {
             let site = configuration.site(id)
             let mine = devices.filter { $0.key.site.rawValue == id }.map { summary($0.value, alerts: alerts) }
             let zone = configuration.timeZone(ofSite: id)
@@ -63,13 +64,15 @@ extension ConsoleCore {
             let today = calendar.startOfDay(for: Date())
             let online = mine.filter(\.online).count
             let inSession = mine.filter { $0.state == .inSession }.count
-            return SiteSummary(site: id, name: site?.name ?? id, timezone: zone.identifier, devices: mine.count, online: online,
+            let sessionsToday = (try? await store.sessionsStarted(site: id, since: today)) ?? 0
+            out.append(SiteSummary(site: id, name: site?.name ?? id, timezone: zone.identifier, devices: mine.count, online: online,
                                inSession: inSession, idle: mine.filter { $0.state == .idle }.count,
                                offline: mine.filter { $0.state == .offline }.count, faulted: mine.filter { $0.state == .faulted }.count,
                                activeAlerts: active.keys.filter { $0.site == id }.count,
-                               sessionsToday: (try? store.sessionsStarted(site: id, since: today)) ?? 0,
-                               utilisation: online == 0 ? 0 : Double(inSession) / Double(online))
+                               sessionsToday: sessionsToday,
+                               utilisation: online == 0 ? 0 : Double(inSession) / Double(online)))
         }
+        return out
     }
 
     /// Usage per site and day (site time zone) and cumulative totals per site.
@@ -93,11 +96,6 @@ extension ConsoleCore {
             totals[address.site.rawValue] = (totals[address.site.rawValue] ?? Usage()).adding(u.total)
         }
         return UsageReport(days: selected, totals: totals)
-    }
-
-    /// The ingest figures a benchmark or an operator wants.
-    public var ingestStatistics: (messages: Int, storedEvents: Int) {
-        (Int(model.withLock { _ in 0 }), (try? store.eventCount()) ?? 0)
     }
 
     public var metricsText: String { metrics.text() }

@@ -7,11 +7,11 @@ extension ConsoleCore {
     /// `POST /api/v1/rollouts` (admin): validates the document (every reason
     /// at once, the config against the engine's limits), refuses a target
     /// already in an active rollout (409 naming it), and starts it.
-    public func createRollout(_ document: RolloutDocument, by principal: Principal) throws(ConsoleError) -> Rollout {
+    public func createRollout(_ document: RolloutDocument, by principal: Principal) async throws(ConsoleError) -> Rollout {
         try require(.admin, principal, for: "creating rollouts")
         let problems = document.problems(builtins: ProgramLibrary())
         guard problems.isEmpty else {
-            audit(principal, "rollout.create", targets: "-", outcome: "refused", detail: problems.joined(separator: "; "))
+            await audit(principal, "rollout.create", targets: "-", outcome: "refused", detail: problems.joined(separator: "; "))
             throw .badRequest(problems.joined(separator: "; "))
         }
         let targets = try rolloutTargets(document.targets, for: principal)
@@ -29,8 +29,8 @@ extension ConsoleCore {
             all[r.id] = r
             return r
         }
-        persist(rollout)
-        audit(principal, "rollout.create", targets: describeTargets(document.targets), outcome: "started", detail: "\(rollout.id): \(rollout.waves.map { "\($0.size)" }.joined(separator: "+")) devices")
+        await persist(rollout)
+        await audit(principal, "rollout.create", targets: describeTargets(document.targets), outcome: "started", detail: "\(rollout.id): \(rollout.waves.map { "\($0.size)" }.joined(separator: "+")) devices")
         rolloutSignal.yield()
         return rollout
     }
@@ -95,15 +95,15 @@ extension ConsoleCore {
             all[id] = r
             return (r, actions)
         }
-        persist(updated)
-        audit(principal, "rollout.\(action)", targets: id, outcome: updated.state.rawValue)
+        await persist(updated)
+        await audit(principal, "rollout.\(action)", targets: id, outcome: updated.state.rawValue)
         await perform(actions, rollout: id)
         rolloutSignal.yield()
         return updated
     }
 
-    private func persist(_ r: Rollout) {
-        do { try store.saveRollout(r) } catch {
+    private func persist(_ r: Rollout) async {
+        do { try await store.saveRollout(r) } catch {
             logger.error("could not persist a rollout", metadata: ["rollout.id": "\(r.id)", "error": "\(error)"])
         }
     }
@@ -143,7 +143,7 @@ extension ConsoleCore {
             return out
         }
         for (r, actions) in results {
-            persist(r)
+            await persist(r)
             await perform(actions, rollout: r.id)
         }
     }
@@ -154,7 +154,7 @@ extension ConsoleCore {
             switch action {
             case .audit(let text):
                 logger.info("\(text)")
-                try? store.audit(actor: "rollout", action: "rollout.transition", targets: id, outcome: text, detail: nil)
+                try? await store.audit(AuditDraft(actor: "rollout", action: "rollout.transition", targets: id, outcome: text))
             case .writeDesired(let address, let desired):
                 writes.append((address, desired))
             }

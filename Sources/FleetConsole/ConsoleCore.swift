@@ -12,10 +12,10 @@ import Synchronization
 public final class ConsoleCore: Service, Sendable {
     public let configuration: ConsoleConfiguration
     let logger: Logger
-    let store: FleetStore
+    let store: any ConsoleStore
     let client: MQTTClient
     let model: Mutex<FleetModel>
-    let pending = Mutex(FleetStore.WriteBatch())
+    let pending = Mutex(IngestBatch())
     /// When device rows are next written (see `flushNow`).
     let deviceRowsDue = Mutex(ContinuousClock.now)
     let commands: Mutex<[String: CommandRecord]>
@@ -32,51 +32,62 @@ public final class ConsoleCore: Service, Sendable {
     let rolloutSignal: AsyncStream<Void>.Continuation
     let rolloutWakeups: AsyncStream<Void>
 
-    public init(configuration: ConsoleConfiguration, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) throws {
+    /// Opens (and migrates) the configured store and loads the fleet from it.
+    public convenience init(configuration: ConsoleConfiguration, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) async throws {
+        let store = try await configuration.database.open(logger: logger)
+        do {
+            try await self.init(configuration: configuration, store: store, logger: logger, eventLoopGroup: eventLoopGroup)
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+
+    public init(configuration: ConsoleConfiguration, store: any ConsoleStore, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) async throws {
         self.configuration = configuration
         self.logger = logger
-        store = try FleetStore(path: configuration.databasePath)
+        self.store = store
         metrics = ConsoleMetrics()
         replyTopic = configuration.topicRoot.consoleReplyTopic(instance: Identifier(rawValue: configuration.instance) ?? Identifier(rawValue: "console")!)
 
         // Start from what the database holds.
         var fleet = FleetModel()
         let decoder = FleetJSON.makeDecoder()
-        for data in try store.loadDevices() {
+        for data in try await store.loadDevices() {
             if let r = try? decoder.decode(DeviceRecord.self, from: data), let a = try? DeviceAddress(site: r.site, device: r.device) {
                 fleet.devices[a] = r
             }
         }
         // Device rows are written behind the events (at most once a second);
         // where each device's events stand is what the event table says.
-        for (a, last) in try store.lastEventSequences() {
+        for (a, last) in try await store.lastEventSequences() {
             var r = fleet.record(a)
-            r.lastEventEpoch = last.0
-            r.lastEventSeq = last.1
+            r.lastEventEpoch = last.epoch
+            r.lastEventSeq = last.seq
             fleet.devices[a] = r
         }
         // Gaps seen before a restart are still gaps: the health loop asks
         // those devices for a resync again (sendOwedResyncs).
-        for (a, missing) in try store.missingEvents(within: 24 * 3600, limit: FleetModel.maxHolesPerDevice) {
-            fleet.holes[a] = Set(missing.map { FleetModel.EventKey(epoch: $0.epoch, seq: $0.seq) })
+        for (a, missing) in try await store.missingEvents(within: 24 * 3600, limit: FleetModel.maxHolesPerDevice, now: Date()) {
+            fleet.holes[a] = Set(missing)
         }
-        for row in try store.loadUsage() {
+        for row in try await store.loadUsage() {
             if let a = try? DeviceAddress(site: row.site, device: row.device),
                let last = try? decoder.decode(Usage.self, from: row.last), let total = try? decoder.decode(Usage.self, from: row.total) {
                 fleet.usage[a] = (last, total)
             }
         }
-        for data in try store.loadUsageDays() {
+        for data in try await store.loadUsageDays() {
             if let day = try? decoder.decode(UsageDay.self, from: data) { fleet.usageDays["\(day.site)|\(day.day)"] = day }
         }
-        for alert in try store.alerts(activeOnly: true) {
+        for alert in try await store.alerts(activeOnly: true, limit: 10_000) {
             fleet.activeAlerts[.init(site: alert.site, device: alert.device, type: alert.type)] =
                 .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: Date())
         }
         // Presence is re-learned from the retained status messages after connecting.
         model = Mutex(fleet)
-        commands = Mutex(Dictionary(uniqueKeysWithValues: try store.unfinishedCommands().map { ($0.id, $0) }))
-        rollouts = Mutex(Dictionary(uniqueKeysWithValues: try store.rollouts().map { ($0.id, $0) }))
+        commands = Mutex(Dictionary(uniqueKeysWithValues: try await store.unfinishedCommands().map { ($0.id, $0) }))
+        rollouts = Mutex(Dictionary(uniqueKeysWithValues: try await store.rollouts().map { ($0.id, $0) }))
 
         var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: "console-\(configuration.instance)")
         // A persistent session: QoS 1 events and command replies wait in the
@@ -94,7 +105,7 @@ public final class ConsoleCore: Service, Sendable {
     }
 
     public func run() async throws {
-        logger.info("fleet-console starting", metadata: ["broker": "\(configuration.broker.host):\(configuration.broker.port)", "database": "\(configuration.databasePath)"])
+        logger.info("fleet-console starting", metadata: ["broker": "\(configuration.broker.host):\(configuration.broker.port)", "database": "\(configuration.database.description)"])
         client.start()
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -109,11 +120,12 @@ public final class ConsoleCore: Service, Sendable {
                 group.cancelAll()
             }
         } onGracefulShutdown: {}
-        flushNow(includingDevices: true)
+        await flushNow(includingDevices: true)
         if client.isConnected {
             _ = try? await client.publish(configuration.topicRoot.consoleStateTopic, payload: Array(try FleetJSON.encode(ConsoleState(state: .offline, ts: Date(), instance: configuration.instance))), qos: .atLeastOnce, retain: true)
         }
         await client.shutdown()
+        await store.close()
         logger.info("fleet-console stopped")
     }
 
@@ -141,15 +153,15 @@ public final class ConsoleCore: Service, Sendable {
 
     // MARK: Audit
 
-    func audit(_ principal: Principal, _ action: String, targets: String, outcome: String, detail: String? = nil) {
-        do { try store.audit(actor: principal.name, action: action, targets: targets, outcome: outcome, detail: detail) } catch {
+    func audit(_ principal: Principal, _ action: String, targets: String, outcome: String, detail: String? = nil) async {
+        do { try await store.audit(AuditDraft(actor: principal.name, action: action, targets: targets, outcome: outcome, detail: detail)) } catch {
             logger.error("could not write the audit log", metadata: ["error": "\(error)"])
         }
     }
 
-    public func auditEntries(for principal: Principal, limit: Int) throws(ConsoleError) -> [AuditEntry] {
+    public func auditEntries(for principal: Principal, limit: Int) async throws(ConsoleError) -> [AuditEntry] {
         guard principal.role >= .admin else { throw .forbidden("the audit log needs the admin role; token '\(principal.name)' is \(principal.role.rawValue)") }
-        do { return try store.auditEntries(limit: max(1, min(limit, 10_000))) } catch { throw .unavailable("the audit log cannot be read: \(error)") }
+        do { return try await store.auditEntries(limit: max(1, min(limit, 10_000))) } catch { throw .unavailable("the audit log cannot be read: \(error)") }
     }
 
     // MARK: Authentication

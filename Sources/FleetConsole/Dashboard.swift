@@ -174,7 +174,7 @@ final class Dashboard: Sendable {
                 let principal = try core.authenticate(authorization: "Bearer " + (form["token"] ?? ""))
                 let id = Self.randomToken()
                 self.sessions.withLock { $0[id] = Session(principal: principal, csrf: Self.randomToken(), expires: Date().addingTimeInterval(Self.lifetime)) }
-                core.audit(principal, "dashboard.sign_in", targets: "-", outcome: "ok")
+                await core.audit(principal, "dashboard.sign_in", targets: "-", outcome: "ok")
                 return Self.redirect("/", cookie: "\(Self.cookie)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(Int(Self.lifetime))")
             } catch {
                 return self.page("login", title: "Sign in", session: nil, status: .unauthorized, ["error": "That token is not valid."])
@@ -192,7 +192,7 @@ final class Dashboard: Sendable {
             guard let s = self.session(request) else { return Self.redirect("/login") }
             let devices = (try? core.devices(for: s.principal)) ?? []
             let programs = Set(core.model.withLock { $0.devices.values.flatMap(\.programs) }).sorted()
-            let sites = core.sites(for: s.principal).map { site -> [String: Any] in
+            let sites = await core.sites(for: s.principal).map { site -> [String: Any] in
                 var d = (try? JSONValue(encoding: site)).map(Self.plain) as? [String: Any] ?? [:]
                 d["utilisationText"] = "\(Int((site.utilisation * 100).rounded()))%"
                 d["programs"] = programs
@@ -210,7 +210,7 @@ final class Dashboard: Sendable {
                 ["site": d.site, "device": d.device, "state": d.state.rawValue, "health": d.health.rawValue,
                  "program": d.session?.program ?? "", "config": "\(d.config.reported.map(String.init) ?? "–") / \(d.config.desired.map(String.init) ?? "–")"]
             }
-            let siteIDs = core.sites(for: s.principal).map(\.site)
+            let siteIDs = await core.sites(for: s.principal).map(\.site)
             return self.page("devices", title: "Devices", session: s, ["devices": devices, "siteIDs": siteIDs])
         }
 
@@ -218,7 +218,7 @@ final class Dashboard: Sendable {
             guard let s = self.session(request) else { return Self.redirect("/login") }
             let site = context.parameters.get("site") ?? "", device = context.parameters.get("device") ?? ""
             let detail: DeviceDetail
-            do { detail = try core.device(site: site, device: device, for: s.principal) } catch let error as ConsoleError {
+            do { detail = try await core.device(site: site, device: device, for: s.principal) } catch let error as ConsoleError {
                 return Self.text(HTTPResponse.Status(code: error.status), error.message)
             } catch {
                 return Self.text(.internalServerError, "\(error)")
@@ -239,7 +239,7 @@ final class Dashboard: Sendable {
 
         router.get("/alerts") { request, _ -> Response in
             guard let s = self.session(request) else { return Self.redirect("/login") }
-            let alerts = ((try? core.alerts(for: s.principal, activeOnly: true)) ?? []).map { a -> [String: Any] in
+            let alerts = ((try? await core.alerts(for: s.principal, activeOnly: true)) ?? []).map { a -> [String: Any] in
                 ["id": "\(a.id)", "severity": a.severity.rawValue, "site": a.site, "device": a.device ?? "all", "type": a.type, "message": a.message,
                  "raised": Self.when(a.raisedAt), "acknowledged": a.acknowledgedBy.map { "\($0), \(Self.when(a.acknowledgedAt))" } ?? "",
                  "canAck": s.principal.role >= .operator && a.acknowledgedBy == nil, "csrf": s.csrf]
@@ -308,7 +308,7 @@ final class Dashboard: Sendable {
             let s: Session
             switch self.authorize(request, form, role: .operator) { case .success(let x): s = x; case .failure(let r): return r }
             guard let id = context.parameters.get("id").flatMap(Int64.init) else { return Self.text(.badRequest, "alert id: expected a number") }
-            do { _ = try core.acknowledgeAlert(id: id, by: s.principal) } catch let error as ConsoleError {
+            do { _ = try await core.acknowledgeAlert(id: id, by: s.principal) } catch let error as ConsoleError {
                 return Self.text(HTTPResponse.Status(code: error.status), error.message)
             } catch {
                 return Self.text(.internalServerError, "\(error)")
@@ -333,16 +333,16 @@ final class Dashboard: Sendable {
         router.get("/events/devices/:site/:device") { request, context -> Response in
             guard let s = self.session(request) else { return Self.text(.unauthorized, "sign in first") }
             let site = context.parameters.get("site") ?? "", device = context.parameters.get("device") ?? ""
-            guard (try? core.device(site: site, device: device, for: s.principal)) != nil else { return Self.text(.notFound, "no such device") }
+            guard (try? await core.device(site: site, device: device, for: s.principal)) != nil else { return Self.text(.notFound, "no such device") }
             return Self.stream {
-                guard let d = try? core.device(site: site, device: device, for: s.principal) else { return nil }
+                guard let d = try? await core.device(site: site, device: device, for: s.principal) else { return nil }
                 return Self.json(Self.live(d.telemetry, at: d.telemetryAt))
             }
         }
         router.get("/events/overview") { request, _ -> Response in
             guard let s = self.session(request) else { return Self.text(.unauthorized, "sign in first") }
             return Self.stream {
-                let sites = core.sites(for: s.principal).map { site -> [String: Any] in
+                let sites = await core.sites(for: s.principal).map { site -> [String: Any] in
                     ["site": site.site, "counts": ["devices": site.devices, "online": site.online, "in_session": site.inSession, "idle": site.idle,
                                                    "offline": site.offline, "faulted": site.faulted, "alerts": site.activeAlerts,
                                                    "sessions_today": site.sessionsToday, "utilisation": "\(Int((site.utilisation * 100).rounded()))%"] as [String: Any]]
@@ -360,7 +360,7 @@ final class Dashboard: Sendable {
             let deadline = Date().addingTimeInterval(3)
             while !record.isFinished, Date() < deadline {
                 try? await Task.sleep(for: .milliseconds(100))
-                record = (try? core.command(id: record.id, for: principal)) ?? record
+                record = (try? await core.command(id: record.id, for: principal)) ?? record
             }
             let counts = Dictionary(grouping: record.results, by: \.state.rawValue).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
             let errors = record.results.compactMap(\.error?.message).prefix(2).joined(separator: "; ")
@@ -384,7 +384,7 @@ final class Dashboard: Sendable {
 
     /// Server-Sent Events: the value of `snapshot` whenever it changes (checked
     /// every second), for at most 10 minutes (the browser reconnects).
-    static func stream(_ snapshot: @escaping @Sendable () -> String?) -> Response {
+    static func stream(_ snapshot: @escaping @Sendable () async -> String?) -> Response {
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-store"
@@ -392,7 +392,7 @@ final class Dashboard: Sendable {
             var last: String?
             let end = ContinuousClock.now + .seconds(600)
             while ContinuousClock.now < end, !Task.isCancelled {
-                if let now = snapshot(), now != last {
+                if let now = await snapshot(), now != last {
                     try await writer.write(ByteBuffer(string: "data: \(now)\n\n"))
                     last = now
                 }

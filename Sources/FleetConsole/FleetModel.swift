@@ -74,11 +74,6 @@ struct FleetModel: Sendable {
     static let maxHolesPerDevice = 1_000
     static let maxResyncAttempts = 3
 
-    struct EventKey: Hashable, Sendable {
-        var epoch: UInt64
-        var seq: UInt64
-    }
-
     /// Notes the seqs `range` of `epoch` as missing for `address` (bounded).
     mutating func addHoles(_ address: DeviceAddress, epoch: UInt64, _ range: Range<UInt64>) {
         var set = holes[address] ?? []

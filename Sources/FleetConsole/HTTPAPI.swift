@@ -75,7 +75,7 @@ public enum HTTPAPI {
         }
 
         router.get("/api/v1/sites") { request, _ in
-            await json(request) { principal in ["sites": core.sites(for: principal)] }
+            await json(request) { principal in ["sites": await core.sites(for: principal)] }
         }
 
         router.get("/api/v1/devices") { request, _ in
@@ -96,7 +96,7 @@ public enum HTTPAPI {
 
         router.get("/api/v1/devices/:site/:device") { request, context in
             await json(request) { principal in
-                try core.device(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", for: principal)
+                try await core.device(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", for: principal)
             }
         }
 
@@ -109,7 +109,7 @@ public enum HTTPAPI {
         }
 
         router.get("/api/v1/commands/:id") { request, context in
-            await json(request) { principal in try core.command(id: context.parameters.get("id") ?? "", for: principal) }
+            await json(request) { principal in try await core.command(id: context.parameters.get("id") ?? "", for: principal) }
         }
 
         router.get("/api/v1/alerts") { request, _ in
@@ -119,7 +119,7 @@ public enum HTTPAPI {
                     guard a == "true" || a == "false" else { throw ConsoleError.badRequest("active: expected true or false, got \"\(a)\"") }
                     active = a == "true"
                 }
-                return ["alerts": try core.alerts(for: principal, activeOnly: active)]
+                return ["alerts": try await core.alerts(for: principal, activeOnly: active)]
             }
         }
 
@@ -127,7 +127,7 @@ public enum HTTPAPI {
             await json(request) { principal in
                 try core.require(.operator, principal, for: "acknowledging alerts")
                 guard let id = context.parameters.get("id").flatMap(Int64.init) else { throw ConsoleError.badRequest("id: expected an alert number") }
-                return try core.acknowledgeAlert(id: id, by: principal)
+                return try await core.acknowledgeAlert(id: id, by: principal)
             }
         }
 
@@ -150,7 +150,7 @@ public enum HTTPAPI {
                 case .success(let d): document = d
                 case .failure(let error): throw ConsoleError.badRequest(error.reasons.joined(separator: "; "))
                 }
-                return try core.createRollout(document, by: principal)
+                return try await core.createRollout(document, by: principal)
             }
         }
 
@@ -177,7 +177,7 @@ public enum HTTPAPI {
                     guard let n = Int(l), (1...10_000).contains(n) else { throw ConsoleError.badRequest("limit: expected an integer from 1 to 10000, got \"\(l)\"") }
                     limit = n
                 }
-                return ["entries": try core.auditEntries(for: principal, limit: limit)]
+                return ["entries": try await core.auditEntries(for: principal, limit: limit)]
             }
         }
     }

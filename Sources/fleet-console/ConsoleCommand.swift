@@ -42,7 +42,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The console's YAML configuration file.") var config: String?
     @Option(help: "Broker as HOST:PORT.") var broker: String?
     @Option(help: "HTTP address as HOST:PORT (default 127.0.0.1:8080).") var http: String?
-    @Option(help: "SQLite database path.") var db: String?
+    @Option(help: "The database: a SQLite file path, or a postgres://USER@HOST:PORT/DB URL.") var db: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
 
     func run() async throws {
@@ -67,7 +67,7 @@ struct Serve: AsyncParsableCommand {
             logger.warning("no API tokens are configured: every API request will be refused (add tokens, or set FLEET_CONSOLE_ADMIN_TOKEN)")
         }
         let core: ConsoleCore
-        do { core = try ConsoleCore(configuration: configuration, logger: logger) } catch {
+        do { core = try await ConsoleCore(configuration: configuration, logger: logger) } catch {
             FileHandle.standardError.write(Data("fleet-console: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }

@@ -1,6 +1,8 @@
+@testable import FleetConsole
 import FleetTestSupport
 import Foundation
 import GRDB
+import PostgresNIO
 import MassageEngine
 import Synchronization
 
@@ -286,19 +288,48 @@ enum ConsoleEventTable {
         var copies: Int
     }
 
-    /// Every stored `(epoch, seq)` of `devices`, with its type and reason.
-    static func rows(database: URL, devices: [FleetProbe.Device]) throws -> [FleetProbe.Device: [Row]] {
+    static let query = """
+        SELECT epoch, seq, min(type) AS type, min(reason) AS reason, count(*) AS copies
+        FROM event WHERE site = $1 AND device = $2 GROUP BY epoch, seq ORDER BY epoch, seq
+        """
+
+    /// Every stored `(epoch, seq)` of `devices`, with its type and reason,
+    /// read from the console's SQLite file or PostgreSQL database.
+    static func rows(database: String, devices: [FleetProbe.Device]) async throws -> [FleetProbe.Device: [Row]] {
+        if database.hasPrefix("postgres") {
+            return try await ConsoleStoreAccess.withStore(database) { store in
+                guard let pg = store as? PostgresStore else { throw FixtureError("\(database) did not open as PostgreSQL") }
+                var out: [FleetProbe.Device: [Row]] = [:]
+                for device in devices {
+                    var rows: [Row] = []
+                    let result = try await pg.client.query(PostgresQuery(unsafeSQL: query, binds: try binds(device.site, device.device)))
+                    for try await (epoch, seq, type, reason, copies) in result.decode((Int64, Int64, String, String?, Int64).self) {
+                        rows.append(Row(epoch: Int(epoch), seq: Int(seq), type: type, reason: reason, copies: Int(copies)))
+                    }
+                    out[device] = rows
+                }
+                return out
+            }
+        }
+        return try sqliteRows(path: database, devices: devices)
+    }
+
+    static func binds(_ values: String...) throws -> PostgresBindings {
+        var b = PostgresBindings()
+        for v in values { b.append(v) }
+        return b
+    }
+
+    static func sqliteRows(path: String, devices: [FleetProbe.Device]) throws -> [FleetProbe.Device: [Row]] {
         var configuration = Configuration()
         configuration.readonly = true
         configuration.busyMode = .timeout(5)
-        let queue = try DatabaseQueue(path: database.path, configuration: configuration)
+        let queue = try DatabaseQueue(path: path, configuration: configuration)
         return try queue.read { db in
             var out: [FleetProbe.Device: [Row]] = [:]
             for device in devices {
-                let rows = try GRDB.Row.fetchAll(db, sql: """
-                    SELECT epoch, seq, min(type) AS type, min(reason) AS reason, count(*) AS copies
-                    FROM event WHERE site = ? AND device = ? GROUP BY epoch, seq ORDER BY epoch, seq
-                    """, arguments: [device.site, device.device])
+                let rows = try GRDB.Row.fetchAll(db, sql: query.replacingOccurrences(of: "$1", with: "?").replacingOccurrences(of: "$2", with: "?"),
+                                                 arguments: [device.site, device.device])
                 out[device] = rows.map { Row(epoch: $0["epoch"], seq: $0["seq"], type: $0["type"], reason: $0["reason"], copies: $0["copies"]) }
             }
             return out

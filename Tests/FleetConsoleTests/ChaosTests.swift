@@ -233,12 +233,12 @@ struct ChaosTests {
                     if let stamp = message.stamp { published.add(device, epoch: stamp.epoch, seq: stamp.seq) }
                 }
             }
-            let database = rig.console.databaseFile
+            let database = rig.console.database
             let devices = Self.devices
             // The console has caught up with the highest seq of every epoch.
             do {
                 try await waitUntil(timeout: .seconds(20), pollEvery: .milliseconds(250), "the console stored the last event of every epoch") {
-                    let stored = try ConsoleEventTable.rows(database: database, devices: devices)
+                    let stored = try await ConsoleEventTable.rows(database: database, devices: devices)
                     return devices.allSatisfy { device in
                         published.highest(device).allSatisfy { epoch, seq in
                             stored[device]?.contains { $0.epoch == epoch && $0.seq == seq } == true
@@ -246,7 +246,7 @@ struct ChaosTests {
                     }
                 }
             } catch is TimeoutError {}  // measured below, device by device
-            let stored = try ConsoleEventTable.rows(database: database, devices: devices)
+            let stored = try await ConsoleEventTable.rows(database: database, devices: devices)
             // A missing event as the probe saw it (or did not), for the failure message.
             func describe(_ device: FleetProbe.Device, _ epoch: Int, _ seq: Int) -> String {
                 let seen = probe.events(for: device).filter { $0.epoch == epoch && $0.seq == seq }

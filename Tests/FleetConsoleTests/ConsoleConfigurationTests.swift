@@ -68,6 +68,27 @@ struct ConsoleConfigurationTests {
         #expect(keys.isSuperset(of: ["http", "sites[0].id", "health.stale_factor", "colour"]))
     }
 
+    @Test("database: a path is SQLite relative to the file, a postgres:// URL is PostgreSQL; a bad URL names the key and the expected form")
+    func database() throws {
+        let dir = try TemporaryDirectory(prefix: "console-config")
+        let sqlite = try ConsoleConfiguration.load(file: try write("database: data/fleet.sqlite\n", in: dir))
+        #expect(sqlite.database == .sqlite(path: dir.url.appendingPathComponent("data/fleet.sqlite").path))
+
+        let pg = try ConsoleConfiguration.load(file: try write("database: postgres://fleet:pw@db.example:6543/console?sslmode=require\n", in: dir, name: "pg.yaml"))
+        guard case .postgres(let location) = pg.database else { Issue.record("expected PostgreSQL, got \(pg.database)"); return }
+        #expect(location.host == "db.example" && location.port == 6543 && location.user == "fleet" && location.password == "pw")
+        #expect(location.database == "console" && location.sslMode == "require")
+        #expect(pg.database.description == "postgres://fleet@db.example:6543/console", "the password never reaches logs")
+
+        for (bad, why) in [("postgres://db.example/console", "no user"), ("postgres://u@db.example/", "names no database"),
+                           ("postgres://u@db.example/c?sslmode=maybe", "sslmode"), ("postgres://u@db.example/c?pool=3", "unknown URL parameter")] {
+            let error = #expect(throws: ConfigurationError.self) { try ConsoleConfiguration.load(file: try write("database: \"\(bad)\"\n", in: dir, name: "bad.yaml")) }
+            #expect(error?.problems.contains { $0.key == "database" && $0.message.contains(why) && $0.message.contains("expected postgres://") } == true, "\(bad): \(String(describing: error))")
+        }
+        let flag = #expect(throws: ConfigurationError.self) { try ConsoleConfiguration.load(file: nil, overrides: ConsoleOverrides(database: "postgres://nohost")) }
+        #expect(flag?.problems.contains { $0.key == "--db" } == true)
+    }
+
     @Test("digests compare in constant time and only equal digests match")
     func constantTime() {
         let a = TokenEntry.hash("one"), b = TokenEntry.hash("two")

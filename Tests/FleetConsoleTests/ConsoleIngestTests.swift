@@ -106,7 +106,7 @@ extension ConsoleEndToEndTests {
             let distinctStamps = Set(probe.events(for: device).compactMap(\.stamp)).count
             #expect(try await rig.console.stop() == .exited(0))
             #if canImport(FleetConsole)
-            let stored = try ConsoleStoreAccess.eventCount(database: rig.console.databaseFile, site: device.site, device: device.device)
+            let stored = try await ConsoleStoreAccess.eventCount(database: rig.console.database, site: device.site, device: device.device)
             #expect(stored == distinctStamps, "events stored for \(device): \(stored); distinct (epoch, seq) on the wire: \(distinctStamps)")
             #endif
         }

@@ -16,6 +16,7 @@ import FleetProtocol
 import Foundation
 import Logging
 import Mosquitto
+import Synchronization
 
 private let kinds = ["status", "telemetry", "events", "usage", "config/reported", "config/desired"]
 private let addresses = [("s1", "d1"), ("s1", "d2"), ("s2", "d1"), ("s2", "d-2")]
@@ -29,6 +30,21 @@ nonisolated(unsafe) private var inputs = 0
 /// The console's temporary directory, removed when libFuzzer exits.
 private let consoleDirectory = FileManager.default.temporaryDirectory.appendingPathComponent("fuzz-ingest-\(getpid())")
 
+/// Waits on libFuzzer's thread (outside Swift concurrency) for the console's
+/// async work: opening the store, flushing, queries.
+private func blocking<T: Sendable>(_ work: @escaping @Sendable () async throws -> T) throws -> T {
+    let result = Mutex<Result<T, any Error>?>(nil)
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let outcome: Result<T, any Error>
+        do { outcome = .success(try await work()) } catch { outcome = .failure(error) }
+        result.withLock { $0 = outcome }
+        done.signal()
+    }
+    done.wait()
+    return try result.withLock { $0! }.get()
+}
+
 private func makeConsole() -> ConsoleCore {
     let dir = consoleDirectory
     try? FileManager.default.removeItem(at: dir)
@@ -37,7 +53,9 @@ private func makeConsole() -> ConsoleCore {
         try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
         var logger = Logger(label: "fuzz-ingest")
         logger.logLevel = .critical
-        return try ConsoleCore(configuration: ConsoleConfiguration(databasePath: dir.appendingPathComponent("console.sqlite").path), logger: logger)
+        let configuration = ConsoleConfiguration(databasePath: dir.appendingPathComponent("console.sqlite").path)
+        let quiet = logger
+        return try blocking { try await ConsoleCore(configuration: configuration, logger: quiet) }
     } catch {
         fatalError("cannot create the console under \(dir.path): \(error)")
     }
@@ -66,13 +84,16 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     core.receive(MQTTMessage(topic: topic, payload: payload, qos: .atLeastOnce, retain: selector & 0x08 != 0))
 
     inputs += 1
-    if inputs % 16 == 0 { core.flushNow(includingDevices: inputs % 256 == 0) }
-    if inputs % 256 == 0 {
-        core.evaluateHealth(now: Date())
-        _ = try? core.devices(for: operatorPrincipal)
-        _ = core.sites(for: operatorPrincipal)
-        _ = try? core.usage(for: operatorPrincipal)
-        for (s, d) in addresses { _ = try? core.device(site: s, device: d, for: operatorPrincipal) }
+    let count = inputs
+    if count % 16 == 0 { try? blocking { await core.flushNow(includingDevices: count % 256 == 0) } }
+    if count % 256 == 0 {
+        try? blocking {
+            await core.evaluateHealth(now: Date())
+            _ = try? core.devices(for: operatorPrincipal)
+            _ = await core.sites(for: operatorPrincipal)
+            _ = try? core.usage(for: operatorPrincipal)
+            for (s, d) in addresses { _ = try? await core.device(site: s, device: d, for: operatorPrincipal) }
+        }
     }
     return 0
 }

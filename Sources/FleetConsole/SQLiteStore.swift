@@ -2,12 +2,14 @@ import FleetProtocol
 import Foundation
 import GRDB
 
-/// The console's SQLite database (WAL). Ingest hands it batches
-/// (`WriteBatch`) committed in one transaction each — never a commit per
-/// message. Events are unique by (site, device, epoch, seq), so a QoS 1
-/// duplicate or a replay is stored once whatever the in-memory state says.
-/// Migrations are named and append-only.
-public final class FleetStore: Sendable {
+/// The console's SQLite database (WAL), the embedded default store. Ingest
+/// hands it batches (`IngestBatch`) committed in one transaction each —
+/// never a commit per message. Events are unique by (site, device, epoch,
+/// seq), so a QoS 1 duplicate or a replay is stored once whatever the
+/// in-memory state says. Migrations are named and append-only; PostgresStore
+/// has the same ones under the same names. GRDB runs every access on its own
+/// queues, so awaiting one never blocks a Swift concurrency thread.
+public final class SQLiteStore: ConsoleStore {
     let pool: DatabasePool
 
     public init(path: String) throws {
@@ -116,41 +118,28 @@ public final class FleetStore: Sendable {
         return m
     }
 
-    func saveRollout(_ r: Rollout) throws {
+    public func saveRollout(_ r: Rollout) async throws {
         let json = try FleetJSON.encode(r)
-        try pool.write { db in
+        try await pool.write { db in
             try db.execute(sql: "INSERT OR REPLACE INTO rollout(id, json, active, created_at) VALUES (?, ?, ?, ?)",
                            arguments: [r.id, json, r.state.isActive || r.devices.contains { $0.state == .offline }, r.createdAt.timeIntervalSince1970])
         }
     }
 
-    func rollouts() throws -> [Rollout] {
-        try pool.read { db in
+    public func rollouts() async throws -> [Rollout] {
+        try await pool.read { db in
             try Data.fetchAll(db, sql: "SELECT json FROM rollout ORDER BY created_at DESC").compactMap { try? FleetJSON.makeDecoder().decode(Rollout.self, from: $0) }
         }
-    }
-
-    /// Writes gathered by ingest between two commits.
-    struct WriteBatch {
-        var devices: [DeviceAddress: Data] = [:]
-        /// Devices whose record changed; encoded into `devices` at commit time.
-        var dirtyDevices: Set<DeviceAddress> = []
-        var events: [(DeviceAddress, Stamped<Event>, Data)] = []
-        var sessions: [String: SessionRecord] = [:]
-        var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]
-        var usageDays: [String: UsageDay] = [:]
-        var isEmpty: Bool { devices.isEmpty && dirtyDevices.isEmpty && events.isEmpty && sessions.isEmpty && usage.isEmpty && usageDays.isEmpty }
-        var count: Int { devices.count + events.count + sessions.count + usage.count + usageDays.count }
     }
 
     /// Commits a batch; returns the events that were new (not duplicates).
     /// The statements are prepared once per connection (GRDB's statement
     /// cache), not parsed again for every row.
     @discardableResult
-    func commit(_ batch: WriteBatch) throws -> [Event] {
+    public func commit(_ batch: IngestBatch) async throws -> [Event] {
         guard !batch.isEmpty else { return [] }
-        let encoder = FleetJSON.makeEncoder()
-        return try pool.write { db in
+        return try await pool.write { db in
+            let encoder = FleetJSON.makeEncoder()
             var inserted: [Event] = []
             if !batch.events.isEmpty {
                 let insertEvent = try db.cachedStatement(sql: """
@@ -197,28 +186,30 @@ public final class FleetStore: Sendable {
                     try upsertDay.execute(arguments: [day.site, day.day, try encoder.encode(day)])
                 }
             }
+            for (_, record) in batch.commands { try Self.saveCommand(record, db) }
+            for entry in batch.audits { try Self.audit(entry, db) }
             return inserted
         }
     }
 
     // MARK: Reads used at start-up and by the API
 
-    func loadDevices() throws -> [Data] {
-        try pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM device") }
+    public func loadDevices() async throws -> [Data] {
+        try await pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM device") }
     }
 
-    func loadUsage() throws -> [(site: String, device: String, last: Data, total: Data)] {
-        try pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT site, device, last, total FROM usage_device").map { ($0["site"], $0["device"], $0["last"], $0["total"]) }
+    public func loadUsage() async throws -> [StoredUsage] {
+        try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT site, device, last, total FROM usage_device").map { StoredUsage(site: $0["site"], device: $0["device"], last: $0["last"], total: $0["total"]) }
         }
     }
 
-    func loadUsageDays() throws -> [Data] {
-        try pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM usage_day") }
+    public func loadUsageDays() async throws -> [Data] {
+        try await pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM usage_day") }
     }
 
-    func eventCount(site: String? = nil, device: String? = nil) throws -> Int {
-        try pool.read { db in
+    public func eventCount(site: String?, device: String?) async throws -> Int {
+        try await pool.read { db in
             try Int.fetchOne(db, sql: "SELECT count(*) FROM event WHERE (? IS NULL OR site = ?) AND (? IS NULL OR device = ?)", arguments: [site, site, device, device]) ?? 0
         }
     }
@@ -227,9 +218,9 @@ public final class FleetStore: Sendable {
     /// stored one of an epoch that are not stored, for epochs with an event
     /// in the last `within` seconds (older ones no device still holds).
     /// At most `limit` per device.
-    func missingEvents(within: TimeInterval, limit: Int, now: Date = Date()) throws -> [DeviceAddress: [(epoch: UInt64, seq: UInt64)]] {
-        try pool.read { db in
-            var out: [DeviceAddress: [(epoch: UInt64, seq: UInt64)]] = [:]
+    public func missingEvents(within: TimeInterval, limit: Int, now: Date) async throws -> [DeviceAddress: [EventKey]] {
+        try await pool.read { db in
+            var out: [DeviceAddress: [EventKey]] = [:]
             let groups = try Row.fetchAll(db, sql: """
                 SELECT site, device, epoch, count(*) AS n, max(seq) AS top FROM event
                 GROUP BY site, device, epoch HAVING n < top AND max(ts) >= ?
@@ -243,7 +234,7 @@ public final class FleetStore: Sendable {
                 var missing = out[address] ?? []
                 var seq: Int64 = 1
                 while seq < top, missing.count < limit {
-                    if !stored.contains(seq) { missing.append((UInt64(bitPattern: epoch), UInt64(bitPattern: seq))) }
+                    if !stored.contains(seq) { missing.append(EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq))) }
                     seq += 1
                 }
                 out[address] = missing
@@ -253,37 +244,37 @@ public final class FleetStore: Sendable {
     }
 
     /// The last stored (epoch, seq) of each device's events.
-    func lastEventSequences() throws -> [DeviceAddress: (UInt64, UInt64)] {
-        try pool.read { db in
-            var out: [DeviceAddress: (UInt64, UInt64)] = [:]
+    public func lastEventSequences() async throws -> [DeviceAddress: EventKey] {
+        try await pool.read { db in
+            var out: [DeviceAddress: EventKey] = [:]
             for row in try Row.fetchAll(db, sql: "SELECT site, device, max(epoch * 4294967296 + seq) AS k, epoch, seq FROM event GROUP BY site, device") {
                 if let a = try? DeviceAddress(site: row["site"] as String, device: row["device"] as String) {
-                    out[a] = (UInt64(bitPattern: row["epoch"] as Int64), UInt64(bitPattern: row["seq"] as Int64))
+                    out[a] = EventKey(epoch: UInt64(bitPattern: row["epoch"] as Int64), seq: UInt64(bitPattern: row["seq"] as Int64))
                 }
             }
             return out
         }
     }
 
-    func sessions(site: String, device: String, limit: Int) throws -> [SessionRecord] {
-        try pool.read { db in
+    public func sessions(site: String, device: String, limit: Int) async throws -> [SessionRecord] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM session WHERE site = ? AND device = ? ORDER BY coalesce(started_at, ended_at) DESC LIMIT ?", arguments: [site, device, limit]).map(Self.session)
         }
     }
 
-    func sessionsStarted(site: String, since: Date) throws -> Int {
-        try pool.read { db in
+    public func sessionsStarted(site: String, since: Date) async throws -> Int {
+        try await pool.read { db in
             try Int.fetchOne(db, sql: "SELECT count(*) FROM session WHERE site = ? AND started_at >= ?", arguments: [site, since.timeIntervalSince1970]) ?? 0
         }
     }
 
     /// pain_signal aborts since `since`, grouped by (site, program).
-    func painSignalAborts(since: Date) throws -> [(site: String, program: String, count: Int)] {
-        try pool.read { db in
+    public func painSignalAborts(since: Date) async throws -> [PainSignalCount] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: """
                 SELECT site, program, count(*) AS n FROM event WHERE type = 'session_aborted' AND reason = 'pain_signal' AND ts >= ? AND program IS NOT NULL
                 GROUP BY site, program
-                """, arguments: [since.timeIntervalSince1970]).map { ($0["site"], $0["program"], $0["n"]) }
+                """, arguments: [since.timeIntervalSince1970]).map { PainSignalCount(site: $0["site"], program: $0["program"], count: $0["n"]) }
         }
     }
 
@@ -296,27 +287,27 @@ public final class FleetStore: Sendable {
 
     // MARK: Alerts
 
-    func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) throws -> Int64 {
-        try pool.write { db in
+    public func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) async throws -> Int64 {
+        try await pool.write { db in
             try db.execute(sql: "INSERT INTO alert(site, device, type, severity, message, raised_at) VALUES (?, ?, ?, ?, ?, ?)",
                            arguments: [site, device, type, severity.rawValue, message, at.timeIntervalSince1970])
             return db.lastInsertedRowID
         }
     }
 
-    func clearAlert(id: Int64, at: Date) throws {
-        try pool.write { db in try db.execute(sql: "UPDATE alert SET cleared_at = ? WHERE id = ?", arguments: [at.timeIntervalSince1970, id]) }
+    public func clearAlert(id: Int64, at: Date) async throws {
+        try await pool.write { db in try db.execute(sql: "UPDATE alert SET cleared_at = ? WHERE id = ?", arguments: [at.timeIntervalSince1970, id]) }
     }
 
-    func acknowledgeAlert(id: Int64, by: String, at: Date) throws -> AlertRecord? {
-        try pool.write { db in
+    public func acknowledgeAlert(id: Int64, by: String, at: Date) async throws -> AlertRecord? {
+        try await pool.write { db in
             try db.execute(sql: "UPDATE alert SET acknowledged_by = ?, acknowledged_at = ? WHERE id = ?", arguments: [by, at.timeIntervalSince1970, id])
             return try Row.fetchOne(db, sql: "SELECT * FROM alert WHERE id = ?", arguments: [id]).map(Self.alert)
         }
     }
 
-    func alerts(activeOnly: Bool, limit: Int = 500) throws -> [AlertRecord] {
-        try pool.read { db in
+    public func alerts(activeOnly: Bool, limit: Int) async throws -> [AlertRecord] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM alert \(activeOnly ? "WHERE cleared_at IS NULL" : "") ORDER BY id DESC LIMIT ?", arguments: [limit]).map(Self.alert)
         }
     }
@@ -330,45 +321,52 @@ public final class FleetStore: Sendable {
 
     // MARK: Commands and audit
 
-    func saveCommand(_ record: CommandRecord) throws {
-        let json = try FleetJSON.encode(record)
-        try pool.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO command(id, json, finished, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [record.id, json, record.isFinished, record.createdAt.timeIntervalSince1970])
-        }
+    public func saveCommand(_ record: CommandRecord) async throws {
+        try await pool.write { db in try Self.saveCommand(record, db) }
     }
 
-    func command(id: String) throws -> CommandRecord? {
-        try pool.read { db in
+    static func saveCommand(_ record: CommandRecord, _ db: Database) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO command(id, json, finished, created_at) VALUES (?, ?, ?, ?)",
+                       arguments: [record.id, try FleetJSON.encode(record), record.isFinished, record.createdAt.timeIntervalSince1970])
+    }
+
+    public func command(id: String) async throws -> CommandRecord? {
+        try await pool.read { db in
             try Data.fetchOne(db, sql: "SELECT json FROM command WHERE id = ?", arguments: [id]).flatMap { try? FleetJSON.makeDecoder().decode(CommandRecord.self, from: $0) }
         }
     }
 
-    func unfinishedCommands() throws -> [CommandRecord] {
-        try pool.read { db in
+    public func unfinishedCommands() async throws -> [CommandRecord] {
+        try await pool.read { db in
             try Data.fetchAll(db, sql: "SELECT json FROM command WHERE finished = 0").compactMap { try? FleetJSON.makeDecoder().decode(CommandRecord.self, from: $0) }
         }
     }
 
-    func recentCommands(limit: Int) throws -> [CommandRecord] {
-        try pool.read { db in
+    public func recentCommands(limit: Int) async throws -> [CommandRecord] {
+        try await pool.read { db in
             try Data.fetchAll(db, sql: "SELECT json FROM command ORDER BY created_at DESC LIMIT ?", arguments: [limit]).compactMap { try? FleetJSON.makeDecoder().decode(CommandRecord.self, from: $0) }
         }
     }
 
-    func audit(actor: String, action: String, targets: String, outcome: String, detail: String?, at: Date = Date()) throws {
-        try pool.write { db in
-            try db.execute(sql: "INSERT INTO audit(at, actor, action, targets, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
-                           arguments: [at.timeIntervalSince1970, actor, action, targets, outcome, detail])
-        }
+    public func audit(_ entry: AuditDraft) async throws {
+        try await pool.write { db in try Self.audit(entry, db) }
     }
 
-    func auditEntries(limit: Int) throws -> [AuditEntry] {
-        try pool.read { db in
+    static func audit(_ e: AuditDraft, _ db: Database) throws {
+        try db.execute(sql: "INSERT INTO audit(at, actor, action, targets, outcome, detail) VALUES (?, ?, ?, ?, ?, ?)",
+                       arguments: [e.at.timeIntervalSince1970, e.actor, e.action, e.targets, e.outcome, e.detail])
+    }
+
+    public func auditEntries(limit: Int) async throws -> [AuditEntry] {
+        try await pool.read { db in
             try Row.fetchAll(db, sql: "SELECT * FROM audit ORDER BY id DESC LIMIT ?", arguments: [limit]).map {
                 AuditEntry(id: $0["id"], at: Date(timeIntervalSince1970: $0["at"]), actor: $0["actor"], action: $0["action"],
                            targets: $0["targets"], outcome: $0["outcome"], detail: $0["detail"])
             }
         }
+    }
+
+    public func close() async {
+        try? pool.close()
     }
 }

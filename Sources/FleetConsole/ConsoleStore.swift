@@ -1,0 +1,206 @@
+import FleetProtocol
+import Foundation
+import Logging
+
+/// Where the console keeps what it must not lose: events by
+/// (site, device, epoch, seq), sessions, usage, alerts, commands, rollouts,
+/// the audit log, and a restart cache of the device model.
+///
+/// Two implementations with the same schema semantics and migrations:
+/// ``SQLiteStore`` (GRDB, the embedded default) and ``PostgresStore``
+/// (postgres-nio, for replicas sharing one database; docs/scaling.md).
+/// Every method may wait on the database, never on MQTT; ingest hands the
+/// store whole batches (``IngestBatch``), one transaction each.
+public protocol ConsoleStore: Sendable {
+    /// Commits a batch in one transaction; returns the events that were new
+    /// (a duplicate by key is stored once, whatever any memory says).
+    @discardableResult
+    func commit(_ batch: IngestBatch) async throws -> [Event]
+
+    // Start-up reads.
+    func loadDevices() async throws -> [Data]
+    func loadUsage() async throws -> [StoredUsage]
+    func loadUsageDays() async throws -> [Data]
+    /// The last stored (epoch, seq) of each device's events.
+    func lastEventSequences() async throws -> [DeviceAddress: EventKey]
+    /// Seqs missing below the highest stored one of each epoch with an event
+    /// within `within` seconds of `now`; at most `limit` per device.
+    func missingEvents(within: TimeInterval, limit: Int, now: Date) async throws -> [DeviceAddress: [EventKey]]
+
+    // Queries.
+    func eventCount(site: String?, device: String?) async throws -> Int
+    func sessions(site: String, device: String, limit: Int) async throws -> [SessionRecord]
+    func sessionsStarted(site: String, since: Date) async throws -> Int
+    /// pain_signal aborts since `since`, by (site, program).
+    func painSignalAborts(since: Date) async throws -> [PainSignalCount]
+
+    // Alerts.
+    func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) async throws -> Int64
+    func clearAlert(id: Int64, at: Date) async throws
+    func acknowledgeAlert(id: Int64, by: String, at: Date) async throws -> AlertRecord?
+    func alerts(activeOnly: Bool, limit: Int) async throws -> [AlertRecord]
+
+    // Commands, rollouts, audit.
+    func saveCommand(_ record: CommandRecord) async throws
+    func command(id: String) async throws -> CommandRecord?
+    func unfinishedCommands() async throws -> [CommandRecord]
+    func recentCommands(limit: Int) async throws -> [CommandRecord]
+    func saveRollout(_ rollout: Rollout) async throws
+    func rollouts() async throws -> [Rollout]
+    func audit(_ entry: AuditDraft) async throws
+    func auditEntries(limit: Int) async throws -> [AuditEntry]
+
+    /// Releases connections; the store is not used afterwards.
+    func close() async
+}
+
+/// One device event's key.
+public struct EventKey: Hashable, Sendable {
+    public var epoch: UInt64
+    public var seq: UInt64
+    public init(epoch: UInt64, seq: UInt64) {
+        self.epoch = epoch
+        self.seq = seq
+    }
+}
+
+/// A device's usage as stored: its last cumulative counters and the
+/// reset-adjusted total (both JSON-encoded `Usage`).
+public struct StoredUsage: Sendable {
+    public var site: String
+    public var device: String
+    public var last: Data
+    public var total: Data
+}
+
+public struct PainSignalCount: Sendable, Equatable {
+    public var site: String
+    public var program: String
+    public var count: Int
+}
+
+/// An audit entry before the store numbers it.
+public struct AuditDraft: Sendable {
+    public var at: Date
+    public var actor: String
+    public var action: String
+    public var targets: String
+    public var outcome: String
+    public var detail: String?
+    public init(at: Date = Date(), actor: String, action: String, targets: String, outcome: String, detail: String? = nil) {
+        (self.at, self.actor, self.action, self.targets, self.outcome, self.detail) = (at, actor, action, targets, outcome, detail)
+    }
+}
+
+/// Writes gathered by ingest between two commits.
+public struct IngestBatch: Sendable {
+    var devices: [DeviceAddress: Data] = [:]
+    /// Devices whose record changed; encoded into `devices` at commit time.
+    var dirtyDevices: Set<DeviceAddress> = []
+    var events: [(DeviceAddress, Stamped<Event>, Data)] = []
+    var sessions: [String: SessionRecord] = [:]
+    var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]
+    var usageDays: [String: UsageDay] = [:]
+    /// Command records changed by device replies and sweeps (the latest
+    /// version of each), and the audit entries of those that finished.
+    var commands: [String: CommandRecord] = [:]
+    var audits: [AuditDraft] = []
+
+    public init() {}
+
+    var isEmpty: Bool {
+        devices.isEmpty && dirtyDevices.isEmpty && events.isEmpty && sessions.isEmpty && usage.isEmpty && usageDays.isEmpty
+            && commands.isEmpty && audits.isEmpty
+    }
+    var count: Int { devices.count + events.count + sessions.count + usage.count + usageDays.count + commands.count + audits.count }
+
+    /// Puts a batch that could not be committed back in front of what came since.
+    mutating func requeue(_ failed: IngestBatch) {
+        events.insert(contentsOf: failed.events, at: 0)
+        devices.merge(failed.devices) { new, _ in new }
+        sessions.merge(failed.sessions) { new, _ in new }
+        usage.merge(failed.usage) { new, _ in new }
+        usageDays.merge(failed.usageDays) { new, _ in new }
+        commands.merge(failed.commands) { new, _ in new }
+        audits.insert(contentsOf: failed.audits, at: 0)
+    }
+}
+
+/// The `database` setting: a SQLite file path, or a PostgreSQL URL.
+public enum StoreLocation: Sendable, Equatable {
+    case sqlite(path: String)
+    case postgres(PostgresLocation)
+
+    /// `postgres://` and `postgresql://` URLs are PostgreSQL; anything else a file path.
+    public static func parse(_ text: String, relativeTo base: URL? = nil) throws(StoreLocationError) -> StoreLocation {
+        if text.hasPrefix("postgres://") || text.hasPrefix("postgresql://") {
+            return .postgres(try PostgresLocation(url: text))
+        }
+        guard !text.isEmpty else { throw StoreLocationError(message: "expected a SQLite file path or a postgres:// URL, got an empty string") }
+        return .sqlite(path: URL(fileURLWithPath: text, relativeTo: base).path)
+    }
+
+    /// What logs and the health page show: the path, or the URL without its password.
+    public var description: String {
+        switch self {
+        case .sqlite(let path): return path
+        case .postgres(let p): return p.redacted
+        }
+    }
+
+    /// Opens (and migrates) the store.
+    public func open(logger: Logger) async throws -> any ConsoleStore {
+        switch self {
+        case .sqlite(let path): return try SQLiteStore(path: path)
+        case .postgres(let location): return try await PostgresStore(location: location, logger: logger)
+        }
+    }
+}
+
+/// `postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]`.
+/// Without a password in the URL, `PGPASSWORD` from the environment is used.
+public struct PostgresLocation: Sendable, Equatable {
+    public var host: String
+    public var port: Int
+    public var user: String
+    public var password: String?
+    public var database: String
+    public var sslMode: String
+
+    public init(url: String) throws(StoreLocationError) {
+        func bad(_ why: String) -> StoreLocationError {
+            StoreLocationError(message: "\(why); expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]")
+        }
+        guard let c = URLComponents(string: url) else { throw bad("not a URL") }
+        guard let host = c.host, !host.isEmpty else { throw bad("the URL has no host") }
+        guard let user = c.user, !user.isEmpty else { throw bad("the URL has no user") }
+        let database = String(c.path.drop(while: { $0 == "/" }))
+        guard !database.isEmpty, !database.contains("/") else { throw bad("the URL names no database") }
+        let port = c.port ?? 5432
+        guard (1...65535).contains(port) else { throw bad("port \(port) is out of range") }
+        var sslMode = "prefer"
+        for item in c.queryItems ?? [] {
+            switch item.name {
+            case "sslmode":
+                guard let v = item.value, ["disable", "prefer", "require"].contains(v) else { throw bad("sslmode \"\(item.value ?? "")\" is not one of disable, prefer, require") }
+                sslMode = v
+            default:
+                throw bad("unknown URL parameter \"\(item.name)\"")
+            }
+        }
+        self.host = host
+        self.port = port
+        self.user = user.removingPercentEncoding ?? user
+        self.password = c.password?.removingPercentEncoding ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
+        self.database = database
+        self.sslMode = sslMode
+    }
+
+    public var redacted: String { "postgres://\(user)@\(host):\(port)/\(database)" }
+}
+
+/// Why a `database` setting is not usable (the configuration names the key).
+public struct StoreLocationError: Error, CustomStringConvertible {
+    public var message: String
+    public var description: String { message }
+}

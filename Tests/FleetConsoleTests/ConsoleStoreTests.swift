@@ -1,0 +1,164 @@
+@testable import FleetConsole
+import FleetProtocol
+import FleetTestSupport
+import Foundation
+import Logging
+import Testing
+
+/// The storage boundary itself, run against both implementations: a fresh
+/// SQLite file, and a fresh database on the shared test PostgreSQL server.
+/// The end-to-end console suites run on one or the other as
+/// `FLEET_TEST_DATABASE` says; these always run on both.
+@Suite("Console store: the same semantics on SQLite and PostgreSQL")
+struct ConsoleStoreTests {
+    static func withStore(_ backend: TestDatabase, _ body: (any ConsoleStore, String) async throws -> Void) async throws {
+        let directory = try TemporaryDirectory(prefix: "console-store")
+        defer { directory.remove() }
+        let location: String
+        switch backend {
+        case .sqlite: location = directory.file("console.sqlite").path
+        case .postgres: location = try await PostgresServer.shared().createDatabase()
+        }
+        let store = try await StoreLocation.parse(location).open(logger: Logger(label: "store-test"))
+        do {
+            try await body(store, location)
+            await store.close()
+        } catch {
+            await store.close()
+            throw error
+        }
+    }
+
+    static let device = try! DeviceAddress(site: "clinic-north", device: "m-1")
+    static let t0 = Date(timeIntervalSince1970: 1_790_000_000)
+
+    static func event(_ type: EventType, session: String?, epoch: UInt64 = 7, seq: UInt64, reason: SessionAbortReason? = nil,
+                      at seconds: Double = 0) -> (DeviceAddress, Stamped<Event>, Data) {
+        let stamped = Stamped(Event(type: type, sessionID: session, program: "calf_relief", reason: reason),
+                              envelope: Envelope(ts: t0.addingTimeInterval(seconds), epoch: epoch, seq: seq))
+        return (device, stamped, try! FleetJSON.encode(stamped))
+    }
+
+    static func session(_ id: String, outcome: String, startedAt: Date?, endedAt: Date?, reason: String? = nil) -> SessionRecord {
+        SessionRecord(sessionID: id, site: device.site.rawValue, device: device.device.rawValue, program: "calf_relief",
+                      startedAt: startedAt, endedAt: endedAt, outcome: outcome, reason: reason)
+    }
+
+    @Test("events are stored once by (device, epoch, seq): duplicates in one batch and across batches come back as not new", arguments: [TestDatabase.sqlite, .postgres])
+    func eventsOnce(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            var first = IngestBatch()
+            first.events = [Self.event(.sessionStarted, session: "s1", seq: 1), Self.event(.sessionStep, session: "s1", seq: 2),
+                            Self.event(.sessionStep, session: "s1", seq: 2)]
+            let new = try await store.commit(first)
+            #expect(new.map(\.type) == [.sessionStarted, .sessionStep], "the copy of seq 2 in the same batch is not new")
+
+            var second = IngestBatch()
+            second.events = [Self.event(.sessionStep, session: "s1", seq: 2), Self.event(.sessionCompleted, session: "s1", seq: 3),
+                             Self.event(.sessionStarted, session: "s2", epoch: 8, seq: 1)]
+            let again = try await store.commit(second)
+            #expect(again.map(\.type) == [.sessionCompleted, .sessionStarted])
+            #expect(try await store.eventCount(site: nil, device: nil) == 4)
+            #expect(try await store.eventCount(site: "clinic-north", device: "m-1") == 4)
+            #expect(try await store.eventCount(site: "spa-south", device: nil) == 0)
+            let last = try await store.lastEventSequences()
+            #expect(last[Self.device] == EventKey(epoch: 8, seq: 1), "the newest epoch's highest seq")
+        }
+    }
+
+    @Test("a session's end applied before its start (replicas, replays) still ends completed, with both times", arguments: [TestDatabase.sqlite, .postgres])
+    func sessionOrder(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            let started = Self.t0, ended = Self.t0.addingTimeInterval(600)
+            var end = IngestBatch()
+            end.sessions["s1"] = Self.session("s1", outcome: "completed", startedAt: nil, endedAt: ended)
+            try await store.commit(end)
+            var start = IngestBatch()
+            start.sessions["s1"] = Self.session("s1", outcome: "running", startedAt: started, endedAt: nil)
+            try await store.commit(start)
+            let sessions = try await store.sessions(site: "clinic-north", device: "m-1", limit: 10)
+            #expect(sessions == [Self.session("s1", outcome: "completed", startedAt: started, endedAt: ended)])
+            #expect(try await store.sessionsStarted(site: "clinic-north", since: started) == 1)
+            #expect(try await store.sessionsStarted(site: "clinic-north", since: ended) == 0)
+        }
+    }
+
+    @Test("gaps: seqs missing below each epoch's highest are found, recent epochs only, at most the limit", arguments: [TestDatabase.sqlite, .postgres])
+    func missing(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            var batch = IngestBatch()
+            batch.events = [1, 2, 5, 9].map { Self.event(.faultCleared, session: nil, seq: $0, at: 3600) }
+                + [3].map { Self.event(.faultCleared, session: nil, epoch: 3, seq: $0, at: 0) }  // an old epoch: 1 and 2 missing, but too old
+            try await store.commit(batch)
+            let now = Self.t0.addingTimeInterval(3600 + 60)
+            let found = try await store.missingEvents(within: 600, limit: 100, now: now)
+            #expect(found[Self.device]?.map(\.seq) == [3, 4, 6, 7, 8])
+            #expect(found[Self.device]?.allSatisfy { $0.epoch == 7 } == true)
+            #expect(try await store.missingEvents(within: 600, limit: 2, now: now)[Self.device]?.count == 2)
+        }
+    }
+
+    @Test("pain-signal aborts are counted by site and program within the window", arguments: [TestDatabase.sqlite, .postgres])
+    func painSignals(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            var batch = IngestBatch()
+            batch.events = [Self.event(.sessionAborted, session: "a", seq: 1, reason: .painSignal, at: 0),
+                            Self.event(.sessionAborted, session: "b", seq: 2, reason: .painSignal, at: 100),
+                            Self.event(.sessionAborted, session: "c", seq: 3, reason: .remoteStop, at: 100)]
+            try await store.commit(batch)
+            #expect(try await store.painSignalAborts(since: Self.t0) == [PainSignalCount(site: "clinic-north", program: "calf_relief", count: 2)])
+            #expect(try await store.painSignalAborts(since: Self.t0.addingTimeInterval(50)).first?.count == 1)
+        }
+    }
+
+    @Test("alerts, commands, rollouts, usage, device rows and the audit log round-trip", arguments: [TestDatabase.sqlite, .postgres])
+    func roundTrips(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, location in
+            let id = try await store.insertAlert(site: "clinic-north", device: "m-1", type: "offline", severity: .critical, message: "gone", at: Self.t0)
+            let other = try await store.insertAlert(site: "spa-south", device: nil, type: "pain_signals", severity: .warning, message: "too high?", at: Self.t0)
+            #expect(other > id)
+            try await store.clearAlert(id: id, at: Self.t0.addingTimeInterval(5))
+            let acked = try await store.acknowledgeAlert(id: other, by: "desk", at: Self.t0.addingTimeInterval(6))
+            #expect(acked?.acknowledgedBy == "desk" && acked?.device == nil)
+            #expect(try await store.acknowledgeAlert(id: 999_999, by: "desk", at: Self.t0) == nil)
+            #expect(try await store.alerts(activeOnly: true, limit: 10).map(\.id) == [other])
+            #expect(try await store.alerts(activeOnly: false, limit: 10).map(\.id) == [other, id])
+            #expect(try await store.alerts(activeOnly: false, limit: 10).last?.clearedAt == Self.t0.addingTimeInterval(5))
+
+            var command = CommandRecord(id: "cmd-1", action: "ping", params: .object([:]), createdBy: "desk", createdAt: Self.t0,
+                                        expiresAt: Self.t0.addingTimeInterval(60),
+                                        results: [CommandTargetResult(site: "clinic-north", device: "m-1", state: .queued, nonce: "n1")])
+            try await store.saveCommand(command)
+            #expect(try await store.unfinishedCommands().map(\.id) == ["cmd-1"])
+            command.results[0].state = .succeeded
+            var batch = IngestBatch()
+            batch.commands[command.id] = command
+            batch.audits = [AuditDraft(at: Self.t0, actor: "desk", action: "command.ping.finished", targets: "clinic-north/m-1", outcome: "1 succeeded")]
+            batch.devices[Self.device] = Data(#"{"site":"clinic-north","device":"m-1"}"#.utf8)
+            batch.usage[Self.device] = (Usage(sessions: SessionCounts(started: 2)), Usage(sessions: SessionCounts(started: 3)))
+            try await store.commit(batch)
+            #expect(try await store.unfinishedCommands().isEmpty)
+            #expect(try await store.command(id: "cmd-1") == command, "the nonce is kept with the record")
+            #expect(try await store.recentCommands(limit: 5).map(\.id) == ["cmd-1"])
+            #expect(try await store.auditEntries(limit: 5).map(\.action) == ["command.ping.finished"])
+            #expect(try await store.loadDevices().count == 1)
+            let usage = try await store.loadUsage()
+            #expect(usage.count == 1)
+            #expect(try FleetJSON.makeDecoder().decode(Usage.self, from: usage[0].total).sessions.started == 3)
+            #expect(try await store.rollouts().isEmpty)
+            _ = location
+        }
+    }
+
+    @Test("a store opened again finds everything (migrations run once)", arguments: [TestDatabase.sqlite, .postgres])
+    func reopen(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, location in
+            var batch = IngestBatch()
+            batch.events = [Self.event(.sessionStarted, session: "s1", seq: 1)]
+            try await store.commit(batch)
+            let again = try await StoreLocation.parse(location).open(logger: Logger(label: "store-test"))
+            #expect(try await again.eventCount(site: nil, device: nil) == 1)
+            await again.close()
+        }
+    }
+}
