@@ -248,8 +248,11 @@ struct BrokerSettingsFile: Sendable {
         configuration.tls = TLSConfiguration(
             caFile: caFile.path, certificateFile: certificateFile?.path, keyFile: keyFile?.path,
             verifyHostname: verifyHostname)
-        configuration.keepAliveSeconds = 5
-        configuration.connectTimeout = .seconds(5)
+        // Generous: under the rest of the suite's load a 5 s keepalive once let
+        // the broker drop a client mid-test (connection_lost where the test
+        // expected not_authorized); nothing here measures keepalive.
+        configuration.keepAliveSeconds = 30
+        configuration.connectTimeout = .seconds(15)
         configuration.reconnect = ReconnectPolicy(initialDelay: .milliseconds(50), maximumDelay: .milliseconds(500))
         return configuration
     }

@@ -59,6 +59,23 @@ struct AgentFuzzCorpusTests {
         }
     }
 
+    @Test("the desired-config examples of docs/protocol.md are accepted by the agent as shipped, not only by the decoder")
+    func protocolDocExamples() throws {
+        let (file, builtins) = try Self.shippedDevice()
+        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let text = try String(contentsOf: repository.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
+        let blocks = text.components(separatedBy: "<!-- example: desired -->").dropFirst().compactMap { rest -> String? in
+            guard let open = rest.range(of: "```json\n"), let close = rest.range(of: "\n```", range: open.upperBound..<rest.endIndex) else { return nil }
+            return String(rest[open.upperBound..<close.lowerBound])
+        }
+        #expect(!blocks.isEmpty, "docs/protocol.md has desired-config examples")
+        for block in blocks {
+            if case .failure(let rejection) = ConfigValidation.validateDesired(Array(block.utf8), file: file, builtins: builtins) {
+                Issue.record("the example is refused: \(rejection.reasons)\n\(block)")
+            }
+        }
+    }
+
     @Test("ConfigValidation refuses what the device file forbids, naming the key")
     func validationUsesTheDeviceFile() throws {
         let (file, builtins) = try Self.shippedDevice()
