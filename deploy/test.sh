@@ -50,7 +50,8 @@ swift test --skip-build "$@"
 # pass on both stores. Skipped when arguments narrow the run.
 if (($# == 0)); then
     echo "==> running the console tests on PostgreSQL"
-    FLEET_TEST_DATABASE=postgres swift test --skip-build --filter FleetConsoleTests
+    # (The replica and store suites run on PostgreSQL in the first pass already.)
+    FLEET_TEST_DATABASE=postgres swift test --skip-build --filter FleetConsoleTests --skip ReplicaTests --skip ConsoleStoreTests
 fi
 
 # The fuzz targets (Tests/Fuzz, a package of their own built with the fuzzer

@@ -57,6 +57,13 @@ public struct ConsoleConfiguration: Sendable {
     public var database: StoreLocation
     /// This console's name on the broker (client id, reply topic).
     public var instance = "console"
+    /// `--replica NAME`: one of several consoles sharing a PostgreSQL
+    /// database, splitting ingestion through `$share/console/…` (the name
+    /// becomes the instance). nil: the only console.
+    public var replica: String?
+    /// How long the coordinator lease lasts (`replica.lease_s`): a replica
+    /// that dies hands its once-only work over within this time.
+    public var leaseSeconds: Double = 10
     public var sites: [SiteConfiguration] = []
     public var health = HealthThresholds()
     public var tokens: [TokenEntry] = []
@@ -82,7 +89,9 @@ public struct ConsoleOverrides: Sendable {
     public var database: String?
     public var logLevel: String?
     public var adminToken: String?
-    public init(broker: String? = nil, http: String? = nil, database: String? = nil, logLevel: String? = nil, adminToken: String? = nil) {
+    public var replica: String?
+    public init(broker: String? = nil, http: String? = nil, database: String? = nil, logLevel: String? = nil, adminToken: String? = nil, replica: String? = nil) {
+        self.replica = replica
         self.broker = broker
         self.http = http
         self.database = database
@@ -93,7 +102,8 @@ public struct ConsoleOverrides: Sendable {
 
 extension ConsoleConfiguration {
     static let knownKeys: [String: Set<String>] = [
-        "": ["broker", "topic_root", "http", "database", "instance", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes"],
+        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes"],
+        "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
         "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s"],
@@ -139,6 +149,19 @@ extension ConsoleConfiguration {
             if Identifier.isValid(instance) { c.instance = instance } else { r.problem("instance", "\"\(instance)\" is not valid: \(Identifier.ruleInWords)") }
         }
         if let v = r.int("max_request_body_bytes", in: 1024...(64 << 20)) { c.maxRequestBodyBytes = v }
+        // Replicas
+        if let v = r.double("replica.lease_s", in: 2...300) { c.leaseSeconds = v }
+        if let name = overrides.replica ?? r.string("replica.name") {
+            let key = overrides.replica != nil ? "--replica" : "replica.name"
+            if !Identifier.isValid(name) {
+                r.problem(key, "\"\(name)\" is not valid: \(Identifier.ruleInWords)")
+            } else if case .sqlite = c.database {
+                r.problem(key, "replicas share one PostgreSQL database; set database (or --db) to a postgres:// URL")
+            } else {
+                c.replica = name
+                c.instance = name
+            }
+        }
         // Sites
         if let sites = r.value("sites") {
             if let list = sites as? [Any] {

@@ -11,8 +11,8 @@ extension ConsoleCore {
     func workLoop() async {
         for await item in workItems {
             switch item {
-            case .dispatch(let address): await dispatchQueuedCommands(for: address)
-            case .resync(let address): await sendResync(to: address)
+            case .dispatch(let address): if isCoordinator { await dispatchQueuedCommands(for: address) }
+            case .resync(let address): if isCoordinator { await sendResync(to: address) }
             }
         }
     }
@@ -43,8 +43,12 @@ extension ConsoleCore {
         do { try await store.saveCommand(record) } catch {
             throw .unavailable("the command could not be recorded: \(error)")
         }
-        commands.withLock { $0[record.id] = record }
         await audit(principal, "command.\(action.rawValue)", targets: targets.map(\.description).joined(separator: ","), outcome: "accepted", detail: record.id)
+        // The coordinator sends it now; another replica leaves it queued in the
+        // database, where the coordinator takes it up within a second.
+        guard isCoordinator else { return Self.redacted(record) }
+        adoptedCommands.withLock { _ = $0.insert(record.id) }
+        commands.withLock { $0[record.id] = record }
         for address in targets { await send(commandID: record.id, to: address) }
         record = commands.withLock { $0[record.id] } ?? record
         return Self.redacted(record)
@@ -95,8 +99,9 @@ extension ConsoleCore {
     }
 
     public func command(id: String, for principal: Principal) async throws(ConsoleError) -> CommandRecord {
-        // In flight, then finished but not yet committed (the next batch), then stored.
-        var record = commands.withLock { $0[id] } ?? pending.withLock { $0.commands[id] }
+        // In flight, then finished but not yet committed (the next batch), then
+        // stored. A replica that does not coordinate knows only the stored one.
+        var record = isCoordinator ? commands.withLock { $0[id] } ?? pending.withLock { $0.commands[id] } : nil
         if record == nil { record = try? await store.command(id: id) }
         guard var record else { throw .notFound("command \"\(id)\" not found") }
         record.results = record.results.filter { principal.canSee(site: $0.site) }
@@ -212,6 +217,8 @@ extension ConsoleCore {
     func commandSweepLoop() async {
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
+            guard isCoordinator else { continue }
+            await adoptSubmittedCommands()
             let now = Date()
             let timeout = configuration.health.commandTimeoutSeconds
             let due = commands.withLock { all in

@@ -5,12 +5,26 @@ extension ConsoleCore {
     /// Every second: evaluate every condition, raise new alerts (one per
     /// device and type), clear those whose condition has been gone for
     /// `clear_after_s` (hysteresis), refresh the device gauges.
+    /// Only the coordinator raises and clears alerts and asks for resyncs;
+    /// another replica refreshes its view of the active alerts from the
+    /// database instead (for the devices' health column).
     func healthLoop() async {
+        var lastGapScan = Date.distantPast
         while !Task.isCancelled {
             try? await Task.sleep(for: .seconds(1))
             let now = Date()
+            guard isCoordinator else {
+                if let active = try? await store.alerts(activeOnly: true, limit: 10_000) { replaceActiveAlerts(active) }
+                updateGauges()
+                continue
+            }
             await evaluateHealth(now: now)
-            sendOwedResyncs(now: now)
+            if !isReplica {
+                sendOwedResyncs(now: now)
+            } else if now.timeIntervalSince(lastGapScan) >= configuration.health.resyncIntervalSeconds {
+                lastGapScan = now
+                await scanForGaps(now: now)
+            }
         }
     }
 
@@ -23,6 +37,9 @@ extension ConsoleCore {
         let h = configuration.health
         let pain = (try? await store.painSignalAborts(since: now.addingTimeInterval(-h.painSignalWindowHours * 3600))) ?? []
         let devices = model.withLock { $0.devices }
+        // A replica learns of telemetry another replica received through the
+        // device rows, up to ~3 s later (rows written and read every second).
+        let sharingDelay = isReplica ? 3.0 : 0
         var out: [FleetModel.AlertKey: Condition] = [:]
         for (address, r) in devices {
             func raise(_ type: String, _ severity: Health, _ message: String) {
@@ -31,7 +48,7 @@ extension ConsoleCore {
             if !r.online {
                 let why = r.offlineReason == "shutdown" ? "shut down" : "connection lost"
                 raise("offline", r.offlineReason == "shutdown" ? .warning : .critical, "\(address) is offline (\(why))")
-            } else if let at = r.telemetryAt, let interval = r.telemetry?.intervalSeconds, now.timeIntervalSince(at) > interval * h.staleFactor {
+            } else if let at = r.telemetryAt, let interval = r.telemetry?.intervalSeconds, now.timeIntervalSince(at) > interval * h.staleFactor + sharingDelay {
                 raise("stale", .warning, "no telemetry from \(address) for \(Int(now.timeIntervalSince(at))) s (interval \(interval) s)")
             }
             if r.online, let faults = r.telemetry?.faults, !faults.isEmpty {
@@ -86,7 +103,11 @@ extension ConsoleCore {
         for id in toClear {
             try? await store.clearAlert(id: id, at: now)
         }
-        // Gauges.
+        updateGauges()
+    }
+
+    /// The device and alert gauges of /metrics, from the model.
+    func updateGauges() {
         let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts.count) }
         metrics.alertsActive.set(Double(alerts))
         var counts: [String: [DeviceState: Int]] = [:]

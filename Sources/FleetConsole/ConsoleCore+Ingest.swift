@@ -116,10 +116,12 @@ extension ConsoleCore {
                     r.lastEventEpoch = envelope.epoch
                     r.lastEventSeq = envelope.seq
                 case .gap, .newEpoch:
-                    if case .gap = check, let last { m.addHoles(address, epoch: envelope.epoch, (last.seq + 1)..<envelope.seq) }
-                    if case .newEpoch = check { m.addHoles(address, epoch: envelope.epoch, 1..<envelope.seq) }
                     r.lastEventEpoch = envelope.epoch
                     r.lastEventSeq = envelope.seq
+                    // A replica sees only its share of the events: there, gaps are found in the event table (scanForGaps).
+                    if isReplica { break }
+                    if case .gap = check, let last { m.addHoles(address, epoch: envelope.epoch, (last.seq + 1)..<envelope.seq) }
+                    if case .newEpoch = check { m.addHoles(address, epoch: envelope.epoch, 1..<envelope.seq) }
                     if (r.lastResyncRequest.map { now.timeIntervalSince($0) > configuration.health.resyncIntervalSeconds } ?? true) {
                         r.lastResyncRequest = now
                         m.resyncAttempts[address, default: 0] += 1
@@ -317,8 +319,9 @@ extension ConsoleCore {
         }
     }
 
-    /// How often device rows are written (see `flushNow`).
-    static let deviceRowInterval = Duration.seconds(5)
+    /// How often device rows are written (see `flushNow`): every second for
+    /// replicas, which share their view of the fleet through these rows.
+    var deviceRowInterval: Duration { isReplica ? .seconds(1) : .seconds(5) }
 
     /// Commits what ingest gathered. Events, sessions and usage go in every
     /// batch; device rows (a cache of the in-memory model for the next start)
@@ -333,7 +336,7 @@ extension ConsoleCore {
         let devicesDue = includingDevices || deviceRowsDue.withLock { due in
             let now = ContinuousClock.now
             guard now >= due else { return false }
-            due = now + Self.deviceRowInterval
+            due = now + deviceRowInterval
             return true
         }
         if !batch.dirtyDevices.isEmpty && !devicesDue {
@@ -351,6 +354,7 @@ extension ConsoleCore {
             batch.dirtyDevices = []
         }
         guard !batch.isEmpty else { return }
+        batch.writer = configuration.instance
         do {
             let inserted = try await store.commit(batch)
             metrics.eventsStored.increment(by: Int64(inserted.count))

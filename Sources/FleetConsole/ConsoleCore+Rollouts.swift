@@ -16,20 +16,26 @@ extension ConsoleCore {
         }
         let targets = try rolloutTargets(document.targets, for: principal)
         guard !targets.isEmpty else { throw .badRequest("targets: no known device matches") }
-        let now = Date()
-        let rollout = try rollouts.withLock { all throws(ConsoleError) -> Rollout in
-            let wanted = Set(targets)
-            for other in all.values where other.state.isActive {
-                let busy = other.devices.compactMap(\.address).filter { wanted.contains($0) }
-                if let first = busy.first {
-                    throw ConsoleError.conflict("rollout \"\(other.id)\" (\(other.name)) is \(other.state.rawValue) on \(busy.count) of these devices, e.g. \(first); pause or abort it first")
+        let candidate = Rollout(id: "ro-\(UUID().uuidString.lowercased().prefix(12))", document: document, targets: targets, createdBy: principal.name, now: Date())
+        let wanted = Set(targets)
+        // Checked and recorded in one store transaction: two consoles (replicas) never start overlapping rollouts.
+        let rollout: Rollout
+        do {
+            rollout = try await store.updateRollouts { all in
+                for other in all where other.state.isActive {
+                    let busy = other.devices.compactMap(\.address).filter { wanted.contains($0) }
+                    if let first = busy.first {
+                        throw ConsoleError.conflict("rollout \"\(other.id)\" (\(other.name)) is \(other.state.rawValue) on \(busy.count) of these devices, e.g. \(first); pause or abort it first")
+                    }
                 }
+                all.append(candidate)
+                return candidate
             }
-            let r = Rollout(id: "ro-\(UUID().uuidString.lowercased().prefix(12))", document: document, targets: targets, createdBy: principal.name, now: now)
-            all[r.id] = r
-            return r
+        } catch let error as ConsoleError {
+            throw error
+        } catch {
+            throw .unavailable("the rollout could not be recorded: \(error)")
         }
-        await persist(rollout)
         await audit(principal, "rollout.create", targets: describeTargets(document.targets), outcome: "started", detail: "\(rollout.id): \(rollout.waves.map { "\($0.size)" }.joined(separator: "+")) devices")
         rolloutSignal.yield()
         return rollout
@@ -57,13 +63,15 @@ extension ConsoleCore {
         return ((t.sites ?? []).map { "site=\($0)" } + (t.devices ?? [])).joined(separator: ",")
     }
 
-    public func rolloutList(for principal: Principal) -> [Rollout] {
-        rollouts.withLock { Array($0.values) }.filter { r in r.devices.contains { principal.canSee(site: $0.site) } }
-            .sorted { $0.createdAt > $1.createdAt }
+    /// Rollouts are read from the store, where every console (replica) records them.
+    public func rolloutList(for principal: Principal) async throws(ConsoleError) -> [Rollout] {
+        let all: [Rollout]
+        do { all = try await store.rollouts() } catch { throw .unavailable("rollouts cannot be read: \(error)") }
+        return all.filter { r in r.devices.contains { principal.canSee(site: $0.site) } }.sorted { $0.createdAt > $1.createdAt }
     }
 
-    public func rollout(id: String, for principal: Principal) throws(ConsoleError) -> Rollout {
-        guard let r = rollouts.withLock({ $0[id] }), r.devices.contains(where: { principal.canSee(site: $0.site) }) else {
+    public func rollout(id: String, for principal: Principal) async throws(ConsoleError) -> Rollout {
+        guard let r = try await rolloutList(for: principal).first(where: { $0.id == id }) else {
             throw .notFound("rollout \"\(id)\" not found")
         }
         return r
@@ -72,40 +80,46 @@ extension ConsoleCore {
     /// pause / resume / abort (admin).
     public func controlRollout(id: String, action: String, by principal: Principal) async throws(ConsoleError) -> Rollout {
         try require(.admin, principal, for: "\(action) of a rollout")
-        _ = try rollout(id: id, for: principal)
+        guard ["pause", "resume", "abort"].contains(action) else { throw .notFound("unknown rollout action \"\(action)\"; expected pause, resume or abort") }
+        let seen = try await rollout(id: id, for: principal)
         let now = Date()
-        let (updated, actions) = try rollouts.withLock { all throws(ConsoleError) -> (Rollout, [RolloutAction]) in
-            guard var r = all[id] else { throw .notFound("rollout \"\(id)\" not found") }
-            var actions: [RolloutAction] = []
-            switch action {
-            case "pause":
-                guard r.state == .running || r.state == .waitingWindow else { throw .conflict("rollout \(id) is \(r.state.rawValue); only a running rollout can be paused") }
-                r.state = .paused
-                r.reason = "paused by \(principal.name)"
-            case "resume":
-                guard r.state == .paused else { throw .conflict("rollout \(id) is \(r.state.rawValue); only a paused rollout can be resumed") }
-                r.state = .running
-                r.reason = nil
-            case "abort":
-                guard r.state.isActive else { throw .conflict("rollout \(id) is \(r.state.rawValue) and can no longer be aborted") }
-                actions = RolloutRunner.abort(&r, reason: "aborted by \(principal.name)", now: now)
-            default:
-                throw .notFound("unknown rollout action \"\(action)\"; expected pause, resume or abort")
+        let name = principal.name
+        let changed: (Rollout, [RolloutAction])
+        do {
+            changed = try await store.updateRollouts { all in
+                guard let index = all.firstIndex(where: { $0.id == id }) else {
+                    throw ConsoleError.conflict("rollout \(id) is \(seen.state.rawValue) and can no longer be paused, resumed or aborted")
+                }
+                var r = all[index]
+                var actions: [RolloutAction] = []
+                switch action {
+                case "pause":
+                    guard r.state == .running || r.state == .waitingWindow else { throw ConsoleError.conflict("rollout \(id) is \(r.state.rawValue); only a running rollout can be paused") }
+                    r.state = .paused
+                    r.reason = "paused by \(name)"
+                case "resume":
+                    guard r.state == .paused else { throw ConsoleError.conflict("rollout \(id) is \(r.state.rawValue); only a paused rollout can be resumed") }
+                    r.state = .running
+                    r.reason = nil
+                case "abort":
+                    guard r.state.isActive else { throw ConsoleError.conflict("rollout \(id) is \(r.state.rawValue) and can no longer be aborted") }
+                    actions = RolloutRunner.abort(&r, reason: "aborted by \(name)", now: now)
+                default:
+                    throw ConsoleError.notFound("unknown rollout action \"\(action)\"; expected pause, resume or abort")
+                }
+                all[index] = r
+                return (r, actions)
             }
-            all[id] = r
-            return (r, actions)
+        } catch let error as ConsoleError {
+            throw error
+        } catch {
+            throw .unavailable("the rollout could not be updated: \(error)")
         }
-        await persist(updated)
+        let (updated, actions) = changed
         await audit(principal, "rollout.\(action)", targets: id, outcome: updated.state.rawValue)
         await perform(actions, rollout: id)
         rolloutSignal.yield()
         return updated
-    }
-
-    private func persist(_ r: Rollout) async {
-        do { try await store.saveRollout(r) } catch {
-            logger.error("could not persist a rollout", metadata: ["rollout.id": "\(r.id)", "error": "\(error)"])
-        }
     }
 
     /// Steps every rollout that can still change, twice a second or when signalled.
@@ -122,28 +136,33 @@ extension ConsoleCore {
         }
     }
 
+    /// The coordinator steps every rollout that can still change, in one store transaction.
     func stepRollouts() async {
+        guard isCoordinator else { return }
         let now = Date()
         let devices = model.withLock { $0.devices }
-        let observe = { (a: DeviceAddress) -> RolloutObservation? in
+        let configuration = self.configuration
+        let observe = { @Sendable (a: DeviceAddress) -> RolloutObservation? in
             guard let d = devices[a] else { return nil }
             return RolloutObservation(online: d.online, desired: d.desired, reported: d.reported, telemetryAt: d.telemetryAt,
-                                      faults: d.faults, timeZone: self.configuration.timeZone(ofSite: a.site.rawValue))
+                                      faults: d.faults, timeZone: configuration.timeZone(ofSite: a.site.rawValue))
         }
-        let results = rollouts.withLock { all -> [(Rollout, [RolloutAction])] in
-            var out: [(Rollout, [RolloutAction])] = []
-            for (id, var r) in all where r.state.isActive || r.devices.contains(where: { [.offline, .applying, .deferred, .verifying].contains($0.state) }) {
-                let before = r
-                let actions = RolloutRunner.step(&r, now: now, observe: observe)
-                if r != before || !actions.isEmpty {
-                    all[id] = r
-                    out.append((r, actions))
+        let results: [(Rollout, [RolloutAction])]
+        do {
+            results = try await store.updateRollouts { all in
+                var out: [(Rollout, [RolloutAction])] = []
+                for i in all.indices where all[i].canChange {
+                    let before = all[i]
+                    let actions = RolloutRunner.step(&all[i], now: now, observe: observe)
+                    if all[i] != before || !actions.isEmpty { out.append((all[i], actions)) }
                 }
+                return out
             }
-            return out
+        } catch {
+            logger.error("could not step the rollouts; trying again shortly", metadata: ["error": "\(error)"])
+            return
         }
         for (r, actions) in results {
-            await persist(r)
             await perform(actions, rollout: r.id)
         }
     }

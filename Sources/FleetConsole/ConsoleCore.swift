@@ -28,7 +28,10 @@ public final class ConsoleCore: Service, Sendable {
     /// done by `workLoop` so ingest never waits on the network.
     let work: AsyncStream<ConsoleWork>.Continuation
     let workItems: AsyncStream<ConsoleWork>
-    let rollouts: Mutex<[String: Rollout]>
+    /// Whether this console does the once-only work (see ConsoleCore+Replica).
+    let coordinating: Mutex<Bool>
+    /// Commands the coordinator has taken up (replicas: accepted by any replica).
+    let adoptedCommands = Mutex<Set<String>>([])
     let rolloutSignal: AsyncStream<Void>.Continuation
     let rolloutWakeups: AsyncStream<Void>
 
@@ -86,14 +89,21 @@ public final class ConsoleCore: Service, Sendable {
         }
         // Presence is re-learned from the retained status messages after connecting.
         model = Mutex(fleet)
-        commands = Mutex(Dictionary(uniqueKeysWithValues: try await store.unfinishedCommands().map { ($0.id, $0) }))
-        rollouts = Mutex(Dictionary(uniqueKeysWithValues: try await store.rollouts().map { ($0.id, $0) }))
+        // A single console coordinates from the start; a replica once it holds the lease (takeOverCoordination).
+        coordinating = Mutex(configuration.replica == nil)
+        metrics.coordinator.set(Double(configuration.replica == nil ? 1 : 0))
+        commands = Mutex(configuration.replica == nil ? Dictionary(uniqueKeysWithValues: try await store.unfinishedCommands().map { ($0.id, $0) }) : [:])
 
         var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: "console-\(configuration.instance)")
-        // A persistent session: QoS 1 events and command replies wait in the
-        // broker while the console restarts.
-        mqtt.cleanStart = false
-        mqtt.sessionExpiry = 24 * 3600
+        // A single console keeps a persistent session: QoS 1 events and
+        // command replies wait in the broker while it restarts. A replica
+        // must not: the broker would go on handing a dead replica's session
+        // its share of the shared subscription, and those events would wait
+        // there instead of going to the replicas still running. Its session
+        // ends with its connection; what it had not stored yet is found as a
+        // gap in the event table and asked for again (scanForGaps).
+        mqtt.cleanStart = configuration.replica != nil
+        mqtt.sessionExpiry = configuration.replica != nil ? 0 : 24 * 3600
         mqtt.receiveMaximum = 1000
         mqtt.inboundBufferCapacity = 50_000
         mqtt.will = Will(topic: configuration.topicRoot.consoleStateTopic, payload: Array((try? FleetJSON.encode(ConsoleState(state: .offline, instance: configuration.instance))) ?? Data()),
@@ -105,7 +115,7 @@ public final class ConsoleCore: Service, Sendable {
     }
 
     public func run() async throws {
-        logger.info("fleet-console starting", metadata: ["broker": "\(configuration.broker.host):\(configuration.broker.port)", "database": "\(configuration.database.description)"])
+        logger.info("fleet-console starting", metadata: ["broker": "\(configuration.broker.host):\(configuration.broker.port)", "database": "\(configuration.database.description)", "replica": "\(configuration.replica ?? "-")"])
         client.start()
         await withGracefulShutdownHandler {
             await withDiscardingTaskGroup { group in
@@ -116,11 +126,14 @@ public final class ConsoleCore: Service, Sendable {
                 group.addTask { await self.commandSweepLoop() }
                 group.addTask { await self.workLoop() }
                 group.addTask { await self.rolloutLoop() }
+                group.addTask { await self.leaseLoop() }
+                group.addTask { await self.deviceSyncLoop() }
                 await (try? gracefulShutdown())
                 group.cancelAll()
             }
         } onGracefulShutdown: {}
         await flushNow(includingDevices: true)
+        await releaseCoordination()
         if client.isConnected {
             _ = try? await client.publish(configuration.topicRoot.consoleStateTopic, payload: Array(try FleetJSON.encode(ConsoleState(state: .offline, ts: Date(), instance: configuration.instance))), qos: .atLeastOnce, retain: true)
         }
@@ -137,17 +150,14 @@ public final class ConsoleCore: Service, Sendable {
             guard case .connected = change else { continue }
             logger.info("connected to the broker")
             do {
-                try await client.subscribe([
-                    Subscription(configuration.topicRoot.everythingFilter, qos: .atLeastOnce),
-                    Subscription(replyTopic, qos: .atLeastOnce),
-                ])
+                try await client.subscribe(subscriptions)
                 try await client.publish(configuration.topicRoot.consoleStateTopic,
                                          payload: Array(try FleetJSON.encode(ConsoleState(state: .online, ts: Date(), instance: configuration.instance))),
                                          qos: .atLeastOnce, retain: true)
             } catch {
                 logger.warning("could not subscribe or announce; retried at the next connection", metadata: ["error": "\(error)"])
             }
-            await dispatchQueuedCommands()
+            if isCoordinator { await dispatchQueuedCommands() }
         }
     }
 

@@ -12,6 +12,7 @@ final class ConsoleMetrics: Sendable {
     let resyncs: Counter
     let lag: Gauge
     let alertsActive: Gauge
+    let coordinator: Gauge
     private let abortCounters = Mutex<[String: Counter]>([:])
     private let deviceGauges = Mutex<[String: Gauge]>([:])
 
@@ -29,6 +30,7 @@ final class ConsoleMetrics: Sendable {
         resyncs = registry.makeCounter(descriptor: Self.d("resync_requests", "total", "resync commands sent after an event gap"))
         lag = registry.makeGauge(descriptor: Self.d("ingest_lag", "seconds", "Age of the last live message when it was ingested"))
         alertsActive = registry.makeGauge(descriptor: Self.d("alerts", "active", "Alerts not yet cleared"))
+        coordinator = registry.makeGauge(descriptor: Self.d("coordinator", "", "1 while this console does the once-only work (a replica holding the lease)"))
     }
 
     func aborted(_ reason: String) {

@@ -50,6 +50,21 @@ public protocol ConsoleStore: Sendable {
     func audit(_ entry: AuditDraft) async throws
     func auditEntries(limit: Int) async throws -> [AuditEntry]
 
+    // Replicas (docs/scaling.md).
+    /// Takes or renews the lease `name` for `seconds` from now (the
+    /// database's clock): true while `holder` has it. A lease another holder
+    /// let expire is taken over.
+    func acquireLease(_ name: String, holder: String, for seconds: Double) async throws -> Bool
+    /// Gives the lease up at once (a clean shutdown), if `holder` has it.
+    func releaseLease(_ name: String, holder: String) async throws
+    /// Device rows written by other writers since `since` (database time);
+    /// returns them and the newest write time seen.
+    func devicesChanged(since: Double, excludingWriter writer: String) async throws -> (rows: [Data], newest: Double)
+    /// Runs `body` over the rollouts that can still change, in one write
+    /// transaction that excludes every other such update (on PostgreSQL
+    /// across replicas), and saves what it changed or added.
+    func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T) async throws -> T
+
     /// Releases connections; the store is not used afterwards.
     func close() async
 }
@@ -105,6 +120,9 @@ public struct IngestBatch: Sendable {
     /// version of each), and the audit entries of those that finished.
     var commands: [String: CommandRecord] = [:]
     var audits: [AuditDraft] = []
+    /// Who wrote the device rows (the console's instance): replicas read
+    /// each other's rows, not their own.
+    var writer = ""
 
     public init() {}
 

@@ -267,7 +267,7 @@ final class Dashboard: Sendable {
 
         router.get("/rollouts") { request, _ -> Response in
             guard let s = self.session(request) else { return Self.redirect("/login") }
-            let list = core.rolloutList(for: s.principal).map { r -> [String: Any] in
+            let list = ((try? await core.rolloutList(for: s.principal)) ?? []).map { r -> [String: Any] in
                 ["id": r.id, "name": r.name, "state": r.state.rawValue, "reason": r.reason ?? false,
                  "waves": r.waves.map { "\($0.index): \($0.size) \($0.state)" }.joined(separator: ", "),
                  "counts": r.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "),

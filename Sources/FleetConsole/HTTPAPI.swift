@@ -155,11 +155,11 @@ public enum HTTPAPI {
         }
 
         router.get("/api/v1/rollouts") { request, _ in
-            await json(request) { principal in ["rollouts": core.rolloutList(for: principal)] }
+            await json(request) { principal in ["rollouts": try await core.rolloutList(for: principal)] }
         }
 
         router.get("/api/v1/rollouts/:id") { request, context in
-            await json(request) { principal in try core.rollout(id: context.parameters.get("id") ?? "", for: principal) }
+            await json(request) { principal in try await core.rollout(id: context.parameters.get("id") ?? "", for: principal) }
         }
 
         for action in ["pause", "resume", "abort"] {

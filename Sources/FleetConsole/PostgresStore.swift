@@ -92,7 +92,17 @@ public final class PostgresStore: ConsoleStore {
             "DROP INDEX event_type_ts",
             "CREATE INDEX event_aborted_ts ON event (ts) WHERE type = 'session_aborted'",
         ]),
+        ("v4: replicas (device row writers, leases)", [
+            "ALTER TABLE device ADD COLUMN updated_at double precision NOT NULL DEFAULT 0",
+            "ALTER TABLE device ADD COLUMN writer text NOT NULL DEFAULT ''",
+            "CREATE INDEX device_updated ON device (updated_at)",
+            "CREATE TABLE lease (name text PRIMARY KEY, holder text NOT NULL, expires_at double precision NOT NULL)",
+        ]),
     ]
+
+    /// Seconds since 1970 by the server's clock: every replica's leases and
+    /// row times on one clock, whatever their machines' clocks say.
+    static let now = "extract(epoch from clock_timestamp())::double precision"
 
     static func migrate(_ client: PostgresClient, logger: Logger) async throws {
         try await client.withTransaction(logger: logger) { c in
@@ -153,10 +163,14 @@ public final class PostgresStore: ConsoleStore {
                 }
             }
             for chunk in devices.chunked(Self.rowsPerStatement) {
-                var binds = PostgresBindings(capacity: chunk.count * 3)
+                var binds = PostgresBindings(capacity: chunk.count * 3 + 1)
+                binds.append(batch.writer)
                 for (address, json) in chunk { binds.append(address.site.rawValue); binds.append(address.device.rawValue); try binds.append(json) }
-                try await c.query(PostgresQuery(unsafeSQL: "INSERT INTO device (site, device, json) VALUES " + Self.placeholders(rows: chunk.count, columns: 3)
-                    + " ON CONFLICT (site, device) DO UPDATE SET json = excluded.json", binds: binds), logger: logger)
+                // $1 is the writer; each row is (site, device, json).
+                let rows = (0..<chunk.count).map { i in "($\(3 * i + 2), $\(3 * i + 3), $\(3 * i + 4), \(Self.now), $1)" }.joined(separator: ", ")
+                try await c.query(PostgresQuery(unsafeSQL: "INSERT INTO device (site, device, json, updated_at, writer) VALUES " + rows
+                    + " ON CONFLICT (site, device) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at, writer = excluded.writer",
+                    binds: binds), logger: logger)
             }
             for chunk in sessions.chunked(Self.rowsPerStatement) {
                 var binds = PostgresBindings(capacity: chunk.count * 8)
@@ -353,11 +367,70 @@ public final class PostgresStore: ConsoleStore {
 
     public func saveRollout(_ r: Rollout) async throws {
         let json = try FleetJSON.encode(r)
-        let active = r.state.isActive || r.devices.contains { $0.state == .offline }
-        try await client.query("""
-            INSERT INTO rollout (id, json, active, created_at) VALUES (\(r.id), \(json), \(active), \(r.createdAt.timeIntervalSince1970))
+        try await client.withConnection { c in try await Self.saveRollout(r, json: json, on: c, logger: self.logger) }
+    }
+
+    static func saveRollout(_ r: Rollout, json: Data, on c: PostgresConnection, logger: Logger) async throws {
+        try await c.query("""
+            INSERT INTO rollout (id, json, active, created_at) VALUES (\(r.id), \(json), \(r.canChange), \(r.createdAt.timeIntervalSince1970))
             ON CONFLICT (id) DO UPDATE SET json = excluded.json, active = excluded.active
             """, logger: logger)
+    }
+
+    public func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T) async throws -> T {
+        let logger = self.logger
+        // postgres-nio wraps what the closure throws (with the rollback's
+        // outcome); the caller gets the body's own error, e.g. a conflict.
+        var bodyError: (any Error)?
+        do {
+            return try await updateRollouts(body, logger: logger) { bodyError = $0 }
+        } catch {
+            throw bodyError ?? error
+        }
+    }
+
+    private func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T, logger: Logger,
+                                             failed: (any Error) -> Void) async throws -> T {
+        try await client.withTransaction(logger: logger) { c in
+            // One updater at a time across replicas: a transaction lock, released at commit.
+            try await c.query("SELECT pg_advisory_xact_lock(727275)", logger: logger)
+            let decoder = FleetJSON.makeDecoder()
+            var before: [Rollout] = []
+            for try await json in try await c.query("SELECT json FROM rollout WHERE active ORDER BY created_at", logger: logger).decode(Data.self) {
+                if let r = try? decoder.decode(Rollout.self, from: json) { before.append(r) }
+            }
+            var after = before
+            let result: T
+            do { result = try body(&after) } catch {
+                failed(error)
+                throw error
+            }
+            let old = Dictionary(before.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            for r in after where old[r.id] != r { try await Self.saveRollout(r, json: try FleetJSON.encode(r), on: c, logger: logger) }
+            return result
+        }
+    }
+
+    // MARK: Replicas
+
+    public func acquireLease(_ name: String, holder: String, for seconds: Double) async throws -> Bool {
+        let rows = try await client.query("""
+            INSERT INTO lease (name, holder, expires_at) VALUES (\(name), \(holder), \(unescaped: Self.now) + \(seconds))
+            ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+            WHERE lease.holder = excluded.holder OR lease.expires_at < \(unescaped: Self.now)
+            RETURNING holder
+            """, logger: logger)
+        return try await collect(rows.decode(String.self)).first == holder
+    }
+
+    public func releaseLease(_ name: String, holder: String) async throws {
+        try await client.query("DELETE FROM lease WHERE name = \(name) AND holder = \(holder)", logger: logger)
+    }
+
+    public func devicesChanged(since: Double, excludingWriter writer: String) async throws -> (rows: [Data], newest: Double) {
+        let rows = try await collect(client.query("SELECT json, updated_at FROM device WHERE updated_at > \(since) AND writer <> \(writer)", logger: logger)
+            .decode((Data, Double).self))
+        return (rows.map(\.0), rows.map(\.1).max() ?? since)
     }
 
     public func rollouts() async throws -> [Rollout] {

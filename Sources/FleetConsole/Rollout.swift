@@ -364,3 +364,12 @@ public struct Rollout: Codable, Sendable, Equatable {
         try c.encode(document, forKey: .document)
     }
 }
+
+extension Rollout {
+    /// Still able to change: running, waiting or paused, or with devices
+    /// whose outcome is not known yet. The rollout loop steps these; the
+    /// store keeps them flagged `active`.
+    var canChange: Bool {
+        state.isActive || devices.contains { [.offline, .applying, .deferred, .verifying].contains($0.state) }
+    }
+}

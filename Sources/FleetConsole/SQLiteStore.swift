@@ -115,14 +115,65 @@ public final class SQLiteStore: ConsoleStore {
             try db.drop(index: "event_type_ts")
             try db.execute(sql: "CREATE INDEX event_aborted_ts ON event(ts) WHERE type = 'session_aborted'")
         }
+        m.registerMigration("v4: replicas (device row writers, leases)") { db in
+            try db.execute(sql: "ALTER TABLE device ADD COLUMN updated_at DOUBLE NOT NULL DEFAULT 0")
+            try db.execute(sql: "ALTER TABLE device ADD COLUMN writer TEXT NOT NULL DEFAULT ''")
+            try db.execute(sql: "CREATE INDEX device_updated ON device(updated_at)")
+            try db.execute(sql: "CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE NOT NULL)")
+        }
         return m
     }
 
+    /// Seconds since 1970 by SQLite's clock, with fractions.
+    static let now = "((julianday('now') - 2440587.5) * 86400.0)"
+
     public func saveRollout(_ r: Rollout) async throws {
-        let json = try FleetJSON.encode(r)
+        try await pool.write { db in try Self.saveRollout(r, db) }
+    }
+
+    static func saveRollout(_ r: Rollout, _ db: Database) throws {
+        try db.execute(sql: "INSERT OR REPLACE INTO rollout(id, json, active, created_at) VALUES (?, ?, ?, ?)",
+                       arguments: [r.id, try FleetJSON.encode(r), r.canChange, r.createdAt.timeIntervalSince1970])
+    }
+
+    public func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T) async throws -> T {
         try await pool.write { db in
-            try db.execute(sql: "INSERT OR REPLACE INTO rollout(id, json, active, created_at) VALUES (?, ?, ?, ?)",
-                           arguments: [r.id, json, r.state.isActive || r.devices.contains { $0.state == .offline }, r.createdAt.timeIntervalSince1970])
+            let decoder = FleetJSON.makeDecoder()
+            let before = try Data.fetchAll(db, sql: "SELECT json FROM rollout WHERE active ORDER BY created_at").compactMap { try? decoder.decode(Rollout.self, from: $0) }
+            var after = before
+            let result = try body(&after)
+            let old = Dictionary(before.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+            for r in after where old[r.id] != r { try Self.saveRollout(r, db) }
+            return result
+        }
+    }
+
+    // MARK: Replicas
+
+    public func acquireLease(_ name: String, holder: String, for seconds: Double) async throws -> Bool {
+        try await pool.write { db in
+            try db.execute(sql: """
+                INSERT INTO lease(name, holder, expires_at) VALUES (?, ?, \(Self.now) + ?)
+                ON CONFLICT(name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at
+                WHERE lease.holder = excluded.holder OR lease.expires_at < \(Self.now)
+                """, arguments: [name, holder, seconds])
+            return try String.fetchOne(db, sql: "SELECT holder FROM lease WHERE name = ?", arguments: [name]) == holder
+        }
+    }
+
+    public func releaseLease(_ name: String, holder: String) async throws {
+        try await pool.write { db in try db.execute(sql: "DELETE FROM lease WHERE name = ? AND holder = ?", arguments: [name, holder]) }
+    }
+
+    public func devicesChanged(since: Double, excludingWriter writer: String) async throws -> (rows: [Data], newest: Double) {
+        try await pool.read { db in
+            var newest = since
+            var rows: [Data] = []
+            for row in try Row.fetchAll(db, sql: "SELECT json, updated_at FROM device WHERE updated_at > ? AND writer <> ?", arguments: [since, writer]) {
+                rows.append(row["json"])
+                newest = max(newest, row["updated_at"])
+            }
+            return (rows, newest)
         }
     }
 
@@ -156,9 +207,9 @@ public final class SQLiteStore: ConsoleStore {
                 }
             }
             if !batch.devices.isEmpty {
-                let upsertDevice = try db.cachedStatement(sql: "INSERT OR REPLACE INTO device(site, device, json) VALUES (?, ?, ?)")
+                let upsertDevice = try db.cachedStatement(sql: "INSERT OR REPLACE INTO device(site, device, json, updated_at, writer) VALUES (?, ?, ?, \(Self.now), ?)")
                 for (address, json) in batch.devices {
-                    try upsertDevice.execute(arguments: [address.site.rawValue, address.device.rawValue, json])
+                    try upsertDevice.execute(arguments: [address.site.rawValue, address.device.rawValue, json, batch.writer])
                 }
             }
             if !batch.sessions.isEmpty {

@@ -44,6 +44,7 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "HTTP address as HOST:PORT (default 127.0.0.1:8080).") var http: String?
     @Option(help: "The database: a SQLite file path, or a postgres://USER@HOST:PORT/DB URL.") var db: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
+    @Option(help: "Run as the replica NAME of several consoles sharing one PostgreSQL database (docs/scaling.md).") var replica: String?
 
     func run() async throws {
         let configuration: ConsoleConfiguration
@@ -51,7 +52,7 @@ struct Serve: AsyncParsableCommand {
             configuration = try ConsoleConfiguration.load(
                 file: config.map { URL(fileURLWithPath: $0) },
                 overrides: ConsoleOverrides(broker: broker, http: http, database: db, logLevel: logLevel,
-                                            adminToken: ProcessInfo.processInfo.environment["FLEET_CONSOLE_ADMIN_TOKEN"]))
+                                            adminToken: ProcessInfo.processInfo.environment["FLEET_CONSOLE_ADMIN_TOKEN"], replica: replica))
         } catch {
             FileHandle.standardError.write(Data("fleet-console: \(error.description)\n".utf8))
             throw ExitCode(2)

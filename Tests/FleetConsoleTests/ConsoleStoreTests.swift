@@ -150,6 +150,59 @@ struct ConsoleStoreTests {
         }
     }
 
+    struct Refusal: Error, Equatable { var why: String }
+
+    @Test("a rollout update that throws rolls back and hands its caller the body's own error (a conflict stays a conflict)", arguments: [TestDatabase.sqlite, .postgres])
+    func rolloutUpdateErrors(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            let error = await #expect(throws: Refusal.self) {
+                try await store.updateRollouts { (all: inout [Rollout]) -> Int in
+                    throw Refusal(why: "overlaps ro-1")
+                }
+            }
+            #expect(error == Refusal(why: "overlaps ro-1"))
+            let count = try await store.updateRollouts { all in all.count }
+            #expect(count == 0, "nothing was saved")
+        }
+    }
+
+    @Test("leases: one holder at a time, renewed by its holder, taken over once expired or released", arguments: [TestDatabase.sqlite, .postgres])
+    func leases(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            #expect(try await store.acquireLease("coordinator", holder: "r1", for: 30))
+            #expect(try await store.acquireLease("coordinator", holder: "r2", for: 30) == false, "held by r1")
+            #expect(try await store.acquireLease("coordinator", holder: "r1", for: 30), "renewed by its holder")
+            #expect(try await store.acquireLease("other", holder: "r2", for: 30), "another lease is independent")
+            try await store.releaseLease("coordinator", holder: "r2")
+            #expect(try await store.acquireLease("coordinator", holder: "r2", for: 30) == false, "only the holder releases")
+            try await store.releaseLease("coordinator", holder: "r1")
+            #expect(try await store.acquireLease("coordinator", holder: "r2", for: 0.2), "released: free")
+            try await waitUntil(timeout: .seconds(5), pollEvery: .milliseconds(100), "r2's lease expired and r1 took it") {
+                try await store.acquireLease("coordinator", holder: "r1", for: 30)
+            }
+        }
+    }
+
+    @Test("device rows carry their writer and time: a replica reads the others' rows since a time, never its own", arguments: [TestDatabase.sqlite, .postgres])
+    func deviceRowsChanged(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            var a = IngestBatch()
+            a.writer = "r1"
+            a.devices[Self.device] = Data(#"{"site":"clinic-north","device":"m-1"}"#.utf8)
+            try await store.commit(a)
+            var b = IngestBatch()
+            b.writer = "r2"
+            let other = try DeviceAddress(site: "clinic-north", device: "m-2")
+            b.devices[other] = Data(#"{"site":"clinic-north","device":"m-2"}"#.utf8)
+            try await store.commit(b)
+            let seenByR1 = try await store.devicesChanged(since: 0, excludingWriter: "r1")
+            #expect(seenByR1.rows.map { String(decoding: $0, as: UTF8.self) } == [#"{"site":"clinic-north","device":"m-2"}"#])
+            #expect(seenByR1.newest > 0)
+            #expect(try await store.devicesChanged(since: seenByR1.newest, excludingWriter: "r1").rows.isEmpty, "nothing newer since")
+            #expect(try await store.devicesChanged(since: 0, excludingWriter: "r2").rows.count == 1)
+        }
+    }
+
     @Test("a store opened again finds everything (migrations run once)", arguments: [TestDatabase.sqlite, .postgres])
     func reopen(_ backend: TestDatabase) async throws {
         try await Self.withStore(backend) { store, location in

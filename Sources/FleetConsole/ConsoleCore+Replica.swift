@@ -1,0 +1,202 @@
+import FleetProtocol
+import Foundation
+import Mosquitto
+
+/// Replicas: several consoles on one PostgreSQL database (docs/scaling.md).
+///
+/// - Ingestion is split: telemetry and events come through
+///   `$share/console/…`, so each message reaches one replica. Retained,
+///   low-rate topics (status, usage, config) reach every replica, so each
+///   knows presence, usage and configs first-hand.
+/// - The device model is shared through the device rows: each replica
+///   writes the devices it heard from every second and folds in the rows
+///   the others wrote (`DeviceRecord.merge`), facet by facet, newest wins.
+/// - Work that must happen once — dispatching commands and timing them out,
+///   stepping rollouts, raising and clearing alerts, asking for resyncs —
+///   is done by the replica holding the `coordinator` lease. It renews the
+///   lease every third of its length and stops coordinating at once if it
+///   cannot; a replica that dies hands over once the lease expires.
+/// - Storage stays exactly-once by the event table's unique key; gaps are
+///   found in the event table, not in one replica's partial view.
+extension ConsoleCore {
+    static let coordinatorLease = "coordinator"
+    /// The shared-subscription group every replica joins.
+    static let shareGroup = "console"
+
+    var isReplica: Bool { configuration.replica != nil }
+
+    /// Whether this console does the once-only work now: always for a
+    /// single console, while it holds the lease for a replica.
+    var isCoordinator: Bool { coordinating.withLock { $0 } }
+
+    /// What a console subscribes to: everything under the root, or for a
+    /// replica the high-rate device topics through the shared group.
+    var subscriptions: [Subscription] {
+        let root = configuration.topicRoot
+        guard isReplica else {
+            return [Subscription(root.everythingFilter, qos: .atLeastOnce), Subscription(replyTopic, qos: .atLeastOnce)]
+        }
+        let shared: [DeviceTopicKind] = [.telemetry, .events]
+        let everyone: [DeviceTopicKind] = [.status, .usage, .configReported, .configDesired]
+        // (The group is a constant that the contract's rules accept, so the `try?` never drops one.)
+        return shared.compactMap { (try? TopicRoot.sharedSubscription(group: Self.shareGroup, filter: root.filter($0))).map { Subscription($0, qos: .atLeastOnce) } }
+            + everyone.map { Subscription(root.filter($0), qos: .atLeastOnce) }
+            + [Subscription(replyTopic, qos: .atLeastOnce)]
+    }
+
+    // MARK: The coordinator lease
+
+    /// Takes or renews the coordinator lease every third of its length.
+    func leaseLoop() async {
+        guard isReplica else { return }
+        let seconds = configuration.leaseSeconds
+        while !Task.isCancelled {
+            var held = false
+            do {
+                held = try await store.acquireLease(Self.coordinatorLease, holder: configuration.instance, for: seconds)
+            } catch {
+                // Unsure whether it still holds the lease: it stops, so two never coordinate at once.
+                logger.warning("cannot renew the coordinator lease; not coordinating until it can", metadata: ["error": "\(error)"])
+            }
+            let was = coordinating.withLock { c in defer { c = held }; return c }
+            metrics.coordinator.set(Double(held ? 1 : 0))
+            if held && !was { await takeOverCoordination() }
+            if !held && was {
+                // What it knew of the commands is the next coordinator's now: a late
+                // reply here must not overwrite the record that one keeps.
+                commands.withLock { $0 = [:] }
+                logger.warning("lost the coordinator lease; another replica coordinates now")
+            }
+            try? await Task.sleep(for: .seconds(seconds / 3))
+        }
+    }
+
+    /// Called when this replica gains the lease: what the previous
+    /// coordinator left is in the database. Commands it sent without an
+    /// answer are sent again — the device answers a repeated command id
+    /// with its first reply and runs nothing twice.
+    func takeOverCoordination() async {
+        logger.notice("this replica now coordinates commands, rollouts, alerts and resync requests", metadata: ["replica": "\(configuration.instance)"])
+        do {
+            let unfinished = try await store.unfinishedCommands()
+            let active = try await store.alerts(activeOnly: true, limit: 10_000)
+            commands.withLock { all in
+                all = [:]
+                for var record in unfinished {
+                    for i in record.results.indices where record.results[i].state == .sent { record.results[i].state = .queued }
+                    all[record.id] = record
+                }
+            }
+            adoptedCommands.withLock { $0 = Set(unfinished.map(\.id)) }
+            replaceActiveAlerts(active)
+        } catch {
+            logger.error("could not load the previous coordinator's work; retrying at the next renewal", metadata: ["error": "\(error)"])
+            coordinating.withLock { $0 = false }
+            metrics.coordinator.set(Double(0))
+            return
+        }
+        rolloutSignal.yield()
+        await dispatchQueuedCommands()
+    }
+
+    func replaceActiveAlerts(_ alerts: [AlertRecord]) {
+        model.withLock { m in
+            m.activeAlerts = [:]
+            for alert in alerts {
+                m.activeAlerts[.init(site: alert.site, device: alert.device, type: alert.type)] =
+                    .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: Date())
+            }
+        }
+    }
+
+    /// Gives the lease up on a clean shutdown, so another replica takes over at once.
+    func releaseCoordination() async {
+        guard isReplica, isCoordinator else { return }
+        coordinating.withLock { $0 = false }
+        metrics.coordinator.set(Double(0))
+        try? await store.releaseLease(Self.coordinatorLease, holder: configuration.instance)
+    }
+
+    // MARK: Commands submitted to other replicas
+
+    /// The coordinator takes up commands another replica accepted (they
+    /// wait `queued` in the database) and sends them.
+    func adoptSubmittedCommands() async {
+        guard isReplica, isCoordinator else { return }
+        guard let unfinished = try? await store.unfinishedCommands() else { return }
+        let new = adoptedCommands.withLock { seen in
+            unfinished.filter { seen.insert($0.id).inserted }
+        }
+        guard !new.isEmpty else { return }
+        commands.withLock { all in for record in new where all[record.id] == nil { all[record.id] = record } }
+        for record in new {
+            for result in record.results where result.state == .queued {
+                if let address = try? DeviceAddress(site: result.site, device: result.device) { await send(commandID: record.id, to: address) }
+            }
+        }
+    }
+
+    // MARK: The shared device model
+
+    /// Every second: fold in the device rows the other replicas wrote.
+    func deviceSyncLoop() async {
+        guard isReplica else { return }
+        var since = 0.0
+        let decoder = FleetJSON.makeDecoder()
+        while !Task.isCancelled {
+            do {
+                // Overlap by two seconds: a row committed late with an earlier time is still read.
+                let (rows, newest) = try await store.devicesChanged(since: max(0, since - 2), excludingWriter: configuration.instance)
+                since = newest
+                let records = rows.compactMap { try? decoder.decode(DeviceRecord.self, from: $0) }
+                model.withLock { m in
+                    for other in records {
+                        guard let address = try? DeviceAddress(site: other.site, device: other.device) else { continue }
+                        if var mine = m.devices[address] {
+                            mine.merge(other)
+                            m.devices[address] = mine
+                        } else {
+                            m.devices[address] = other
+                        }
+                    }
+                }
+            } catch {
+                logger.warning("cannot read the other replicas' device rows", metadata: ["error": "\(error)"])
+            }
+            try? await Task.sleep(for: .seconds(1))
+        }
+    }
+
+    // MARK: Gaps, from the event table
+
+    /// The coordinator's gap check for replicas: holes in the event table
+    /// (events of the last hour's epochs) still there at the next look,
+    /// `health.resync_interval_s` later, are asked for — at most
+    /// `FleetModel.maxResyncAttempts` times while they stay open. A hole
+    /// seen once may be an event another replica has not committed yet.
+    func scanForGaps(now: Date) async {
+        guard let found = try? await store.missingEvents(within: 3600, limit: FleetModel.maxHolesPerDevice, now: now) else { return }
+        let due = model.withLock { m -> [DeviceAddress] in
+            var due: [DeviceAddress] = []
+            for (address, keys) in found {
+                let holes = Set(keys)
+                let before = m.holes[address] ?? []
+                m.holes[address] = holes
+                if !holes.isDisjoint(with: before), m.resyncAttempts[address, default: 0] < FleetModel.maxResyncAttempts {
+                    m.resyncAttempts[address, default: 0] += 1
+                    m.devices[address]?.lastResyncRequest = now
+                    due.append(address)
+                }
+            }
+            for address in m.holes.keys where found[address] == nil {
+                m.holes[address] = nil
+                m.resyncAttempts[address] = nil
+            }
+            return due
+        }
+        for address in due {
+            logger.notice("events missing from the event table: asking the device to resync", metadata: ["device": "\(address)"])
+            await sendResync(to: address)
+        }
+    }
+}
