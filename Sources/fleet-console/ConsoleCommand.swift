@@ -13,7 +13,7 @@ struct ConsoleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-console",
         abstract: "MassageFleet console: serve the fleet's API and dashboard, or talk to a running console.",
-        subcommands: [Serve.self, Devices.self, Device.self, Start.self, Stop.self, SendCommand.self, Alerts.self, Usage.self, Audit.self, RolloutCommand.self, HashToken.self])
+        subcommands: [Serve.self, Devices.self, Device.self, Start.self, Stop.self, SendCommand.self, Alerts.self, Usage.self, Audit.self, RolloutCommand.self, HashToken.self, MigrateDB.self])
 
     /// Like ArgumentParser's main, but a bad flag exits with status 2 instead of 64.
     static func main() async {

@@ -1,0 +1,498 @@
+import Foundation
+import GRDB
+import Logging
+import NIOSSL
+import PostgresNIO
+
+/// Moves a console's SQLite database into an empty PostgreSQL database
+/// (`fleet-console migrate-db`), with every row accounted for.
+///
+/// The SQLite file is opened with ``SQLiteStore`` (which brings it to the
+/// current schema) and read from one snapshot; the destination is opened
+/// with ``PostgresStore`` (which creates the schema). Every table of the
+/// console schema is copied except migration bookkeeping and `lease`
+/// (replica coordination, meaningless on another database). Columns are
+/// discovered, not listed: a table's columns come from SQLite's
+/// `PRAGMA table_info`, their PostgreSQL types from
+/// `information_schema.columns`, so a migration that adds columns needs no
+/// change here.
+///
+/// All of it is one PostgreSQL transaction: the destination tables are
+/// locked and must be empty, rows go in primary-key order in multi-row
+/// INSERTs keeping their ids, `bigserial` sequences are moved past the
+/// copied ids, and both sides are counted before the commit. Any failure
+/// rolls everything back.
+public struct DatabaseMigration: Sendable {
+    /// Where a table's copy stands.
+    public struct Progress: Sendable, Equatable {
+        public var table: String
+        public var copied: Int
+        public var total: Int
+    }
+
+    /// A copied table's rows on each side (equal after a successful copy).
+    public struct TableCount: Sendable, Codable, Equatable {
+        public var table: String
+        public var sqlite: Int
+        public var postgres: Int
+        public init(table: String, sqlite: Int, postgres: Int) {
+            (self.table, self.sqlite, self.postgres) = (table, sqlite, postgres)
+        }
+    }
+
+    /// Tables never copied: each store's migration bookkeeping, and the
+    /// replicas' leases.
+    public static let skippedTables: Set<String> = ["grdb_migrations", "console_migrations", "lease"]
+    /// The console's tables in the order they are copied; any other table
+    /// found in the SQLite file follows, by name.
+    public static let tableOrder = ["device", "event", "session", "usage_device", "usage_day", "alert", "command", "audit", "rollout"]
+    /// Rows per INSERT, fewer for wide tables: a statement has at most
+    /// 65,535 parameters.
+    public static let rowsPerStatement = 1000
+    static let maximumParameters = 65_535
+
+    public var source: String
+    public var destination: PostgresLocation
+    /// How long to wait for the destination tables' locks (a console still
+    /// running on the destination holds them) before giving up.
+    public var lockTimeoutSeconds: Int = 10
+
+    public init(from source: String, to destination: PostgresLocation) {
+        self.source = source
+        self.destination = destination
+    }
+
+    /// Copies everything; returns each table's rows on both sides.
+    /// `progress` is called as each table starts and after each statement.
+    public func run(logger: Logger, progress: @escaping @Sendable (Progress) -> Void = { _ in }) async throws -> [TableCount] {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: source, isDirectory: &isDirectory) else {
+            throw DatabaseMigrationError(.sourceMissing, "\(source) does not exist: expected the console's SQLite database file (its `database` setting)")
+        }
+        guard !isDirectory.boolValue else {
+            throw DatabaseMigrationError(.sourceMissing, "\(source) is a directory: expected the console's SQLite database file (its `database` setting)")
+        }
+        let sqlite: SQLiteStore
+        do { sqlite = try SQLiteStore(path: source) } catch {
+            throw DatabaseMigrationError(.sourceUnreadable, "cannot open \(source) as a console SQLite database: \(Self.describe(error))")
+        }
+        defer { try? sqlite.pool.close() }
+        let snapshot: DatabaseSnapshot
+        let tables: [SourceTable]
+        do {
+            // One unchanging view of the file for the whole copy.
+            snapshot = try sqlite.pool.makeSnapshot()
+            tables = try await snapshot.read { db in try Self.sourceTables(db) }
+        } catch {
+            throw DatabaseMigrationError(.sourceUnreadable, "cannot read \(source): \(Self.describe(error))")
+        }
+        defer { try? snapshot.close() }
+
+        // One connection first: a wrong host, port, user, password or
+        // database name is reported at once, not after the pool's retries.
+        try await Self.probe(destination, logger: logger)
+        let postgres: PostgresStore
+        do { postgres = try await PostgresStore(location: destination, logger: logger) } catch {
+            throw DatabaseMigrationError(.destinationUnusable, Self.describe(error))
+        }
+        do {
+            let counts = try await copy(tables, from: snapshot, to: postgres.client, logger: logger, progress: progress)
+            await postgres.close()
+            return counts
+        } catch {
+            await postgres.close()
+            throw error
+        }
+    }
+
+    static func probe(_ location: PostgresLocation, logger: Logger) async throws {
+        do {
+            let tls: PostgresConnection.Configuration.TLS
+            switch location.sslMode {
+            case "disable": tls = .disable
+            case "require": tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            default: tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
+            }
+            var configuration = PostgresConnection.Configuration(host: location.host, port: location.port, username: location.user,
+                                                                 password: location.password, database: location.database, tls: tls)
+            configuration.options.connectTimeout = .seconds(10)
+            let connection = try await PostgresConnection.connect(configuration: configuration, id: 1, logger: logger)
+            try? await connection.close()
+        } catch {
+            throw DatabaseMigrationError(.destinationUnusable, "cannot connect to \(location.redacted): \(describe(error))")
+        }
+    }
+
+    // MARK: The copy
+
+    private func copy(_ tables: [SourceTable], from snapshot: DatabaseSnapshot, to client: PostgresClient, logger: Logger,
+                      progress: @escaping @Sendable (Progress) -> Void) async throws -> [TableCount] {
+        let destination = self.destination
+        let plans: [TablePlan]
+        do {
+            plans = try await Self.plans(for: tables, client: client, logger: logger)
+        } catch let error as DatabaseMigrationError {
+            throw error
+        } catch {
+            throw DatabaseMigrationError(.destinationUnusable, "cannot read the schema of \(destination.redacted): \(Self.describe(error))")
+        }
+        let lockTimeout = lockTimeoutSeconds
+        do {
+            return try await client.withTransaction(logger: logger) { c in
+                try await c.query(PostgresQuery(unsafeSQL: "SET LOCAL lock_timeout = '\(lockTimeout)s'"), logger: logger)
+                let names = plans.map { Self.quote($0.name) }.joined(separator: ", ")
+                do {
+                    try await c.query(PostgresQuery(unsafeSQL: "LOCK TABLE \(names) IN EXCLUSIVE MODE"), logger: logger)
+                } catch let error as PSQLError where error.serverInfo?[.sqlState] == "55P03" {
+                    throw DatabaseMigrationError(.destinationBusy, "the tables of \(destination.redacted) are in use (no lock within \(lockTimeout) s): stop every console using that database and run migrate-db again")
+                }
+                let occupied = try await Self.counts(plans.map(\.name), on: c, logger: logger).filter { $0.count > 0 }
+                if !occupied.isEmpty {
+                    let list = occupied.map { "\($0.table) has \($0.count) row\($0.count == 1 ? "" : "s")" }.joined(separator: ", ")
+                    throw DatabaseMigrationError(.destinationNotEmpty, "\(destination.redacted) is not empty (\(list)); nothing was written: migrate into a new, empty database")
+                }
+                for plan in plans {
+                    try await Self.copy(plan, from: snapshot, on: c, logger: logger, progress: progress)
+                }
+                for plan in plans {
+                    for column in plan.serialColumns {
+                        // The next id follows the copied ones (1 for an empty table).
+                        try await c.query(PostgresQuery(unsafeSQL: """
+                            SELECT setval(pg_get_serial_sequence('\(Self.quote(plan.name).replacingOccurrences(of: "'", with: "''"))', '\(column.replacingOccurrences(of: "'", with: "''"))'),
+                              coalesce((SELECT max(\(Self.quote(column))) FROM \(Self.quote(plan.name))), 0) + 1, false)
+                            """), logger: logger)
+                    }
+                }
+                let copied = Dictionary(uniqueKeysWithValues: try await Self.counts(plans.map(\.name), on: c, logger: logger).map { ($0.table, $0.count) })
+                let result = plans.map { TableCount(table: $0.name, sqlite: $0.rows, postgres: copied[$0.name] ?? -1) }
+                let wrong = result.filter { $0.sqlite != $0.postgres }
+                if !wrong.isEmpty {
+                    let list = wrong.map { "\($0.table): \($0.sqlite) in SQLite, \($0.postgres) in PostgreSQL" }.joined(separator: "; ")
+                    throw DatabaseMigrationError(.countMismatch, "row counts differ after the copy (\(list)); rolled back, nothing was written")
+                }
+                return result
+            }
+        } catch let error as PostgresTransactionError {
+            if let inner = error.closureError as? DatabaseMigrationError { throw inner }
+            if let inner = error.closureError {
+                throw DatabaseMigrationError(.copyFailed, "copy into \(destination.redacted) failed, rolled back, nothing was written: \(Self.describe(inner))")
+            }
+            if let commit = error.commitError {
+                throw DatabaseMigrationError(.copyFailed, "the commit into \(destination.redacted) failed, nothing was written: \(Self.describe(commit))")
+            }
+            throw DatabaseMigrationError(.destinationUnusable, "cannot start a transaction on \(destination.redacted): \(Self.describe(error.beginError ?? error))")
+        } catch let error as DatabaseMigrationError {
+            throw error
+        } catch {
+            throw DatabaseMigrationError(.copyFailed, "copy into \(destination.redacted) failed: \(Self.describe(error))")
+        }
+    }
+
+    /// Copies one table in key order, a statement per chunk. The next chunk
+    /// is read from SQLite while the current one is written.
+    private static func copy(_ plan: TablePlan, from snapshot: DatabaseSnapshot, on c: PostgresConnection, logger: Logger,
+                             progress: @escaping @Sendable (Progress) -> Void) async throws {
+        progress(Progress(table: plan.name, copied: 0, total: plan.rows))
+        guard plan.rows > 0 else { return }
+        let fullStatement = plan.insert(rows: plan.rowsPerStatement)
+        var copied = 0
+        var chunk = try await snapshot.read { db in try plan.read(db, after: nil) }
+        while chunk.rows > 0 {
+            let last = chunk.lastKey
+            let full = chunk.rows == plan.rowsPerStatement
+            // A short chunk was the table's end.
+            async let following = full ? snapshot.read { db in try plan.read(db, after: last) } : Chunk.empty
+            let sql = full ? fullStatement : plan.insert(rows: chunk.rows)
+            try await c.query(PostgresQuery(unsafeSQL: sql, binds: chunk.binds), logger: logger)
+            copied += chunk.rows
+            progress(Progress(table: plan.name, copied: copied, total: plan.rows))
+            chunk = try await following
+        }
+    }
+
+    // MARK: Schema
+
+    /// A table as found in the SQLite file.
+    struct SourceTable: Sendable {
+        var name: String
+        var columns: [String]
+        /// The primary key's columns in key order (`rowid` when none is declared).
+        var key: [String]
+        var rows: Int
+    }
+
+    static func sourceTables(_ db: Database) throws -> [SourceTable] {
+        let names = try String.fetchAll(db, sql: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite\\_%' ESCAPE '\\'")
+            .filter { !skippedTables.contains($0) }
+        let ordered = tableOrder.filter(names.contains) + names.filter { !tableOrder.contains($0) }.sorted()
+        return try ordered.map { name in
+            let info = try Row.fetchAll(db, sql: "PRAGMA table_info(\(quote(name)))")
+            let columns: [String] = info.map { $0["name"] }
+            let key = info.compactMap { row -> (Int, String)? in
+                let position: Int = row["pk"]
+                return position > 0 ? (position, row["name"]) : nil
+            }.sorted { $0.0 < $1.0 }.map(\.1)
+            let rows = try Int.fetchOne(db, sql: "SELECT count(*) FROM \(quote(name))") ?? 0
+            return SourceTable(name: name, columns: columns, key: key.isEmpty ? ["rowid"] : key, rows: rows)
+        }
+    }
+
+    /// What each SQLite column becomes in PostgreSQL.
+    enum TargetKind: Sendable {
+        case boolean, integer, real, text, bytea
+        /// Any other type: sent as text and cast by the server.
+        case other(String)
+
+        init(dataType: String, udtName: String) {
+            switch dataType {
+            case "boolean": self = .boolean
+            case "bigint", "integer", "smallint": self = .integer
+            case "double precision", "real", "numeric": self = .real
+            case "text", "character varying", "character": self = .text
+            case "bytea": self = .bytea
+            default: self = .other(udtName)
+            }
+        }
+    }
+
+    /// One table's copy: its columns with their PostgreSQL types, and the
+    /// statements that read and write them.
+    struct TablePlan: Sendable {
+        var name: String
+        var columns: [(name: String, kind: TargetKind, cast: String)]
+        var key: [String]
+        var rows: Int
+        var rowsPerStatement: Int
+        var serialColumns: [String]
+        var overridingSystemValue: Bool
+
+        /// `INSERT INTO "t" ("a", "b") VALUES ($1::int8, $2::text), …`: the
+        /// casts give every parameter a type, NULLs included.
+        func insert(rows count: Int) -> String {
+            var sql = "INSERT INTO \(quote(name)) (\(columns.map { quote($0.name) }.joined(separator: ", ")))"
+            if overridingSystemValue { sql += " OVERRIDING SYSTEM VALUE" }
+            sql += " VALUES "
+            sql.reserveCapacity(sql.utf8.count + count * columns.count * 14)
+            var n = 0
+            for row in 0..<count {
+                sql += row == 0 ? "(" : ", ("
+                for (i, column) in columns.enumerated() {
+                    n += 1
+                    sql += i == 0 ? "$\(n)::\(column.cast)" : ", $\(n)::\(column.cast)"
+                }
+                sql += ")"
+            }
+            return sql
+        }
+
+        /// The next rows after `lastKey` in key order, already converted and bound.
+        func read(_ db: Database, after lastKey: [DatabaseValue]?) throws -> Chunk {
+            let keyList = key.map(quote).joined(separator: ", ")
+            let selected = (columns.map { quote($0.name) } + key.map(quote)).joined(separator: ", ")
+            var sql = "SELECT \(selected) FROM \(quote(name))"
+            var arguments = StatementArguments()
+            if let lastKey {
+                sql += key.count == 1 ? " WHERE \(keyList) > ?" : " WHERE (\(keyList)) > (\(key.map { _ in "?" }.joined(separator: ", ")))"
+                arguments = StatementArguments(lastKey)
+            }
+            sql += " ORDER BY \(keyList) LIMIT \(rowsPerStatement)"
+            var binds = PostgresBindings(capacity: rowsPerStatement * columns.count)
+            var rows = 0
+            var last: [DatabaseValue] = []
+            let cursor = try Row.fetchCursor(db, sql: sql, arguments: arguments)
+            while let row = try cursor.next() {
+                for (i, column) in columns.enumerated() {
+                    do {
+                        try DatabaseMigration.bind(row[i] as DatabaseValue, as: column.kind, into: &binds)
+                    } catch let error as DatabaseMigrationError {
+                        let at = key.enumerated().map { "\($0.element) \(row[columns.count + $0.offset] as DatabaseValue)" }.joined(separator: ", ")
+                        throw DatabaseMigrationError(error.code, "\(name).\(column.name) of the row with \(at): \(error.message); rolled back, nothing was written")
+                    }
+                }
+                last = (columns.count..<(columns.count + key.count)).map { row[$0] as DatabaseValue }
+                rows += 1
+            }
+            return Chunk(binds: binds, rows: rows, lastKey: last)
+        }
+    }
+
+    struct Chunk: Sendable {
+        var binds: PostgresBindings
+        var rows: Int
+        var lastKey: [DatabaseValue]
+        static let empty = Chunk(binds: PostgresBindings(), rows: 0, lastKey: [])
+    }
+
+    /// Matches the SQLite tables with the destination's columns.
+    static func plans(for tables: [SourceTable], client: PostgresClient, logger: Logger) async throws -> [TablePlan] {
+        struct Column { var type: String, udt: String, serial: Bool, always: Bool }
+        var schema: [String: [String: Column]] = [:]
+        let rows = try await client.query("""
+            SELECT table_name::text, column_name::text, data_type::text, udt_name::text, coalesce(column_default, '')::text,
+              is_identity::text, coalesce(identity_generation, '')::text
+            FROM information_schema.columns WHERE table_schema = current_schema()
+            """, logger: logger)
+        for try await (table, column, type, udt, defaultValue, identity, generation) in rows.decode((String, String, String, String, String, String, String).self) {
+            schema[table, default: [:]][column] = Column(type: type, udt: udt, serial: defaultValue.hasPrefix("nextval(") || identity == "YES",
+                                                         always: generation == "ALWAYS")
+        }
+        return try tables.map { table in
+            guard let destination = schema[table.name] else {
+                throw DatabaseMigrationError(.schemaMismatch, "table \(table.name) of the SQLite file has no counterpart in PostgreSQL: the two stores' schemas differ")
+            }
+            let columns = try table.columns.map { name in
+                guard let column = destination[name] else {
+                    throw DatabaseMigrationError(.schemaMismatch, "column \(table.name).\(name) of the SQLite file has no counterpart in PostgreSQL: the two stores' schemas differ")
+                }
+                return (name: name, kind: TargetKind(dataType: column.type, udtName: column.udt), cast: quote(column.udt))
+            }
+            let perStatement = max(1, min(rowsPerStatement, maximumParameters / max(1, columns.count)))
+            let serial = table.columns.filter { destination[$0]?.serial == true }
+            return TablePlan(name: table.name, columns: columns, key: table.key, rows: table.rows, rowsPerStatement: perStatement,
+                             serialColumns: serial, overridingSystemValue: table.columns.contains { destination[$0]?.always == true })
+        }
+    }
+
+    static func counts(_ tables: [String], on c: PostgresConnection, logger: Logger) async throws -> [(table: String, count: Int)] {
+        guard !tables.isEmpty else { return [] }
+        let sql = tables.enumerated().map { "SELECT \($0.offset)::int8, count(*)::int8 FROM \(quote($0.element))" }.joined(separator: " UNION ALL ")
+        var out = [(table: String, count: Int)](repeating: ("", 0), count: tables.count)
+        for try await (index, count) in try await c.query(PostgresQuery(unsafeSQL: sql), logger: logger).decode((Int64, Int64).self) {
+            out[Int(index)] = (tables[Int(index)], Int(count))
+        }
+        return out
+    }
+
+    // MARK: Values
+
+    /// Binds one SQLite value as the PostgreSQL column wants it: integers
+    /// 0/1 as booleans, blobs as bytea, integers as bigint, reals as double
+    /// precision, text as text, NULL as NULL.
+    static func bind(_ value: DatabaseValue, as kind: TargetKind, into binds: inout PostgresBindings) throws {
+        func refuse(_ what: String) -> DatabaseMigrationError {
+            DatabaseMigrationError(.unconvertibleValue, "cannot store \(what) in a PostgreSQL \(kind.name) column")
+        }
+        switch (value.storage, kind) {
+        case (.null, _):
+            binds.appendNull()
+        case (.int64(let i), .boolean):
+            guard i == 0 || i == 1 else { throw refuse("the integer \(i)") }
+            binds.append(i == 1)
+        case (.int64(let i), .integer):
+            binds.append(i)
+        case (.int64(let i), .real):
+            binds.append(Double(i))
+        case (.int64(let i), .text), (.int64(let i), .other):
+            binds.append(String(i))
+        case (.double(let d), .integer):
+            guard let i = Int64(exactly: d) else { throw refuse("the real \(d)") }
+            binds.append(i)
+        case (.double(let d), .real):
+            binds.append(d)
+        case (.double(let d), .text), (.double(let d), .other):
+            binds.append(String(d))
+        case (.string(let s), .text), (.string(let s), .other):
+            binds.append(s)
+        case (.string(let s), .bytea):
+            try binds.append(Data(s.utf8))
+        case (.string(let s), .integer):
+            guard let i = Int64(s) else { throw refuse("the text \"\(s.prefix(40))\"") }
+            binds.append(i)
+        case (.string(let s), .real):
+            guard let d = Double(s) else { throw refuse("the text \"\(s.prefix(40))\"") }
+            binds.append(d)
+        case (.blob(let data), .bytea):
+            try binds.append(data)
+        case (.blob(let data), .text):
+            guard let s = String(data: data, encoding: .utf8) else { throw refuse("a \(data.count)-byte blob that is not UTF-8") }
+            binds.append(s)
+        case (.double(let d), .boolean):
+            throw refuse("the real \(d)")
+        case (.string(let s), .boolean):
+            throw refuse("the text \"\(s.prefix(40))\"")
+        case (.blob(let data), _):
+            throw refuse("a \(data.count)-byte blob")
+        case (.double(let d), .bytea):
+            throw refuse("the real \(d)")
+        case (.int64(let i), .bytea):
+            throw refuse("the integer \(i)")
+        }
+    }
+
+    // MARK: Helpers
+
+    /// A double-quoted SQL identifier.
+    static func quote(_ identifier: String) -> String {
+        "\"" + identifier.replacingOccurrences(of: "\"", with: "\"\"") + "\""
+    }
+
+    /// The useful part of a database error (PSQLError's description hides the server's message).
+    static func describe(_ error: any Error) -> String {
+        if let error = error as? DatabaseMigrationError { return error.message }
+        if let error = error as? PostgresTransactionError {
+            return describe(error.closureError ?? error.commitError ?? error.beginError ?? error.rollbackError ?? PostgresStoreError(message: "transaction failed"))
+        }
+        if let error = error as? PSQLError {
+            if let info = error.serverInfo {
+                var text = info[.message] ?? "server error"
+                if let detail = info[.detail] { text += " (\(detail))" }
+                if let state = info[.sqlState] { text += " [SQLSTATE \(state)]" }
+                return text
+            }
+            return String(reflecting: error)
+        }
+        if let error = error as? DatabaseError { return error.description }
+        return String(describing: error)
+    }
+}
+
+extension DatabaseMigration.TargetKind {
+    var name: String {
+        switch self {
+        case .boolean: return "boolean"
+        case .integer: return "integer"
+        case .real: return "floating-point"
+        case .text: return "text"
+        case .bytea: return "bytea"
+        case .other(let type): return type
+        }
+    }
+}
+
+/// Why `migrate-db` stopped. Nothing was written to PostgreSQL whatever the
+/// reason (the copy is one transaction), except the schema of a database
+/// that had none.
+public struct DatabaseMigrationError: Error, CustomStringConvertible, Equatable {
+    public struct Code: Hashable, Sendable, CustomStringConvertible {
+        private let value: String
+        private init(_ value: String) { self.value = value }
+        /// The SQLite file does not exist.
+        public static let sourceMissing = Code("source_missing")
+        /// The SQLite file cannot be opened or read.
+        public static let sourceUnreadable = Code("source_unreadable")
+        /// PostgreSQL cannot be reached, opened or read.
+        public static let destinationUnusable = Code("destination_unusable")
+        /// A destination table is in use by another client.
+        public static let destinationBusy = Code("destination_busy")
+        /// A destination table already has rows.
+        public static let destinationNotEmpty = Code("destination_not_empty")
+        /// The two schemas differ.
+        public static let schemaMismatch = Code("schema_mismatch")
+        /// A stored value has no PostgreSQL equivalent in its column's type.
+        public static let unconvertibleValue = Code("unconvertible_value")
+        /// The counts differ after the copy.
+        public static let countMismatch = Code("count_mismatch")
+        /// PostgreSQL refused a statement during the copy.
+        public static let copyFailed = Code("copy_failed")
+        public var description: String { value }
+    }
+
+    public let code: Code
+    public let message: String
+    public var description: String { message }
+
+    init(_ code: Code, _ message: String) {
+        self.code = code
+        self.message = message
+    }
+}
