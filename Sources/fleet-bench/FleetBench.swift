@@ -144,16 +144,94 @@ struct AgentBench: AsyncParsableCommand {
 // MARK: console ingest
 
 struct IngestBench: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "ingest", abstract: "Console ingest and commit vs mosquitto_sub counting the same stream; console RSS with N devices.")
+    static let configuration = CommandConfiguration(
+        commandName: "ingest",
+        abstract: "Console ingest and commit vs mosquitto_sub counting the same stream; console RSS with N devices; with --database postgres, also 1, 2, 3… replicas on one database.")
     @Option(help: "Simulated devices publishing.") var devices = 1000
     @Option(help: "Events (QoS 1) per device.") var events = 50
     @Option(help: "Publishing threads.") var threads = 2
+    @Option(help: "The consoles' database: sqlite (a file of the one console) or postgres (one PostgreSQL server for the run, a fresh database per replica count).")
+    var database = "sqlite"
+    @Option(help: "Replica counts to measure one after another, e.g. 1,2,3; more than 1 needs --database postgres.")
+    var replicas = "1"
+
+    /// The bench's PostgreSQL: durable, without an fsync per commit, as the
+    /// console's SQLite runs (WAL, synchronous=NORMAL). The fixture's test
+    /// defaults turn fsync and full_page_writes off; these turn them on.
+    static let postgresSettings = ["fsync": "on", "synchronous_commit": "off", "full_page_writes": "on"]
+
+    /// What one replica count measured.
+    struct Outcome {
+        let replicas: Int
+        let database: String
+        let published: Duration
+        let subDone: Duration
+        let consoleDone: Duration
+        /// Per console: its name, the events it stored, whether it held the coordinator lease.
+        let shares: [(name: String, stored: Int, coordinator: Bool)]
+        let duplicates: Int
+        /// Rows in PostgreSQL's event table afterwards (nil on SQLite).
+        let rows: Int?
+        let consoleCPU: Double
+        /// The PostgreSQL server's CPU seconds, all its processes (nil on SQLite).
+        let postgresCPU: Double?
+        let rssMiB: [Double]
+
+        var stored: Int { shares.reduce(0) { $0 + $1.stored } }
+    }
 
     func run() async throws {
-        let scenario = try await FleetScenario(brokerConfig: "max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n")
+        func refuse(_ message: String) -> ExitCode {
+            FileHandle.standardError.write(Data("fleet-bench ingest: \(message)\n".utf8))
+            return ExitCode(2)
+        }
+        guard database == "sqlite" || database == "postgres" else {
+            throw refuse("--database \(database) is not known; expected sqlite or postgres")
+        }
+        let counts = replicas.split(separator: ",", omittingEmptySubsequences: false).map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        guard !counts.isEmpty, counts.allSatisfy({ ($0 ?? 0) >= 1 }) else {
+            throw refuse("--replicas \(replicas) is not a list of replica counts; expected positive whole numbers separated by commas, e.g. 1,2,3")
+        }
+        let replicaCounts = counts.compactMap { $0 }
+        if database == "sqlite", let many = replicaCounts.first(where: { $0 > 1 }) {
+            throw refuse("--replicas \(replicas) asks for \(many) consoles on one database, and replicas share a PostgreSQL database (SQLite serves one console); add --database postgres")
+        }
+
+        let server = database == "postgres" ? try await PostgresServer.start(database: "postgres", settings: Self.postgresSettings) : nil
+        defer { server?.stopNow() }
+        var outcomes: [Outcome] = []
+        for (index, count) in replicaCounts.enumerated() {
+            if let server {
+                let name = "ingest_\(index + 1)_\(count)_replicas"
+                let url = try await server.createDatabase(name)
+                let outcome = try await measure(replicas: count, postgres: (server, name, url))
+                printDetails(outcome)
+                outcomes.append(outcome)
+                // Each configuration starts from a server with nothing of the one before to write back.
+                try await server.psql("DROP DATABASE \"\(name)\" WITH (FORCE)", database: "postgres")
+                try await server.psql("CHECKPOINT", database: "postgres")
+            } else {
+                let outcome = try await measure(replicas: count, postgres: nil)
+                printDetails(outcome)
+                outcomes.append(outcome)
+            }
+        }
+        if outcomes.count > 1 || database == "postgres" {
+            printSummary(outcomes)
+        }
+    }
+
+    /// One configuration: a fresh broker, `replicas` consoles (replicas r1…rN
+    /// on PostgreSQL, one plain console on SQLite), devices × events QoS 1
+    /// events published, mosquitto_sub counting the same stream.
+    func measure(replicas count: Int, postgres: (server: PostgresServer, name: String, url: String)?) async throws -> Outcome {
+        let names = postgres == nil ? ["console"] : (1...count).map { "r\($0)" }
+        let scenario = try await FleetScenario(brokerConfig: "max_queued_messages 0\nmax_inflight_messages 0\nset_tcp_nodelay true\n",
+                                               database: postgres?.url,
+                                               consoleArguments: postgres == nil ? [[]] : names.map { ["--replica", $0] })
         defer { scenario.stop() }
-        let broker = scenario.broker, console = scenario.console
-        func metric(_ name: String) async -> Double? { await scenario.metric(name) }
+        let broker = scenario.broker, consoles = scenario.consoles
+        let postmaster = postgres?.server.processIdentifier
 
         // Devices connect first (not timed).
         let group = MQTTEventLoopGroup(numberOfThreads: threads)
@@ -171,7 +249,9 @@ struct IngestBench: AsyncParsableCommand {
         defer { sub.kill() }
         try await Task.sleep(for: .milliseconds(500)) // let mosquitto_sub subscribe (it prints nothing until messages arrive)
 
-        let consoleCPU0 = ProcessStatistics.cpuSeconds(console.processIdentifier)
+        func consoleCPU() -> Double { consoles.reduce(0) { $0 + ProcessStatistics.cpuSeconds($1.process.processIdentifier) } }
+        let consoleCPU0 = consoleCPU()
+        let postgresCPU0 = postmaster.map(cpuSecondsWithChildren)
         let clock = ContinuousClock()
         let start = clock.now
         let payloads: [[[UInt8]]] = try (0..<devices).map { d in
@@ -194,25 +274,78 @@ struct IngestBench: AsyncParsableCommand {
         var consoleDone: Duration?
         try await waitUntil(timeout: .seconds(300), pollEvery: .milliseconds(20), "both received \(total) events") {
             if subDone == nil, !sub.isRunning { subDone = start.duration(to: clock.now) }
-            if consoleDone == nil, let stored = await metric("fleet_events_stored_total"), Int(stored) >= total { consoleDone = start.duration(to: clock.now) }
+            if consoleDone == nil, let stored = await scenario.metricSum("fleet_events_stored_total"), Int(stored) >= total { consoleDone = start.duration(to: clock.now) }
             return subDone != nil && consoleDone != nil
         }
-        let stored = Int(await metric("fleet_events_stored_total") ?? -1)
-        let duplicates = Int(await metric("fleet_events_duplicate_total") ?? -1)
-        let rss = ProcessStatistics.status(console.processIdentifier)
-        let consoleCPU = ProcessStatistics.cpuSeconds(console.processIdentifier) - consoleCPU0
+        let cpu = consoleCPU() - consoleCPU0
+        let postgresCPU = postmaster.map(cpuSecondsWithChildren).map { $0 - (postgresCPU0 ?? 0) }
+        var shares: [(name: String, stored: Int, coordinator: Bool)] = []
+        for (name, console) in zip(names, consoles) {
+            let stored = await scenario.metric("fleet_events_stored_total", of: console)
+            let coordinator = await scenario.metric("fleet_coordinator", of: console)
+            shares.append((name, Int(stored ?? -1), coordinator == 1))
+        }
+        let duplicates = Int(await scenario.metricSum("fleet_events_duplicate_total") ?? -1)
+        let rss = consoles.map { ProcessStatistics.status($0.process.processIdentifier).rssMiB }
+        var rows: Int?
+        if let postgres {
+            let counted = try await postgres.server.psql("select count(*) from event", database: postgres.name)
+            rows = Int(counted.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+        }
         for c in clients { await c.shutdown() }
-        let ours = Double(total) / consoleDone!.seconds
-        let reference = Double(total) / subDone!.seconds
-        print("| console ingest (\(devices) devices × \(events) QoS 1 events) | value |")
+        return Outcome(replicas: count, database: postgres == nil ? "SQLite" : "PostgreSQL", published: published, subDone: subDone!, consoleDone: consoleDone!,
+                       shares: shares, duplicates: duplicates, rows: rows, consoleCPU: cpu, postgresCPU: postgresCPU, rssMiB: rss)
+    }
+
+    /// The table of one configuration; on SQLite with one console, the table this bench always printed.
+    func printDetails(_ o: Outcome) {
+        let total = devices * events
+        let ours = Double(total) / o.consoleDone.seconds
+        let reference = Double(total) / o.subDone.seconds
+        let several = o.replicas > 1
+        let consoles = several ? "consoles (\(o.replicas) replicas)" : "console"
+        let title = o.rows == nil ? "" : ", \(o.database), \(o.replicas) replica\(several ? "s" : "")"
+        print("| console ingest (\(devices) devices × \(events) QoS 1 events\(title)) | value |")
         print("| --- | ---: |")
-        print("| published in | \(String(format: "%.2f", published.seconds)) s |")
-        print("| mosquitto_sub received all | \(String(format: "%.2f", subDone!.seconds)) s → \(Int(reference)) msg/s |")
-        print("| console ingested and committed all | \(String(format: "%.2f", consoleDone!.seconds)) s → \(Int(ours)) msg/s |")
+        print("| published in | \(String(format: "%.2f", o.published.seconds)) s |")
+        print("| mosquitto_sub received all | \(String(format: "%.2f", o.subDone.seconds)) s → \(Int(reference)) msg/s |")
+        print("| \(consoles) ingested and committed all | \(String(format: "%.2f", o.consoleDone.seconds)) s → \(Int(ours)) msg/s |")
         print("| ratio | \(String(format: "%.2f", ours / reference))× (goal ≥ 0.95×) |")
-        print("| console CPU per message (receive, decode, apply, commit) | \(String(format: "%.1f", consoleCPU / Double(total) * 1e6)) µs |")
-        print("| events stored / duplicates ignored | \(stored) / \(duplicates) (expected \(total) / 0) |")
-        print("| console RSS with \(devices) devices | \(String(format: "%.1f", rss.rssMiB)) MiB |")
+        print("| \(several ? "consoles' CPU per message, all replicas" : "console CPU per message") (receive, decode, apply, commit) | \(String(format: "%.1f", o.consoleCPU / Double(total) * 1e6)) µs |")
+        if let postgresCPU = o.postgresCPU {
+            print("| PostgreSQL CPU per message (all its processes) | \(String(format: "%.1f", postgresCPU / Double(total) * 1e6)) µs |")
+        }
+        print("| events stored / duplicates ignored | \(o.stored) / \(o.duplicates) (expected \(total) / 0) |")
+        if let rows = o.rows {
+            print("| rows in the event table | \(rows) (expected \(total)) |")
+            print("| events stored by each replica (* holds the coordinator lease) | \(shareText(o, percent: true)) |")
+            print("| RSS of each replica with \(devices) devices | \(o.rssMiB.map { String(format: "%.1f", $0) }.joined(separator: ", ")) MiB |")
+        } else {
+            print("| console RSS with \(devices) devices | \(String(format: "%.1f", o.rssMiB.first ?? 0)) MiB |")
+        }
+        print("")
+    }
+
+    /// One row per replica count, for issue 10's figure.
+    func printSummary(_ outcomes: [Outcome]) {
+        let total = devices * events
+        print("| replicas | database | published in | mosquitto_sub msg/s | consoles msg/s | ratio | shares (* coordinator) | console CPU µs/msg | PostgreSQL CPU µs/msg | stored / expected (rows) | duplicates |")
+        print("| ---: | --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- | ---: |")
+        for o in outcomes {
+            let ours = Double(total) / o.consoleDone.seconds
+            let reference = Double(total) / o.subDone.seconds
+            let postgres = o.postgresCPU.map { String(format: "%.1f", $0 / Double(total) * 1e6) } ?? "—"
+            let stored = "\(o.stored) / \(total)" + (o.rows.map { " (\($0))" } ?? "")
+            print("| \(o.replicas) | \(o.database) | \(String(format: "%.2f", o.published.seconds)) s | \(Int(reference)) | \(Int(ours)) | \(String(format: "%.2f", ours / reference))× | \(shareText(o, percent: false)) | \(String(format: "%.1f", o.consoleCPU / Double(total) * 1e6)) | \(postgres) | \(stored) | \(o.duplicates) |")
+        }
+    }
+
+    /// "r1* 16812, r2 16600" (with "(34 %)" after each count when `percent`).
+    func shareText(_ o: Outcome, percent: Bool) -> String {
+        let total = max(o.stored, 1)
+        return o.shares.map { share in
+            "\(share.name)\(share.coordinator ? "*" : "") \(share.stored)" + (percent ? String(format: " (%.0f %%)", Double(share.stored) / Double(total) * 100) : "")
+        }.joined(separator: ", ")
     }
 }
 

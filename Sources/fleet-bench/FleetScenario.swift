@@ -9,38 +9,72 @@ import FoundationNetworking
 #endif
 
 /// A whole fleet on this machine, as the scale benchmarks need it: a real
-/// mosquitto, the built `fleet-console` on a fresh database, and (when asked)
-/// the built `fleet-sim` with N massagers. Everything it starts stops with it.
+/// mosquitto, the built `fleet-console` on a fresh database (or several
+/// consoles on one database, as replicas), and (when asked) the built
+/// `fleet-sim` with N massagers. Everything it starts stops with it.
 final class FleetScenario: Sendable {
     static let token = "bench-token"
     static let sites = ["north", "south"]
 
-    let broker: MosquittoBroker
-    let console: ProcessRunner
-    let httpPort: Int
-    let directory: TemporaryDirectory
+    /// One `fleet-console serve` of the scenario and the HTTP port it serves.
+    struct Console: Sendable {
+        let process: ProcessRunner
+        let httpPort: Int
+    }
 
-    /// Starts the broker and the console; waits until the console serves `/metrics`.
-    init(brokerConfig: String, brokerPersistence: Bool = false) async throws {
+    let broker: MosquittoBroker
+    /// The consoles in start order (one unless asked for more).
+    let consoles: [Console]
+    let directory: TemporaryDirectory
+    /// The first console.
+    var console: ProcessRunner { consoles[0].process }
+    /// The first console's HTTP port.
+    var httpPort: Int { consoles[0].httpPort }
+
+    /// Starts the broker and the consoles, one after another, each once the
+    /// one before serves `/metrics` (so only the first runs the database's
+    /// migrations); returns when the last serves `/metrics`.
+    ///
+    /// - Parameters:
+    ///   - database: what every console gets as `--db` (e.g. a
+    ///     `postgres://` URL); nil for a fresh SQLite file in ``directory``.
+    ///   - consoleArguments: one element per console to start: its extra
+    ///     `serve` arguments (e.g. `["--replica", "r2"]`). By default one
+    ///     console without any.
+    init(brokerConfig: String, brokerPersistence: Bool = false, database: String? = nil, consoleArguments: [[String]] = [[]]) async throws {
+        precondition(!consoleArguments.isEmpty, "a scenario runs at least one console")
         ProcessStatistics.raiseOpenFileLimit()
         broker = try await MosquittoBroker.start(BrokerOptions(persistence: brokerPersistence, extraConfig: brokerConfig))
         directory = try TemporaryDirectory(prefix: "fleet-scenario")
-        httpPort = try freeLoopbackPort()
         let configFile = directory.url.appendingPathComponent("console.yaml")
         try """
             broker: {host: 127.0.0.1, port: \(broker.port)}
-            http: 127.0.0.1:\(httpPort)
             database: \(directory.url.appendingPathComponent("console.sqlite").path)
             sites: [\(Self.sites.map { "{id: \($0), name: \($0.capitalized), timezone: UTC}" }.joined(separator: ", "))]
             log_level: warning
             """.write(to: configFile, atomically: true, encoding: .utf8)
-        console = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-console"), arguments: ["serve", "--config", configFile.path],
-                                          environment: ["FLEET_CONSOLE_ADMIN_TOKEN": Self.token])
-        try await waitUntil(timeout: .seconds(30), "the console serves /metrics") { await self.metric("fleet_ingest_messages_total") != nil }
+        var started: [Console] = []
+        for extra in consoleArguments {
+            let port = try freeLoopbackPort()
+            let process = try ProcessRunner.start(
+                productsDirectory.appendingPathComponent("fleet-console"),
+                arguments: ["serve", "--config", configFile.path, "--http", "127.0.0.1:\(port)"] + (database.map { ["--db", $0] } ?? []) + extra,
+                environment: ["FLEET_CONSOLE_ADMIN_TOKEN": Self.token])
+            let console = Console(process: process, httpPort: port)
+            started.append(console)
+            let name = "the console (fleet-console serve \(extra.joined(separator: " ")))"
+            try await waitUntil(timeout: .seconds(30), "\(name) serves /metrics on port \(port)") {
+                guard process.isRunning else {
+                    throw FixtureError("\(name) exited (\(process.exitStatus.map { "\($0)" } ?? "?")): \(process.standardError().suffix(2000))")
+                }
+                return await Self.metric("fleet_ingest_messages_total", port: port) != nil
+            }
+        }
+        consoles = started
     }
 
     func stop() {
-        console.kill()
+        for console in consoles { console.process.kill() }
         broker.stopNow()
     }
 
@@ -66,9 +100,29 @@ final class FleetScenario: Sendable {
         return ((try JSONSerialization.jsonObject(with: data) as? [String: Any]) ?? [:], took)
     }
 
-    /// One sample of a metric from the console's `/metrics` (without labels), or nil.
+    /// One sample of a metric from the first console's `/metrics` (without labels), or nil.
     func metric(_ name: String) async -> Double? {
-        guard let url = URL(string: "http://127.0.0.1:\(httpPort)/metrics"),
+        await Self.metric(name, port: httpPort)
+    }
+
+    /// One sample of a metric from `console`'s `/metrics` (without labels), or nil.
+    func metric(_ name: String, of console: Console) async -> Double? {
+        await Self.metric(name, port: console.httpPort)
+    }
+
+    /// The sum of a metric over every console, or nil if one of them did not answer.
+    func metricSum(_ name: String) async -> Double? {
+        var sum = 0.0
+        for console in consoles {
+            guard let value = await Self.metric(name, port: console.httpPort) else { return nil }
+            sum += value
+        }
+        return sum
+    }
+
+    /// One sample of a metric from `/metrics` on `port` (without labels), or nil.
+    static func metric(_ name: String, port: Int) async -> Double? {
+        guard let url = URL(string: "http://127.0.0.1:\(port)/metrics"),
               let (data, _) = try? await URLSession.shared.data(from: url) else { return nil }
         for line in String(decoding: data, as: UTF8.self).split(separator: "\n") where line.hasPrefix(name + " ") {
             return Double(line.split(separator: " ").last ?? "")
@@ -106,6 +160,28 @@ struct ProcessUsage {
         let elapsed = start.duration(to: clock.now).seconds
         return ((ProcessStatistics.cpuSeconds(pid) - cpu0) / max(elapsed, 0.001) * 100, ProcessStatistics.status(pid).rssMiB)
     }
+}
+
+/// CPU seconds (user + system) a server process and its children have used:
+/// its own, its exited children's (cutime + cstime, once it reaped them)
+/// and its running children's, e.g. PostgreSQL's postmaster with its
+/// backends and background workers (Linux /proc). 0 when it is gone.
+func cpuSecondsWithChildren(_ pid: Int32) -> Double {
+    /// The fields of /proc/PID/stat after the command name: state, parent, …; utime is [11].
+    func stat(_ pid: Int32) -> [Substring]? {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = text.lastIndex(of: ")") else { return nil }
+        let fields = text[text.index(close, offsetBy: 2)...].split(separator: " ")
+        return fields.count > 14 ? fields : nil
+    }
+    func ticks(_ fields: [Substring]) -> Double { fields[11...14].reduce(0) { $0 + (Double($1) ?? 0) } }
+    guard let own = stat(pid) else { return 0 }
+    var total = ticks(own)
+    let parent = Substring(String(pid))
+    for entry in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+        guard let child = Int32(entry), child != pid, let fields = stat(child), fields[1] == parent else { continue }
+        total += ticks(fields)
+    }
+    return total / Double(sysconf(Int32(_SC_CLK_TCK)))
 }
 
 /// The last line of `text` that starts with `prefix`.
