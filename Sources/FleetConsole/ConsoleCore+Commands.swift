@@ -4,6 +4,8 @@ import Mosquitto
 
 enum ConsoleWork: Sendable {
     case dispatch(DeviceAddress)
+    /// Everything queued (a new coordinator's first round).
+    case dispatchAll
     case resync(DeviceAddress)
 }
 
@@ -12,6 +14,7 @@ extension ConsoleCore {
         for await item in workItems {
             switch item {
             case .dispatch(let address): if isCoordinator { await dispatchQueuedCommands(for: address) }
+            case .dispatchAll: if isCoordinator { await dispatchQueuedCommands() }
             case .resync(let address): if isCoordinator { await sendResync(to: address) }
             }
         }
@@ -126,9 +129,18 @@ extension ConsoleCore {
             return
         }
         let command = Command(id: "\(record.id)/\(address.site)/\(address.device)", request: request, expiresAt: record.expiresAt)
+        // Claim the copy, queued → sent in one step: of the paths that dispatch
+        // (submit, a device back online, a new coordinator), one sends it.
+        var claimed = false
+        update(commandID, address) { r in
+            if r.state == .queued {
+                r.state = .sent
+                claimed = true
+            }
+        }
+        guard claimed else { return }
         do {
             let payload = Array(try FleetJSON.encode(command))
-            update(commandID, address) { $0.state = .sent }
             try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: payload, qos: .atLeastOnce,
                                      properties: MQTTProperties(responseTopic: replyTopic, correlationData: Array("\(record.id)\n\(address)\n\(result.nonce ?? "")".utf8),
                                                                 messageExpiryInterval: UInt32(max(1, record.expiresAt.timeIntervalSince(now).rounded(.up))),

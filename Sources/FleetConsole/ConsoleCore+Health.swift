@@ -14,7 +14,7 @@ extension ConsoleCore {
             try? await Task.sleep(for: .seconds(1))
             let now = Date()
             guard isCoordinator else {
-                if let active = try? await store.alerts(activeOnly: true, limit: 10_000) { replaceActiveAlerts(active) }
+                if let active = try? await store.alerts(activeOnly: true, limit: 10_000), !isCoordinator { replaceActiveAlerts(active) }
                 updateGauges()
                 continue
             }

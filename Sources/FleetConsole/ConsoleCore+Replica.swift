@@ -25,9 +25,23 @@ extension ConsoleCore {
 
     var isReplica: Bool { configuration.replica != nil }
 
-    /// Whether this console does the once-only work now: always for a
-    /// single console, while it holds the lease for a replica.
-    var isCoordinator: Bool { coordinating.withLock { $0 } }
+    /// Consoles on PostgreSQL take the lease even when not started as a
+    /// replica, so one started beside replicas by mistake does not do their
+    /// coordinator's work a second time. On SQLite there is one console.
+    static func usesLease(_ configuration: ConsoleConfiguration) -> Bool {
+        if configuration.replica != nil { return true }
+        if case .postgres = configuration.database { return true }
+        return false
+    }
+
+    /// Whether this console does the once-only work now: always on SQLite;
+    /// on PostgreSQL while it holds the lease — and only until the lease it
+    /// last renewed could have expired by this process's own clock, so a
+    /// console that was paused or cut off stops by itself before anyone
+    /// else can take over.
+    var isCoordinator: Bool {
+        coordinating.withLock { c in c.held && (c.until.map { ContinuousClock.now < $0 } ?? true) }
+    }
 
     /// What a console subscribes to: everything under the root, or for a
     /// replica the high-rate device topics through the shared group.
@@ -47,56 +61,67 @@ extension ConsoleCore {
     // MARK: The coordinator lease
 
     /// Takes or renews the coordinator lease every third of its length.
+    /// The lease counts from before the request was sent, less a sixth of
+    /// it as a margin: a renewal that comes back late never extends it.
     func leaseLoop() async {
-        guard isReplica else { return }
+        guard Self.usesLease(configuration) else { return }
         let seconds = configuration.leaseSeconds
         while !Task.isCancelled {
+            let asked = ContinuousClock.now
             var held = false
             do {
-                held = try await store.acquireLease(Self.coordinatorLease, holder: configuration.instance, for: seconds)
+                held = try await store.acquireLease(Self.coordinatorLease, holder: leaseHolder, for: seconds)
             } catch {
                 // Unsure whether it still holds the lease: it stops, so two never coordinate at once.
                 logger.warning("cannot renew the coordinator lease; not coordinating until it can", metadata: ["error": "\(error)"])
             }
-            let was = coordinating.withLock { c in defer { c = held }; return c }
-            metrics.coordinator.set(Double(held ? 1 : 0))
-            if held && !was { await takeOverCoordination() }
-            if !held && was {
+            let until = asked + .seconds(seconds * 5 / 6)
+            let was = coordinating.withLock { $0.held }
+            if held && was {
+                coordinating.withLock { $0.until = until }
+            } else if held {
+                // Load first, coordinate after: nothing acts on a half-loaded state.
+                if await loadCoordinatorState() {
+                    coordinating.withLock { $0 = Coordination(held: true, until: until) }
+                    metrics.coordinator.set(1.0)
+                    logger.notice("this console now coordinates commands, rollouts, alerts and resync requests", metadata: ["instance": "\(configuration.instance)"])
+                    rolloutSignal.yield()
+                    work.yield(.dispatchAll)
+                }
+            } else if was {
+                coordinating.withLock { $0 = Coordination() }
+                metrics.coordinator.set(0.0)
                 // What it knew of the commands is the next coordinator's now: a late
                 // reply here must not overwrite the record that one keeps.
                 commands.withLock { $0 = [:] }
-                logger.warning("lost the coordinator lease; another replica coordinates now")
+                logger.warning("lost the coordinator lease; another console coordinates now")
             }
             try? await Task.sleep(for: .seconds(seconds / 3))
         }
     }
 
-    /// Called when this replica gains the lease: what the previous
-    /// coordinator left is in the database. Commands it sent without an
-    /// answer are sent again — the device answers a repeated command id
-    /// with its first reply and runs nothing twice.
-    func takeOverCoordination() async {
-        logger.notice("this replica now coordinates commands, rollouts, alerts and resync requests", metadata: ["replica": "\(configuration.instance)"])
+    /// What the previous coordinator left, from the database: the
+    /// unfinished commands (a copy it sent without an answer is sent again —
+    /// the device answers a repeated command id with its first reply and
+    /// runs nothing twice) and the active alerts (so none is raised twice).
+    /// Merged into what this console holds, never replacing it.
+    func loadCoordinatorState() async -> Bool {
         do {
             let unfinished = try await store.unfinishedCommands()
             let active = try await store.alerts(activeOnly: true, limit: 10_000)
             commands.withLock { all in
-                all = [:]
-                for var record in unfinished {
+                for var record in unfinished where all[record.id] == nil {
                     for i in record.results.indices where record.results[i].state == .sent { record.results[i].state = .queued }
                     all[record.id] = record
                 }
             }
-            adoptedCommands.withLock { $0 = Set(unfinished.map(\.id)) }
+            adoptedCommands.withLock { $0.formUnion(unfinished.map(\.id)) }
             replaceActiveAlerts(active)
+            return true
         } catch {
-            logger.error("could not load the previous coordinator's work; retrying at the next renewal", metadata: ["error": "\(error)"])
-            coordinating.withLock { $0 = false }
-            metrics.coordinator.set(Double(0))
-            return
+            logger.error("could not load the previous coordinator's work; trying again at the next renewal", metadata: ["error": "\(error)"])
+            return false
         }
-        rolloutSignal.yield()
-        await dispatchQueuedCommands()
     }
 
     func replaceActiveAlerts(_ alerts: [AlertRecord]) {
@@ -111,10 +136,10 @@ extension ConsoleCore {
 
     /// Gives the lease up on a clean shutdown, so another replica takes over at once.
     func releaseCoordination() async {
-        guard isReplica, isCoordinator else { return }
-        coordinating.withLock { $0 = false }
-        metrics.coordinator.set(Double(0))
-        try? await store.releaseLease(Self.coordinatorLease, holder: configuration.instance)
+        guard Self.usesLease(configuration), isCoordinator else { return }
+        coordinating.withLock { $0 = Coordination() }
+        metrics.coordinator.set(0.0)
+        try? await store.releaseLease(Self.coordinatorLease, holder: leaseHolder)
     }
 
     // MARK: Commands submitted to other replicas
@@ -122,7 +147,7 @@ extension ConsoleCore {
     /// The coordinator takes up commands another replica accepted (they
     /// wait `queued` in the database) and sends them.
     func adoptSubmittedCommands() async {
-        guard isReplica, isCoordinator else { return }
+        guard Self.usesLease(configuration), isCoordinator else { return }
         guard let unfinished = try? await store.unfinishedCommands() else { return }
         let new = adoptedCommands.withLock { seen in
             unfinished.filter { seen.insert($0.id).inserted }
@@ -199,4 +224,11 @@ extension ConsoleCore {
             await sendResync(to: address)
         }
     }
+}
+
+/// Whether a console coordinates, and until when its lease is certainly its
+/// own (nil: for good — a console on SQLite).
+struct Coordination: Sendable {
+    var held = false
+    var until: ContinuousClock.Instant?
 }

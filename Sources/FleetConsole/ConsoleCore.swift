@@ -29,7 +29,10 @@ public final class ConsoleCore: Service, Sendable {
     let work: AsyncStream<ConsoleWork>.Continuation
     let workItems: AsyncStream<ConsoleWork>
     /// Whether this console does the once-only work (see ConsoleCore+Replica).
-    let coordinating: Mutex<Bool>
+    let coordinating: Mutex<Coordination>
+    /// Who this process is in the lease table: its instance and a per-process
+    /// id, so two processes started with the same name never both hold it.
+    let leaseHolder: String
     /// Commands the coordinator has taken up (replicas: accepted by any replica).
     let adoptedCommands = Mutex<Set<String>>([])
     let rolloutSignal: AsyncStream<Void>.Continuation
@@ -89,10 +92,15 @@ public final class ConsoleCore: Service, Sendable {
         }
         // Presence is re-learned from the retained status messages after connecting.
         model = Mutex(fleet)
-        // A single console coordinates from the start; a replica once it holds the lease (takeOverCoordination).
-        coordinating = Mutex(configuration.replica == nil)
-        metrics.coordinator.set(Double(configuration.replica == nil ? 1 : 0))
-        commands = Mutex(configuration.replica == nil ? Dictionary(uniqueKeysWithValues: try await store.unfinishedCommands().map { ($0.id, $0) }) : [:])
+        // A console on SQLite coordinates from the start; on PostgreSQL (a
+        // replica or not) once it holds the lease (leaseLoop).
+        let usesLease = Self.usesLease(configuration)
+        leaseHolder = "\(configuration.instance)/\(UUID().uuidString.lowercased().prefix(8))"
+        coordinating = Mutex(usesLease ? Coordination() : Coordination(held: true, until: nil))
+        metrics.coordinator.set(Double(usesLease ? 0 : 1))
+        commands = Mutex(usesLease ? [:] : Dictionary(uniqueKeysWithValues: try await store.unfinishedCommands().map { ($0.id, $0) }))
+        // Rollouts saved by an older version with devices still in flight but not flagged active.
+        _ = try await store.reactivateRollouts()
 
         var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: "console-\(configuration.instance)")
         // A single console keeps a persistent session: QoS 1 events and

@@ -13,7 +13,9 @@ import Logging
 /// store whole batches (``IngestBatch``), one transaction each.
 public protocol ConsoleStore: Sendable {
     /// Commits a batch in one transaction; returns the events that were new
-    /// (a duplicate by key is stored once, whatever any memory says).
+    /// (a duplicate by key is stored once, whatever any memory says). A
+    /// finished command record is never overwritten by an unfinished one
+    /// (a late write from a console that lost the coordinator lease).
     @discardableResult
     func commit(_ batch: IngestBatch) async throws -> [Event]
 
@@ -47,6 +49,9 @@ public protocol ConsoleStore: Sendable {
     func recentCommands(limit: Int) async throws -> [CommandRecord]
     func saveRollout(_ rollout: Rollout) async throws
     func rollouts() async throws -> [Rollout]
+    /// Flags `active` every rollout that can still change but is not flagged
+    /// (saved by an older version); returns how many.
+    func reactivateRollouts() async throws -> Int
     func audit(_ entry: AuditDraft) async throws
     func auditEntries(limit: Int) async throws -> [AuditEntry]
 
@@ -208,8 +213,9 @@ public struct PostgresLocation: Sendable, Equatable {
         }
         self.host = host
         self.port = port
-        self.user = user.removingPercentEncoding ?? user
-        self.password = c.password?.removingPercentEncoding ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
+        // URLComponents decodes user and password once already.
+        self.user = user
+        self.password = c.password ?? ProcessInfo.processInfo.environment["PGPASSWORD"]
         self.database = database
         self.sslMode = sslMode
     }

@@ -144,8 +144,8 @@ public final class PostgresStore: ConsoleStore {
                     let e = stamped.body
                     binds.append(address.site.rawValue); binds.append(address.device.rawValue)
                     binds.append(Int64(bitPattern: stamped.envelope.epoch)); binds.append(Int64(bitPattern: stamped.envelope.seq))
-                    binds.append(stamped.envelope.ts.timeIntervalSince1970); binds.append(e.type.rawValue)
-                    binds.append(e.sessionID); binds.append(e.program); binds.append(e.reason?.rawValue)
+                    binds.append(stamped.envelope.ts.timeIntervalSince1970); binds.append(Self.text(e.type.rawValue))
+                    binds.append(e.sessionID.map(Self.text)); binds.append(e.program.map(Self.text)); binds.append(e.reason.map { Self.text($0.rawValue) })
                     binds.append(stamped.envelope.historical); try binds.append(payload)
                 }
                 let sql = "INSERT INTO event (site, device, epoch, seq, ts, type, session_id, program, reason, historical, payload) VALUES "
@@ -175,9 +175,9 @@ public final class PostgresStore: ConsoleStore {
             for chunk in sessions.chunked(Self.rowsPerStatement) {
                 var binds = PostgresBindings(capacity: chunk.count * 8)
                 for s in chunk {
-                    binds.append(s.sessionID); binds.append(s.site); binds.append(s.device); binds.append(s.program)
+                    binds.append(Self.text(s.sessionID)); binds.append(s.site); binds.append(s.device); binds.append(s.program.map(Self.text))
                     binds.append(s.startedAt?.timeIntervalSince1970); binds.append(s.endedAt?.timeIntervalSince1970)
-                    binds.append(s.outcome); binds.append(s.reason)
+                    binds.append(Self.text(s.outcome)); binds.append(s.reason.map(Self.text))
                 }
                 // The same merge as SQLiteStore's: a late start never reopens an ended session.
                 try await c.query(PostgresQuery(unsafeSQL: """
@@ -208,6 +208,13 @@ public final class PostgresStore: ConsoleStore {
 
     private struct EventRow: Hashable {
         var site: String, device: String, epoch: Int64, seq: Int64
+    }
+
+    /// PostgreSQL's `text` cannot hold NUL (SQLSTATE 22021), and one such
+    /// value from a device would fail every batch after it: NUL becomes
+    /// U+FFFD in text columns. (The raw payload is kept, as bytea.)
+    static func text(_ s: String) -> String {
+        s.contains("\u{0}") ? s.replacingOccurrences(of: "\u{0}", with: "\u{FFFD}") : s
     }
 
     /// `($1, $2, $3), ($4, $5, $6), …`
@@ -243,7 +250,7 @@ public final class PostgresStore: ConsoleStore {
 
     public func lastEventSequences() async throws -> [DeviceAddress: EventKey] {
         var out: [DeviceAddress: EventKey] = [:]
-        let rows = try await client.query("SELECT DISTINCT ON (site, device) site, device, epoch, seq FROM event ORDER BY site, device, epoch DESC, seq DESC", logger: logger)
+        let rows = try await client.query("SELECT DISTINCT ON (site, device) site, device, epoch, seq FROM event ORDER BY site DESC, device DESC, epoch DESC, seq DESC", logger: logger)
         for try await (site, device, epoch, seq) in rows.decode((String, String, Int64, Int64).self) {
             if let a = try? DeviceAddress(site: site, device: device) { out[a] = EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq)) }
         }
@@ -315,7 +322,8 @@ public final class PostgresStore: ConsoleStore {
 
     public func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) async throws -> Int64 {
         let rows = try await client.query("""
-            INSERT INTO alert (site, device, type, severity, message, raised_at) VALUES (\(site), \(device), \(type), \(severity.rawValue), \(message), \(at.timeIntervalSince1970))
+            INSERT INTO alert (site, device, type, severity, message, raised_at)
+            VALUES (\(site), \(device), \(type), \(severity.rawValue), \(Self.text(message)), \(at.timeIntervalSince1970))
             RETURNING id
             """, logger: logger)
         guard let id = try await collect(rows.decode(Int64.self)).first else { throw PostgresStoreError(message: "INSERT INTO alert returned no id") }
@@ -349,7 +357,7 @@ public final class PostgresStore: ConsoleStore {
     static func saveCommand(_ record: CommandRecord, json: Data, on c: PostgresConnection, logger: Logger) async throws {
         try await c.query("""
             INSERT INTO command (id, json, finished, created_at) VALUES (\(record.id), \(json), \(record.isFinished), \(record.createdAt.timeIntervalSince1970))
-            ON CONFLICT (id) DO UPDATE SET json = excluded.json, finished = excluded.finished
+            ON CONFLICT (id) DO UPDATE SET json = excluded.json, finished = excluded.finished WHERE NOT command.finished
             """, logger: logger)
     }
 
@@ -375,6 +383,15 @@ public final class PostgresStore: ConsoleStore {
             INSERT INTO rollout (id, json, active, created_at) VALUES (\(r.id), \(json), \(r.canChange), \(r.createdAt.timeIntervalSince1970))
             ON CONFLICT (id) DO UPDATE SET json = excluded.json, active = excluded.active
             """, logger: logger)
+    }
+
+    public func reactivateRollouts() async throws -> Int {
+        var count = 0
+        for r in try await decodeAll(Rollout.self, client.query("SELECT json FROM rollout WHERE NOT active", logger: logger)) where r.canChange {
+            try await saveRollout(r)
+            count += 1
+        }
+        return count
     }
 
     public func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T) async throws -> T {
@@ -443,7 +460,8 @@ public final class PostgresStore: ConsoleStore {
 
     static func audit(_ e: AuditDraft, on c: PostgresConnection, logger: Logger) async throws {
         try await c.query("""
-            INSERT INTO audit (at, actor, action, targets, outcome, detail) VALUES (\(e.at.timeIntervalSince1970), \(e.actor), \(e.action), \(e.targets), \(e.outcome), \(e.detail))
+            INSERT INTO audit (at, actor, action, targets, outcome, detail)
+            VALUES (\(e.at.timeIntervalSince1970), \(Self.text(e.actor)), \(Self.text(e.action)), \(Self.text(e.targets)), \(Self.text(e.outcome)), \(e.detail.map(Self.text)))
             """, logger: logger)
     }
 

@@ -136,6 +136,19 @@ public final class SQLiteStore: ConsoleStore {
                        arguments: [r.id, try FleetJSON.encode(r), r.canChange, r.createdAt.timeIntervalSince1970])
     }
 
+    public func reactivateRollouts() async throws -> Int {
+        try await pool.write { db in
+            let decoder = FleetJSON.makeDecoder()
+            var count = 0
+            for json in try Data.fetchAll(db, sql: "SELECT json FROM rollout WHERE NOT active") {
+                guard let r = try? decoder.decode(Rollout.self, from: json), r.canChange else { continue }
+                try Self.saveRollout(r, db)
+                count += 1
+            }
+            return count
+        }
+    }
+
     public func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T) async throws -> T {
         try await pool.write { db in
             let decoder = FleetJSON.makeDecoder()
@@ -377,8 +390,10 @@ public final class SQLiteStore: ConsoleStore {
     }
 
     static func saveCommand(_ record: CommandRecord, _ db: Database) throws {
-        try db.execute(sql: "INSERT OR REPLACE INTO command(id, json, finished, created_at) VALUES (?, ?, ?, ?)",
-                       arguments: [record.id, try FleetJSON.encode(record), record.isFinished, record.createdAt.timeIntervalSince1970])
+        try db.execute(sql: """
+            INSERT INTO command(id, json, finished, created_at) VALUES (?, ?, ?, ?)
+            ON CONFLICT(id) DO UPDATE SET json = excluded.json, finished = excluded.finished WHERE NOT command.finished
+            """, arguments: [record.id, try FleetJSON.encode(record), record.isFinished, record.createdAt.timeIntervalSince1970])
     }
 
     public func command(id: String) async throws -> CommandRecord? {

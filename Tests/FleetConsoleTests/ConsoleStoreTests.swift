@@ -150,6 +150,43 @@ struct ConsoleStoreTests {
         }
     }
 
+    @Test("a NUL in a device's text fields is stored, not a failed batch that blocks every later one", arguments: [TestDatabase.sqlite, .postgres])
+    func nulInText(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            var batch = IngestBatch()
+            let stamped = Stamped(Event(type: .sessionAborted, sessionID: "s\u{0}1", program: "calf\u{0}", reason: SessionAbortReason(rawValue: "pain\u{0}")),
+                                  envelope: Envelope(ts: Self.t0, epoch: 7, seq: 1))
+            batch.events = [(Self.device, stamped, try FleetJSON.encode(stamped))]
+            batch.sessions["s\u{0}1"] = SessionRecord(sessionID: "s\u{0}1", site: "clinic-north", device: "m-1", program: "calf\u{0}",
+                                                    startedAt: nil, endedAt: Self.t0, outcome: "aborted", reason: "pain\u{0}")
+            batch.audits = [AuditDraft(actor: "a\u{0}", action: "x", targets: "t", outcome: "o", detail: "\u{0}")]
+            #expect(try await store.commit(batch).count == 1)
+            _ = try await store.insertAlert(site: "clinic-north", device: "m-1", type: "fault", severity: .critical, message: "fault \u{0}", at: Self.t0)
+            var next = IngestBatch()
+            next.events = [Self.event(.sessionStarted, session: "s2", seq: 2)]
+            #expect(try await store.commit(next).count == 1, "the next batch goes in too")
+            #expect(try await store.eventCount(site: nil, device: nil) == 2)
+        }
+    }
+
+    @Test("a finished command record is never overwritten by an unfinished one (a late write from a console that lost the lease)", arguments: [TestDatabase.sqlite, .postgres])
+    func finishedCommandsStayFinished(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            var command = CommandRecord(id: "cmd-2", action: "ping", params: .object([:]), createdBy: "desk", createdAt: Self.t0,
+                                        expiresAt: Self.t0.addingTimeInterval(60),
+                                        results: [CommandTargetResult(site: "clinic-north", device: "m-1", state: .sent)])
+            let stale = command
+            command.results[0].state = .succeeded
+            try await store.saveCommand(command)
+            try await store.saveCommand(stale)
+            var batch = IngestBatch()
+            batch.commands[stale.id] = stale
+            try await store.commit(batch)
+            #expect(try await store.command(id: "cmd-2")?.results.first?.state == .succeeded)
+            #expect(try await store.unfinishedCommands().isEmpty)
+        }
+    }
+
     struct Refusal: Error, Equatable { var why: String }
 
     @Test("a rollout update that throws rolls back and hands its caller the body's own error (a conflict stays a conflict)", arguments: [TestDatabase.sqlite, .postgres])
