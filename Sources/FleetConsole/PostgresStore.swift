@@ -37,7 +37,14 @@ public final class PostgresStore: ConsoleStore {
         let client = PostgresClient(configuration: configuration, backgroundLogger: background)
         self.client = client
         self.logger = logger
-        runner = Task { await client.run() }
+        // Queries wait for the pool; starting them before run() began only
+        // makes postgres-nio log a misleading warning, so wait for the task to start.
+        let (started, signal) = AsyncStream.makeStream(of: Void.self)
+        runner = Task {
+            signal.finish()
+            await client.run()
+        }
+        for await _ in started {}
         do {
             try await Self.migrate(client, logger: logger)
         } catch {
