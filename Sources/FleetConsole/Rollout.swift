@@ -278,8 +278,10 @@ public struct RolloutDevice: Codable, Sendable, Equatable {
     /// The desired config before this rollout (restored on abort; empty
     /// when the device had none).
     var previous: DeviceConfig?
+    /// When its desired config was last published (see `RolloutRunner.rewriteAfter`).
+    var writtenAt: Date?
 
-    enum CodingKeys: String, CodingKey { case site, device, wave, state, version, error, since, previous }
+    enum CodingKeys: String, CodingKey { case site, device, wave, state, version, error, since, previous, writtenAt = "written_at" }
 
     var address: DeviceAddress? { try? DeviceAddress(site: site, device: device) }
 }

@@ -22,6 +22,12 @@ enum RolloutAction: Sendable, Equatable {
 /// devices may still come back within the lifetime) and carries out the
 /// returned actions.
 enum RolloutRunner {
+    /// A device still `applying` whose desired config the console does not
+    /// see on the broker after this long is written again, with the same
+    /// version: the publish was lost (a coordinator that died between
+    /// recording the wave and publishing, or a broker outage).
+    static let rewriteAfter: TimeInterval = 5
+
     static func step(_ r: inout Rollout, now: Date, observe: (DeviceAddress) -> RolloutObservation?) -> [RolloutAction] {
         var actions: [RolloutAction] = []
         let doc = r.document
@@ -36,6 +42,7 @@ enum RolloutRunner {
             r.devices[i].version = version
             r.devices[i].state = .applying
             r.devices[i].since = now
+            r.devices[i].writtenAt = now
             r.devices[i].error = nil
             actions.append(.writeDesired(address, DesiredConfig(version: version, config: doc.config)))
         }
@@ -47,6 +54,11 @@ enum RolloutRunner {
             let age = now.timeIntervalSince(d.since ?? now)
             switch d.state {
             case .applying, .deferred:
+                if d.state == .applying, let version = d.version, (o.desired?.version ?? 0) < version,
+                   now.timeIntervalSince(d.writtenAt ?? d.since ?? now) >= Self.rewriteAfter {
+                    r.devices[i].writtenAt = now
+                    actions.append(.writeDesired(address, DesiredConfig(version: version, config: doc.config)))
+                }
                 if let rep = o.reported, rep.version == d.version {
                     switch rep.state {
                     case .applied:

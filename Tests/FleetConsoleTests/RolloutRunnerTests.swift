@@ -152,6 +152,30 @@ struct RolloutRunnerTests {
         #expect(r.devices.allSatisfy { $0.state == .succeeded })
     }
 
+    @Test("a desired config whose publish was lost (the coordinator died before sending it) is written again with the same version, then the rollout goes on")
+    func lostWriteIsRepeated() {
+        var fleet = Fleet(1)
+        var r = Rollout(id: "r", document: document { $0.waves = .init(canary: 1, percentages: [100]) }, targets: fleet.addresses, createdBy: "t", now: start)
+        let device = fleet.addresses[0]
+        // The first write never reaches the broker: the device sees nothing.
+        let first = RolloutRunner.step(&r, now: start, observe: { fleet.devices[$0] })
+        let written = first.compactMap { action -> DesiredConfig? in if case .writeDesired(_, let d) = action { return d } else { return nil } }
+        #expect(written.count == 1)
+        var now = start
+        var rewrites: [DesiredConfig] = []
+        for _ in 0..<12 {  // 6 s in half-second steps
+            now = now.addingTimeInterval(0.5)
+            for case .writeDesired(let a, let d) in RolloutRunner.step(&r, now: now, observe: { fleet.devices[$0] }) where a == device { rewrites.append(d) }
+        }
+        #expect(rewrites.count == 1, "written again once after \(RolloutRunner.rewriteAfter) s, not every step: \(rewrites)")
+        #expect(rewrites.first == written.first, "the same version and config")
+        // Once it lands, the device applies it and the rollout completes.
+        fleet.answer(rewrites.map { .writeDesired(device, $0) }, now: now)
+        let (_, later) = run(&r, &fleet, from: now) { $0.state == .completed }
+        #expect(r.state == .completed, "\(r)")
+        #expect(later.allSatisfy { if case .writeDesired = $0 { return false } else { return true } }, "nothing written again once seen")
+    }
+
     @Test("a bad document is refused with every reason, the config checked against the engine's limits")
     func validation() {
         let bad = document {
