@@ -25,36 +25,9 @@ extension MosquittoBroker {
         mosquitto: URL, configFile: URL, logFile: URL, probePorts: [Int], expectsReadyLine: Bool,
         timeout: Duration
     ) async throws -> LaunchOutcome {
-        let offset = FileText.size(of: logFile)
-        let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw FixtureError("cannot open the broker log \(logFile.path): \(String(cString: strerror(errno)))")
-        }
-        let logHandle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        defer { try? logHandle.close() }
-
-        let token = OrphanGuard.makeToken()
-        var environment = ProcessInfo.processInfo.environment
-        environment[OrphanGuard.tokenVariable] = token
-        let process = Process()
-        try ChildLaunch.configure(process, executable: mosquitto, arguments: ["-c", configFile.path])
-        process.environment = environment
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = logHandle
-        process.standardError = logHandle
-        do {
-            try process.run()
-        } catch {
-            throw FixtureError("cannot start \(mosquitto.path) -c \(configFile.path): \(error)")
-        }
+        let (process, orphanGuard, offset) = try ChildLaunch.startLogged(
+            mosquitto, arguments: ["-c", configFile.path], logFile: logFile, name: "broker")
         let pid = process.processIdentifier
-        let orphanGuard: OrphanGuard
-        do {
-            orphanGuard = try OrphanGuard(protecting: pid, token: token)
-        } catch {
-            sendSignal(SIGKILL, to: pid)
-            throw error
-        }
 
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
@@ -68,9 +41,7 @@ extension MosquittoBroker {
                 if log.contains("Address already in use") {
                     return .addressInUse(excerpt)
                 }
-                let status =
-                    process.terminationReason == .uncaughtSignal
-                    ? ExitStatus.signalled(process.terminationStatus) : .exited(process.terminationStatus)
+                let status = ExitStatus(of: process)
                 throw FixtureError(
                     "mosquitto exited during start-up (\(status)); check its config \(configFile.path)"
                         + " (set FLEET_KEEP_TEST_DIRS=1 to keep it); \(excerpt)")

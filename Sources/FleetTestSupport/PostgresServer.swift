@@ -544,43 +544,15 @@ extension PostgresServer {
         postgres: URL, account: Account?, dataDirectory: URL, socketDirectory: URL, port: Int,
         settings: [String: String], logFile: URL, directory: URL, timeout: Duration
     ) async throws -> LaunchOutcome {
-        let offset = FileText.size(of: logFile)
-        let fd = open(logFile.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
-        guard fd >= 0 else {
-            throw FixtureError("cannot open the postgres log \(logFile.path): \(String(cString: strerror(errno)))")
-        }
-        let logHandle = FileHandle(fileDescriptor: fd, closeOnDealloc: true)
-        defer { try? logHandle.close() }
-
         var arguments = ["-D", dataDirectory.path, "-p", String(port), "-k", socketDirectory.path]
         for (name, value) in settings.sorted(by: { $0.key < $1.key }) {
             arguments += ["-c", "\(name)=\(value)"]
         }
         let (executable, fullArguments) = try command(postgres, arguments, as: account)
-        let token = OrphanGuard.makeToken()
-        var environment = ProcessInfo.processInfo.environment
-        environment[OrphanGuard.tokenVariable] = token
-        let process = Process()
-        try ChildLaunch.configure(process, executable: executable, arguments: fullArguments)
-        process.environment = environment
-        process.currentDirectoryURL = directory
-        process.standardInput = FileHandle.nullDevice
-        process.standardOutput = logHandle
-        process.standardError = logHandle
         let commandLine = ([executable.path] + fullArguments).joined(separator: " ")
-        do {
-            try process.run()
-        } catch {
-            throw FixtureError("cannot start \(commandLine): \(error)")
-        }
+        let (process, orphanGuard, offset) = try ChildLaunch.startLogged(
+            executable, arguments: fullArguments, logFile: logFile, name: "postgres", currentDirectory: directory)
         let pid = process.processIdentifier
-        let orphanGuard: OrphanGuard
-        do {
-            orphanGuard = try OrphanGuard(protecting: pid, token: token)
-        } catch {
-            sendSignal(SIGKILL, to: pid)
-            throw error
-        }
 
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
@@ -593,9 +565,7 @@ extension PostgresServer {
                 if log.contains("Address already in use") {
                     return .addressInUse(excerpt)
                 }
-                let status =
-                    process.terminationReason == .uncaughtSignal
-                    ? ExitStatus.signalled(process.terminationStatus) : .exited(process.terminationStatus)
+                let status = ExitStatus(of: process)
                 throw FixtureError(
                     "postgres exited during start-up (\(status)): \(commandLine) "
                         + "(set FLEET_KEEP_TEST_DIRS=1 to keep \(directory.path)); \(excerpt)")

@@ -277,8 +277,7 @@ public final class ProcessRunner: Sendable {
     /// How it ended, or nil while it runs.
     public var exitStatus: ExitStatus? {
         guard !process.isRunning else { return nil }
-        let status = process.terminationStatus
-        return process.terminationReason == .uncaughtSignal ? .signalled(status) : .exited(status)
+        return ExitStatus(of: process)
     }
 
     /// Everything it wrote to standard output so far.

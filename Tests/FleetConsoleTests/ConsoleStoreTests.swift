@@ -19,14 +19,7 @@ struct ConsoleStoreTests {
         case .sqlite: location = directory.file("console.sqlite").path
         case .postgres: location = try await PostgresServer.shared().createDatabase()
         }
-        let store = try await StoreLocation.parse(location).open(logger: Logger(label: "store-test"))
-        do {
-            try await body(store, location)
-            await store.close()
-        } catch {
-            await store.close()
-            throw error
-        }
+        try await ConsoleStoreAccess.withStore(location) { store in try await body(store, location) }
     }
 
     static let device = try! DeviceAddress(site: "clinic-north", device: "m-1")

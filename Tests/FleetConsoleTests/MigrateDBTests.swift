@@ -144,18 +144,6 @@ struct MigrateDBTests {
         return out
     }
 
-    static func withStore<T: Sendable>(_ location: String, _ body: (any ConsoleStore) async throws -> T) async throws -> T {
-        let store = try await StoreLocation.parse(location).open(logger: Logger(label: "migrate-db-test"))
-        do {
-            let result = try await body(store)
-            await store.close()
-            return result
-        } catch {
-            await store.close()
-            throw error
-        }
-    }
-
     @Test("every table is copied with equal counts; the PostgreSQL store then answers as the SQLite one did, and new alerts number after the copied ones")
     func copiesEverything() async throws {
         let directory = try TemporaryDirectory(prefix: "migrate-db")
@@ -177,7 +165,7 @@ struct MigrateDBTests {
         #expect(run.standardError.contains("event: 2500/2500 (100%)"), "progress on stderr: \(run.standardError)")
         #expect(run.standardError.contains("event: 1000/2500 (40%)"), "progress within a big table: \(run.standardError)")
 
-        try await Self.withStore(url) { (store: any ConsoleStore) async throws in
+        try await ConsoleStoreAccess.withStore(url) { (store: any ConsoleStore) async throws in
             let copied = try await Self.read(store, command: "cmd-1")
             #expect(copied.eventCounts == original.eventCounts)
             #expect(copied.last == original.last)
@@ -224,7 +212,7 @@ struct MigrateDBTests {
         #expect(second.standardError.contains("device has 3 rows"), "names the table and its rows: \(second.standardError)")
         #expect(second.standardError.contains("event has 2500 rows"), "\(second.standardError)")
         #expect(second.standardOutput.isEmpty, "\(second)")
-        try await Self.withStore(url) { (store: any ConsoleStore) async throws in
+        try await ConsoleStoreAccess.withStore(url) { (store: any ConsoleStore) async throws in
             #expect(try await store.eventCount(site: nil, device: nil) == 2500)
             #expect(try await store.alerts(activeOnly: false, limit: 100).count == original.alerts.count)
             #expect(try await store.auditEntries(limit: 100).count == original.audit.count)
