@@ -99,8 +99,6 @@ public final class ConsoleCore: Service, Sendable {
         coordinating = Mutex(usesLease ? Coordination() : Coordination(held: true, until: nil))
         metrics.coordinator.set(Double(usesLease ? 0 : 1))
         commands = Mutex(usesLease ? [:] : Dictionary(uniqueKeysWithValues: try await store.unfinishedCommands().map { ($0.id, $0) }))
-        // Rollouts saved by an older version with devices still in flight but not flagged active.
-        _ = try await store.reactivateRollouts()
 
         var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: "console-\(configuration.instance)")
         // A single console keeps a persistent session: QoS 1 events and

@@ -49,9 +49,6 @@ public protocol ConsoleStore: Sendable {
     func recentCommands(limit: Int) async throws -> [CommandRecord]
     func saveRollout(_ rollout: Rollout) async throws
     func rollouts() async throws -> [Rollout]
-    /// Flags `active` every rollout that can still change but is not flagged
-    /// (saved by an older version); returns how many.
-    func reactivateRollouts() async throws -> Int
     func audit(_ entry: AuditDraft) async throws
     func auditEntries(limit: Int) async throws -> [AuditEntry]
 
@@ -81,6 +78,16 @@ public struct EventKey: Hashable, Sendable {
     public init(epoch: UInt64, seq: UInt64) {
         self.epoch = epoch
         self.seq = seq
+    }
+
+    /// The seqs 1..<`top` of `epoch` that are not in `stored`, appended to
+    /// `missing` while it holds fewer than `limit` (both stores' gap scan).
+    static func appendMissing(epoch: Int64, below top: Int64, stored: Set<Int64>, limit: Int, to missing: inout [EventKey]) {
+        var seq: Int64 = 1
+        while seq < top, missing.count < limit {
+            if !stored.contains(seq) { missing.append(EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq))) }
+            seq += 1
+        }
     }
 }
 

@@ -65,8 +65,18 @@ public final class PostgresStore: ConsoleStore {
     /// The same named migrations as SQLiteStore, in PostgreSQL's dialect.
     /// Applied in one transaction under an advisory lock, so replicas that
     /// start together migrate once.
-    static let migrations: [(name: String, sql: [String])] = [
-        ("v1: devices, events, sessions, usage, alerts, commands, audit", [
+    struct Migration: Sendable {
+        var name: String
+        var sql: [String]
+        /// Run after the statements, for what SQL alone cannot say.
+        var code: (@Sendable (PostgresConnection, Logger) async throws -> Void)?
+        init(_ name: String, _ sql: [String], code: (@Sendable (PostgresConnection, Logger) async throws -> Void)? = nil) {
+            (self.name, self.sql, self.code) = (name, sql, code)
+        }
+    }
+
+    static let migrations: [Migration] = [
+        Migration("v1: devices, events, sessions, usage, alerts, commands, audit", [
             "CREATE TABLE device (site text NOT NULL, device text NOT NULL, json bytea NOT NULL, PRIMARY KEY (site, device))",
             """
             CREATE TABLE event (id bigserial PRIMARY KEY, site text NOT NULL, device text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL,
@@ -92,19 +102,28 @@ public final class PostgresStore: ConsoleStore {
               targets text NOT NULL, outcome text NOT NULL, detail text)
             """,
         ]),
-        ("v2: rollouts", [
+        Migration("v2: rollouts", [
             "CREATE TABLE rollout (id text PRIMARY KEY, json bytea NOT NULL, active boolean NOT NULL, created_at double precision NOT NULL)",
         ]),
-        ("v3: index only aborted events by time", [
+        Migration("v3: index only aborted events by time", [
             "DROP INDEX event_type_ts",
             "CREATE INDEX event_aborted_ts ON event (ts) WHERE type = 'session_aborted'",
         ]),
-        ("v4: replicas (device row writers, leases)", [
+        Migration("v4: replicas (device row writers, leases)", [
             "ALTER TABLE device ADD COLUMN updated_at double precision NOT NULL DEFAULT 0",
             "ALTER TABLE device ADD COLUMN writer text NOT NULL DEFAULT ''",
             "CREATE INDEX device_updated ON device (updated_at)",
             "CREATE TABLE lease (name text PRIMARY KEY, holder text NOT NULL, expires_at double precision NOT NULL)",
         ]),
+        // As SQLiteStore's v5: the rollout loop steps `active` rows only.
+        Migration("v5: every rollout that can still change is active", []) { c, logger in
+            let decoder = FleetJSON.makeDecoder()
+            var stale: [Rollout] = []
+            for try await json in try await c.query("SELECT json FROM rollout WHERE NOT active", logger: logger).decode(Data.self) {
+                if let r = try? decoder.decode(Rollout.self, from: json), r.canChange { stale.append(r) }
+            }
+            for r in stale { try await saveRollout(r, json: try FleetJSON.encode(r), on: c, logger: logger) }
+        },
     ]
 
     /// Seconds since 1970 by the server's clock: every replica's leases and
@@ -120,6 +139,7 @@ public final class PostgresStore: ConsoleStore {
             for try await name in try await c.query("SELECT identifier FROM console_migrations", logger: logger).decode(String.self) { applied.insert(name) }
             for migration in migrations where !applied.contains(migration.name) {
                 for statement in migration.sql { try await c.query(PostgresQuery(unsafeSQL: statement), logger: logger) }
+                try await migration.code?(c, logger)
                 try await c.query("INSERT INTO console_migrations (identifier, applied_at) VALUES (\(migration.name), \(Date().timeIntervalSince1970))", logger: logger)
                 logger.info("database migrated", metadata: ["migration": "\(migration.name)"])
             }
@@ -274,13 +294,7 @@ public final class PostgresStore: ConsoleStore {
             guard let address = try? DeviceAddress(site: site, device: device) else { continue }
             let stored = Set(try await collect(client.query("SELECT seq FROM event WHERE site = \(site) AND device = \(device) AND epoch = \(epoch)", logger: logger)
                 .decode(Int64.self)))
-            var missing = out[address] ?? []
-            var seq: Int64 = 1
-            while seq < top, missing.count < limit {
-                if !stored.contains(seq) { missing.append(EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq))) }
-                seq += 1
-            }
-            out[address] = missing
+            EventKey.appendMissing(epoch: epoch, below: top, stored: stored, limit: limit, to: &out[address, default: []])
         }
         return out
     }
@@ -390,15 +404,6 @@ public final class PostgresStore: ConsoleStore {
             INSERT INTO rollout (id, json, active, created_at) VALUES (\(r.id), \(json), \(r.canChange), \(r.createdAt.timeIntervalSince1970))
             ON CONFLICT (id) DO UPDATE SET json = excluded.json, active = excluded.active
             """, logger: logger)
-    }
-
-    public func reactivateRollouts() async throws -> Int {
-        var count = 0
-        for r in try await decodeAll(Rollout.self, client.query("SELECT json FROM rollout WHERE NOT active", logger: logger)) where r.canChange {
-            try await saveRollout(r)
-            count += 1
-        }
-        return count
     }
 
     public func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T) async throws -> T {

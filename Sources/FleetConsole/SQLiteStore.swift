@@ -121,6 +121,14 @@ public final class SQLiteStore: ConsoleStore {
             try db.execute(sql: "CREATE INDEX device_updated ON device(updated_at)")
             try db.execute(sql: "CREATE TABLE lease (name TEXT PRIMARY KEY, holder TEXT NOT NULL, expires_at DOUBLE NOT NULL)")
         }
+        m.registerMigration("v5: every rollout that can still change is active") { db in
+            // v1–v4 flagged only running ones and those with offline devices;
+            // the rollout loop now steps `active` rows only.
+            let decoder = FleetJSON.makeDecoder()
+            for json in try Data.fetchAll(db, sql: "SELECT json FROM rollout WHERE NOT active") {
+                if let r = try? decoder.decode(Rollout.self, from: json), r.canChange { try saveRollout(r, db) }
+            }
+        }
         return m
     }
 
@@ -134,19 +142,6 @@ public final class SQLiteStore: ConsoleStore {
     static func saveRollout(_ r: Rollout, _ db: Database) throws {
         try db.execute(sql: "INSERT OR REPLACE INTO rollout(id, json, active, created_at) VALUES (?, ?, ?, ?)",
                        arguments: [r.id, try FleetJSON.encode(r), r.canChange, r.createdAt.timeIntervalSince1970])
-    }
-
-    public func reactivateRollouts() async throws -> Int {
-        try await pool.write { db in
-            let decoder = FleetJSON.makeDecoder()
-            var count = 0
-            for json in try Data.fetchAll(db, sql: "SELECT json FROM rollout WHERE NOT active") {
-                guard let r = try? decoder.decode(Rollout.self, from: json), r.canChange else { continue }
-                try Self.saveRollout(r, db)
-                count += 1
-            }
-            return count
-        }
     }
 
     public func updateRollouts<T: Sendable>(_ body: @escaping @Sendable (inout [Rollout]) throws -> T) async throws -> T {
@@ -294,14 +289,7 @@ public final class SQLiteStore: ConsoleStore {
                 let epoch: Int64 = g["epoch"]
                 let stored = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM event WHERE site = ? AND device = ? AND epoch = ?",
                                                     arguments: [g["site"] as String, g["device"] as String, epoch]))
-                let top: Int64 = g["top"]
-                var missing = out[address] ?? []
-                var seq: Int64 = 1
-                while seq < top, missing.count < limit {
-                    if !stored.contains(seq) { missing.append(EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq))) }
-                    seq += 1
-                }
-                out[address] = missing
+                EventKey.appendMissing(epoch: epoch, below: g["top"], stored: stored, limit: limit, to: &out[address, default: []])
             }
             return out
         }
