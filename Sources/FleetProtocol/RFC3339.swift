@@ -7,7 +7,7 @@ import Foundation
 /// (a time zone is required; the calendar fields are range-checked, so
 /// `2025-02-30` is refused instead of rolled over).
 ///
-/// Only `Sendable` value formatters (`Date.ISO8601FormatStyle`) are used;
+/// The calendar arithmetic is libc's (`timegm`, `gmtime_r`: UTC, reentrant);
 /// there is no shared mutable `DateFormatter`. Dates are kept at millisecond
 /// precision, so a parsed date formats back to the same string and a
 /// formatted date parses back to an equal `Date`.
@@ -18,7 +18,6 @@ public enum RFC3339 {
     /// An example, for error messages.
     public static let example = "2025-03-01T10:00:00.000Z"
 
-    private static let secondsStyle = Date.ISO8601FormatStyle(timeZone: TimeZone(secondsFromGMT: 0)!)
     private static let minMilliseconds: Int64 = -12_212_553_600_000  // 1583-01-01T00:00:00Z
     private static let maxMilliseconds: Int64 = 253_402_300_799_999  // 9999-12-31T23:59:59.999Z
 
@@ -28,8 +27,11 @@ public enum RFC3339 {
         let ms = milliseconds(of: date)
         let seconds = ms >= 0 ? ms / 1000 : (ms - 999) / 1000
         let fraction = Int(ms - seconds * 1000)
-        let base = Date(timeIntervalSince1970: Double(seconds)).formatted(secondsStyle)  // …:ssZ
-        return base.dropLast() + "." + pad(fraction, 3) + "Z"
+        var time = time_t(seconds)
+        var tm = tm()
+        gmtime_r(&time, &tm)
+        return pad(Int(tm.tm_year) + 1900, 4) + "-" + pad(Int(tm.tm_mon) + 1, 2) + "-" + pad(Int(tm.tm_mday), 2) + "T"
+            + pad(Int(tm.tm_hour), 2) + ":" + pad(Int(tm.tm_min), 2) + ":" + pad(Int(tm.tm_sec), 2) + "." + pad(fraction, 3) + "Z"
     }
 
     /// `date` rounded to the millisecond, as it reads back after a round trip.
@@ -47,20 +49,23 @@ public enum RFC3339 {
 
     /// The date, or nil when `string` is not an RFC 3339 date-time.
     public static func date(from string: String) -> Date? {
-        guard let fields = scan(Array(string.utf8)) else { return nil }
-        // The calendar arithmetic is Foundation's; only the fields we
-        // validated reach it, always in the canonical form.
-        let zone = fields.offsetMinutes == 0
-            ? "Z"
-            : (fields.offsetMinutes < 0 ? "-" : "+") + pad(abs(fields.offsetMinutes) / 60, 2) + ":"
-                + pad(abs(fields.offsetMinutes) % 60, 2)
-        let canonical = pad(fields.year, 4) + "-" + pad(fields.month, 2) + "-" + pad(fields.day, 2) + "T"
-            + pad(fields.hour, 2) + ":" + pad(fields.minute, 2) + ":" + pad(min(fields.second, 59), 2) + zone
-        guard let base = try? secondsStyle.parse(canonical) else { return nil }
+        var string = string
+        guard let fields = string.withUTF8({ scan($0) }) else { return nil }
+        // The calendar arithmetic is libc's `timegm` (UTC, no time zone
+        // database); only the fields we validated reach it. Every message the
+        // console ingests carries a date, so this stays off Foundation's
+        // general-purpose ISO 8601 parser.
+        var tm = tm()
+        tm.tm_year = Int32(fields.year - 1900)
+        tm.tm_mon = Int32(fields.month - 1)
+        tm.tm_mday = Int32(fields.day)
+        tm.tm_hour = Int32(fields.hour)
+        tm.tm_min = Int32(fields.minute)
+        tm.tm_sec = Int32(min(fields.second, 59))
+        let seconds = Int64(timegm(&tm)) - Int64(fields.offsetMinutes) * 60
         // A leap second (:60) reads as the last millisecond of its minute.
         let ms = fields.second == 60 ? 999 : fields.milliseconds
-        let total = Int64(base.timeIntervalSince1970) * 1000 + Int64(ms)
-        return Date(timeIntervalSince1970: Double(total) / 1000)
+        return Date(timeIntervalSince1970: Double(seconds * 1000 + Int64(ms)) / 1000)
     }
 
     private static func pad(_ value: Int, _ width: Int) -> String {
@@ -72,7 +77,7 @@ public enum RFC3339 {
         var year = 0, month = 0, day = 0, hour = 0, minute = 0, second = 0, milliseconds = 0, offsetMinutes = 0
     }
 
-    private static func scan(_ b: [UInt8]) -> Fields? {
+    private static func scan(_ b: UnsafeBufferPointer<UInt8>) -> Fields? {
         var i = 0
         func digits(_ n: Int) -> Int? {
             guard i + n <= b.count else { return nil }
