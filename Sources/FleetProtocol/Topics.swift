@@ -176,10 +176,11 @@ public struct TopicRoot: Hashable, Sendable, CustomStringConvertible {
         guard topic.hasPrefix(prefix) else {
             throw TopicError("topic \(quoted(topic)) is not under the root \(quoted(rawValue))")
         }
-        let levels = topic.dropFirst(prefix.count).split(separator: "/", omittingEmptySubsequences: false).map(String.init)
-        if levels.first == Self.consoleLevel {
+        // Substrings, not Strings: ingest parses the topic of every message.
+        let levels = topic.dropFirst(prefix.count).split(separator: "/", maxSplits: 4, omittingEmptySubsequences: false)
+        if levels.first == Substring(Self.consoleLevel) {
             if levels.count == 2, levels[1] == "state" { return .consoleState }
-            if levels.count == 3, levels[1] == "reply", let instance = Identifier(rawValue: levels[2]) {
+            if levels.count == 3, levels[1] == "reply", let instance = Identifier(rawValue: String(levels[2])) {
                 return .consoleReply(instance: instance)
             }
             throw TopicError("topic \(quoted(topic)) is not a console topic of the contract")
@@ -187,11 +188,12 @@ public struct TopicRoot: Hashable, Sendable, CustomStringConvertible {
         guard levels.count == 3 || levels.count == 4 else {
             throw TopicError("topic \(quoted(topic)) does not have the form {root}/{site}/{device}/{kind}")
         }
-        guard let kind = DeviceTopicKind(rawValue: levels[2...].joined(separator: "/")) else {
-            throw TopicError("topic \(quoted(topic)) has an unknown kind \(quoted(levels[2...].joined(separator: "/")))")
+        let kindName = levels.count == 3 ? String(levels[2]) : levels[2] + "/" + levels[3]
+        guard let kind = DeviceTopicKind(rawValue: kindName) else {
+            throw TopicError("topic \(quoted(topic)) has an unknown kind \(quoted(kindName))")
         }
         do {
-            return .device(try DeviceAddress(site: levels[0], device: levels[1]), kind)
+            return .device(try DeviceAddress(site: String(levels[0]), device: String(levels[1])), kind)
         } catch {
             throw TopicError("topic \(quoted(topic)): \(error)")
         }
