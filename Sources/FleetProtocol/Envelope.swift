@@ -23,10 +23,15 @@ public struct Envelope: Codable, Sendable, Equatable, Hashable {
     /// The keys the envelope owns in every agent payload; message bodies never use them.
     public static let keys: Set<String> = ["ts", "epoch", "seq", "historical"]
 
-    enum CodingKeys: String, CodingKey { case ts, epoch, seq, historical }
+    enum CodingKeys: String, EnvelopeCodingKey { case ts, epoch, seq, historical }
 
     public init(from decoder: any Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(from: decoder.container(keyedBy: CodingKeys.self))
+    }
+
+    /// Reads the envelope's keys from a container of the whole message
+    /// (see `AgentMessage.decodeWithEnvelope`).
+    public init<Key: EnvelopeCodingKey>(from c: KeyedDecodingContainer<Key>) throws {
         ts = try c.decodeRFC3339(forKey: .ts)
         epoch = try c.decodeChecked(UInt64.self, .epoch, "expected a non-negative integer")
         seq = try c.decodeChecked(UInt64.self, .seq, "expected a non-negative integer")
@@ -49,10 +54,32 @@ public struct Envelope: Codable, Sendable, Equatable, Hashable {
     }
 }
 
+/// Coding keys that name the envelope's fields too, so that a message body
+/// and its envelope can be read from one keyed container.
+public protocol EnvelopeCodingKey: CodingKey {
+    static var ts: Self { get }
+    static var epoch: Self { get }
+    static var seq: Self { get }
+    static var historical: Self { get }
+}
+
 /// The body of an agent message: the payload without the envelope, and the
 /// topic it goes to.
 public protocol AgentMessage: Codable, Sendable, Equatable {
     static var topicKind: DeviceTopicKind { get }
+
+    /// The body and the envelope of one message. By default each opens its
+    /// own keyed container on the same object; a body whose keys include
+    /// the envelope's (`EnvelopeCodingKey`) reads both from one (`Event`
+    /// does: the console decodes every event, and with JSONDecoder each
+    /// container indexes every key of the object again).
+    static func decodeWithEnvelope(from decoder: any Decoder) throws -> (Self, Envelope)
+}
+
+extension AgentMessage {
+    public static func decodeWithEnvelope(from decoder: any Decoder) throws -> (Self, Envelope) {
+        (try Self(from: decoder), try Envelope(from: decoder))
+    }
 }
 
 /// An agent message on the wire: the body's fields and the envelope's
@@ -73,8 +100,7 @@ public struct Stamped<Body: AgentMessage>: Codable, Sendable, Equatable {
     public static var topicKind: DeviceTopicKind { Body.topicKind }
 
     public init(from decoder: any Decoder) throws {
-        self.body = try Body(from: decoder)
-        self.envelope = try Envelope(from: decoder)
+        (body, envelope) = try Body.decodeWithEnvelope(from: decoder)
     }
 
     public func encode(to encoder: any Encoder) throws {

@@ -187,7 +187,9 @@ public struct Event: AgentMessage {
     public var configVersion: UInt64?
     public var reasons: [String]?
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
+    /// The event's keys and the envelope's (never encoded by the body).
+    enum CodingKeys: String, EnvelopeCodingKey {
+        case ts, epoch, seq, historical
         case type
         case sessionID = "session_id"
         case program, reason, source
@@ -235,8 +237,16 @@ public struct Event: AgentMessage {
         self.reasons = reasons
     }
 
-    public init(from decoder: any Decoder) throws {
+    public static func decodeWithEnvelope(from decoder: any Decoder) throws -> (Event, Envelope) {
         let c = try decoder.container(keyedBy: CodingKeys.self)
+        return (try Event(from: c), try Envelope(from: c))
+    }
+
+    public init(from decoder: any Decoder) throws {
+        try self.init(from: decoder.container(keyedBy: CodingKeys.self))
+    }
+
+    init(from c: KeyedDecodingContainer<CodingKeys>) throws {
         type = try c.decode(EventType.self, forKey: .type)
         sessionID = try c.decodeIfPresent(String.self, forKey: .sessionID)
         program = try c.decodeIfPresent(String.self, forKey: .program)
