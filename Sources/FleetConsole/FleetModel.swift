@@ -109,4 +109,12 @@ struct FleetModel: Sendable {
     mutating func record(_ address: DeviceAddress) -> DeviceRecord {
         devices[address] ?? DeviceRecord(site: address.site.rawValue, device: address.device.rawValue)
     }
+
+    /// The record moved out of the model, to be changed and put back
+    /// (`devices[address] = record`): ingest changes one per message, and a
+    /// record that is not also held by the dictionary is changed in place
+    /// instead of copied field by field.
+    mutating func takeRecord(_ address: DeviceAddress) -> DeviceRecord {
+        devices.removeValue(forKey: address) ?? DeviceRecord(site: address.site.rawValue, device: address.device.rawValue)
+    }
 }
