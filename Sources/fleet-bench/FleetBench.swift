@@ -167,6 +167,8 @@ struct IngestBench: AsyncParsableCommand {
         let published: Duration
         let subDone: Duration
         let consoleDone: Duration
+        /// When the consoles had received (not yet committed) as many messages as were published.
+        let consoleReceived: Duration?
         /// Per console: its name, the events it stored, whether it held the coordinator lease.
         let shares: [(name: String, stored: Int, coordinator: Bool)]
         let duplicates: Int
@@ -251,6 +253,7 @@ struct IngestBench: AsyncParsableCommand {
 
         func consoleCPU() -> Double { consoles.reduce(0) { $0 + ProcessStatistics.cpuSeconds($1.process.processIdentifier) } }
         let consoleCPU0 = consoleCPU()
+        let ingested0 = await scenario.metricSum("fleet_ingest_messages_total") ?? 0
         let postgresCPU0 = postmaster.map(cpuSecondsWithChildren)
         let clock = ContinuousClock()
         let start = clock.now
@@ -272,8 +275,12 @@ struct IngestBench: AsyncParsableCommand {
         let published = start.duration(to: clock.now)
         var subDone: Duration?
         var consoleDone: Duration?
+        var consoleReceived: Duration?
         try await waitUntil(timeout: .seconds(300), pollEvery: .milliseconds(20), "both received \(total) events") {
             if subDone == nil, !sub.isRunning { subDone = start.duration(to: clock.now) }
+            if consoleReceived == nil, let got = await scenario.metricSum("fleet_ingest_messages_total"), Int(got - ingested0) >= total {
+                consoleReceived = start.duration(to: clock.now)
+            }
             if consoleDone == nil, let stored = await scenario.metricSum("fleet_events_stored_total"), Int(stored) >= total { consoleDone = start.duration(to: clock.now) }
             return subDone != nil && consoleDone != nil
         }
@@ -294,6 +301,7 @@ struct IngestBench: AsyncParsableCommand {
         }
         for c in clients { await c.shutdown() }
         return Outcome(replicas: count, database: postgres == nil ? "SQLite" : "PostgreSQL", published: published, subDone: subDone!, consoleDone: consoleDone!,
+                       consoleReceived: consoleReceived,
                        shares: shares, duplicates: duplicates, rows: rows, consoleCPU: cpu, postgresCPU: postgresCPU, rssMiB: rss)
     }
 
@@ -310,6 +318,9 @@ struct IngestBench: AsyncParsableCommand {
         print("| published in | \(String(format: "%.2f", o.published.seconds)) s |")
         print("| mosquitto_sub received all | \(String(format: "%.2f", o.subDone.seconds)) s → \(Int(reference)) msg/s |")
         print("| \(consoles) ingested and committed all | \(String(format: "%.2f", o.consoleDone.seconds)) s → \(Int(ours)) msg/s |")
+        if let received = o.consoleReceived {
+            print("| \(consoles) received as many messages (not yet committed) | \(String(format: "%.2f", received.seconds)) s |")
+        }
         print("| ratio | \(String(format: "%.2f", ours / reference))× (goal ≥ 0.95×) |")
         print("| \(several ? "consoles' CPU per message, all replicas" : "console CPU per message") (receive, decode, apply, commit) | \(String(format: "%.1f", o.consoleCPU / Double(total) * 1e6)) µs |")
         if let postgresCPU = o.postgresCPU {
