@@ -235,6 +235,15 @@ struct IngestBench: AsyncParsableCommand {
         let broker = scenario.broker, consoles = scenario.consoles
         let postmaster = postgres?.server.processIdentifier
 
+        let total = devices * events
+        // The reference: mosquitto_sub counting the same event stream. Started
+        // before the devices' thousand sockets exist: Foundation's Process.run
+        // reads past the end of a buffer while it lists /proc/self/fd, and with
+        // over a thousand descriptors open that crashed this bench now and then
+        // (swift-corelibs-foundation#5472, fixed after Swift 6.3.1).
+        let sub = try ProcessRunner.start(tool: "mosquitto_sub", arguments: ["-h", broker.host, "-p", "\(broker.port)", "-q", "1", "-t", "massage/v1/+/+/events", "-C", "\(total)"])
+        defer { sub.kill() }
+
         // Devices connect first (not timed).
         let group = MQTTEventLoopGroup(numberOfThreads: threads)
         var clients: [MQTTClient] = []
@@ -245,10 +254,6 @@ struct IngestBench: AsyncParsableCommand {
             try await client.connect()
             clients.append(client)
         }
-        let total = devices * events
-        // The reference: mosquitto_sub counting the same event stream.
-        let sub = try ProcessRunner.start(tool: "mosquitto_sub", arguments: ["-h", broker.host, "-p", "\(broker.port)", "-q", "1", "-t", "massage/v1/+/+/events", "-C", "\(total)"])
-        defer { sub.kill() }
         try await Task.sleep(for: .milliseconds(500)) // let mosquitto_sub subscribe (it prints nothing until messages arrive)
 
         func consoleCPU() -> Double { consoles.reduce(0) { $0 + ProcessStatistics.cpuSeconds($1.process.processIdentifier) } }
@@ -294,12 +299,12 @@ struct IngestBench: AsyncParsableCommand {
         }
         let duplicates = Int(await scenario.metricSum("fleet_events_duplicate_total") ?? -1)
         let rss = consoles.map { ProcessStatistics.status($0.process.processIdentifier).rssMiB }
+        for c in clients { await c.shutdown() } // before psql runs as a child (see mosquitto_sub above)
         var rows: Int?
         if let postgres {
             let counted = try await postgres.server.psql("select count(*) from event", database: postgres.name)
             rows = Int(counted.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
         }
-        for c in clients { await c.shutdown() }
         return Outcome(replicas: count, database: postgres == nil ? "SQLite" : "PostgreSQL", published: published, subDone: subDone!, consoleDone: consoleDone!,
                        consoleReceived: consoleReceived,
                        shares: shares, duplicates: duplicates, rows: rows, consoleCPU: cpu, postgresCPU: postgresCPU, rssMiB: rss)
