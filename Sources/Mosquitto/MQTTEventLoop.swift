@@ -33,6 +33,12 @@ public final class MQTTEventLoopGroup: Sendable {
 
     /// Clients currently registered on all loops.
     public var clientCount: Int { loops.reduce(0) { $0 + $1.clientCount } }
+
+    /// How many times the loops have waited in `poll(2)` so far: an idle
+    /// client costs a few a second (its keepalive tick), a busy one one per
+    /// batch of socket work. A diagnostic, and how tests see that an idle
+    /// loop sleeps instead of spinning.
+    public var pollCount: Int { loops.reduce(0) { $0 + $1.pollCount } }
 }
 
 final class MQTTEventLoop: Sendable {
@@ -47,6 +53,7 @@ final class MQTTEventLoop: Sendable {
     private let wakeWrite: Int32
     private let inbox = Mutex<[Request]>([])
     private let registered = Atomic<Int>(0)
+    private let polls = Atomic<Int>(0)
     private let name: String
 
     init(name: String) {
@@ -66,6 +73,7 @@ final class MQTTEventLoop: Sendable {
     }
 
     var clientCount: Int { registered.load(ordering: .relaxed) }
+    var pollCount: Int { polls.load(ordering: .relaxed) }
 
     func submit(_ request: Request) {
         inbox.withLock { $0.append(request) }
@@ -200,8 +208,12 @@ final class MQTTEventLoop: Sendable {
                 fds.append(pollfd(fd: socket, events: events, revents: 0))
                 polled.append(entry)
             }
+            // Rounded up to whole milliseconds: rounded down, the last
+            // millisecond before a deadline was spent in poll(…, 0) calls,
+            // a spin of up to 1 ms at every keepalive tick.
             let wait = max(Duration.zero, clock.now.duration(to: deadline))
-            let waitMs = Int32(min(1000, (wait.components.seconds * 1000) + (wait.components.attoseconds / 1_000_000_000_000_000)))
+            let waitMs = Int32(min(1000, (wait.components.seconds * 1000) + (wait.components.attoseconds + 999_999_999_999_999) / 1_000_000_000_000_000))
+            polls.add(1, ordering: .relaxed)
             let ready = poll(&fds, nfds_t(fds.count), max(waitMs, 0))
             if ready < 0 && errno != EINTR {
                 entries.first?.value.core.logger.error("poll failed", metadata: ["error": "\(systemErrorText())"])

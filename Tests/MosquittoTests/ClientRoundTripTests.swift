@@ -157,6 +157,29 @@ struct ClientRoundTripTests {
         await consumer.shutdown()
     }
 
+    @Test("a quiet client's loop sleeps until its next deadline instead of spinning through the last millisecond before it")
+    func quietLoopSleeps() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let group = MQTTEventLoopGroup(numberOfThreads: 1)
+        let client = try await makeClient(broker, "quiet", group: group) { $0.keepAliveSeconds = 60 }
+        let clock = ContinuousClock()
+        let before = group.pollCount
+        // Ten QoS 1 publishes a second for three seconds: each PUBACK wakes
+        // the loop at a moment unrelated to its 1 s keepalive tick, so the
+        // wait that follows ends in a fraction of a millisecond. Rounded down
+        // to whole milliseconds, that fraction was spent in poll(…, 0) calls:
+        // about 900 polls in this test instead of about 30.
+        let start = clock.now
+        for i in 1...30 {
+            try await client.publish("quiet/nobody", payload: bytes("\(i)"), qos: .atLeastOnce)
+            try await Task.sleep(until: start + .milliseconds(100 * i), clock: clock)
+        }
+        let polls = group.pollCount - before
+        #expect(polls <= 150, "\(polls) polls for 30 publishes in 3 s")
+        await client.shutdown()
+    }
+
     @Test("many clients share one event-loop thread")
     func manyClientsOneThread() async throws {
         let broker = try await MosquittoBroker.start()
