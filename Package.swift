@@ -136,7 +136,7 @@ let package = Package(
         .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
-        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport"]),
+        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "FleetConsoleTests",
             dependencies: [

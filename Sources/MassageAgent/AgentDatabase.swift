@@ -62,6 +62,19 @@ public final class AgentDatabase: Sendable {
                 t.uniqueKey(["topic", "epoch", "seq"])
             }
         }
+        m.registerMigration("v3: command replies in one B-tree keyed by id") { db in
+            // Every command writes its reply before the reply goes out. As a
+            // rowid table with an index on id and one on received_at, that
+            // was three B-tree pages (12 KiB of WAL) on the command path;
+            // keyed by id alone it is one. Pruning (every 50 commands) scans
+            // the few thousand rows instead of using an index.
+            try db.execute(sql: """
+                CREATE TABLE command_reply_v3 (id TEXT NOT NULL PRIMARY KEY, reply BLOB NOT NULL, received_at DOUBLE NOT NULL) WITHOUT ROWID;
+                INSERT INTO command_reply_v3 (id, reply, received_at) SELECT id, reply, received_at FROM command_reply;
+                DROP TABLE command_reply;
+                ALTER TABLE command_reply_v3 RENAME TO command_reply;
+                """)
+        }
         return m
     }
 

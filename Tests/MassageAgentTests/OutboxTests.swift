@@ -1,5 +1,6 @@
 import FleetTestSupport
 import Foundation
+import GRDB
 @testable import MassageAgent
 import Testing
 
@@ -77,6 +78,32 @@ struct OutboxTests {
         for i in 0..<CommandReplyLog.pruneEvery { try log.record(id: "later-\(i)", reply: Data("r".utf8), at: later.addingTimeInterval(Double(i))) }
         #expect(try log.reply(for: "old-4") == nil, "the old ids were pruned within \(CommandReplyLog.pruneEvery) records")
         #expect(log.count == CommandReplyLog.pruneEvery, "every id of the last 24 h stays")
+    }
+
+    @Test("an agent upgraded from a database whose command ids were remembered in the old table still answers a repeat with the first reply")
+    func commandIDsSurviveTheV3Migration() throws {
+        let dir = try TemporaryDirectory(prefix: "replies-upgrade")
+        let path = dir.url.appendingPathComponent("agent.sqlite").path
+        do {
+            // The database as the previous version left it.
+            let old = try DatabaseQueue(path: path)
+            try AgentDatabase.migrator.migrate(old, upTo: "v2: delivered events, kept for resync")
+            try old.write { db in
+                for i in 0..<3 {
+                    try db.execute(sql: "INSERT INTO command_reply(id, reply, received_at) VALUES (?, ?, ?)",
+                                   arguments: ["before-\(i)", Data("reply \(i)".utf8), 1_000_000 + Double(i)])
+                }
+            }
+        }
+        let log = try CommandReplyLog(database: try AgentDatabase(path: path))
+        for i in 0..<3 { #expect(try log.reply(for: "before-\(i)") == Data("reply \(i)".utf8)) }
+        try log.record(id: "after", reply: Data("new".utf8))
+        try log.record(id: "before-1", reply: Data("second".utf8))
+        #expect(try log.reply(for: "before-1") == Data("reply 1".utf8), "the first reply stays the reply")
+        #expect(try log.reply(for: "after") == Data("new".utf8))
+        #expect(log.count == 4)
+        let applied = try AgentDatabase(path: path).writer.read { db in try AgentDatabase.migrator.appliedMigrations(db) }
+        #expect(applied.last == "v3: command replies in one B-tree keyed by id")
     }
 
     @Test("the epoch grows by one on every start and persists")
