@@ -58,8 +58,9 @@ final class IngestHandoff: Sendable {
         wakeApplier.yield()
     }
 
-    /// Applies every item, in order, until `finish`. Cancelled, it applies
-    /// what is waiting and returns.
+    /// Applies every item, in order, until `finish`. Cancelled (the console
+    /// shutting down), it goes on applying until the producer has finished
+    /// too, so nothing already decoded is dropped.
     func drain(_ apply: (ConsoleCore.Received) -> Void) async {
         var wakeups = applierWakeups.makeAsyncIterator()
         while true {
@@ -69,9 +70,10 @@ final class IngestHandoff: Sendable {
                 continue
             }
             if finished { return }
-            guard await wakeups.next() != nil else {
-                for item in take().batch { apply(item) }
-                return
+            if await wakeups.next() == nil {
+                // Cancelled: the stream no longer waits, so yield until the
+                // producer (cancelled too) has appended its last item.
+                await Task.yield()
             }
         }
     }
