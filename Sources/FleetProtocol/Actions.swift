@@ -265,7 +265,7 @@ public enum CommandRequest: Sendable, Equatable {
 
     private static func decode<T: Decodable>(_ type: T.Type, _ params: JSONValue) throws(ProtocolError) -> T {
         do {
-            return try FleetJSON.makeDecoder().decode(T.self, from: FleetJSON.encode(params))
+            return try FleetJSON.sharedDecoder.decode(T.self, from: FleetJSON.encode(params))
         } catch let error as ProtocolError {
             throw error
         } catch let error as DecodingError {

@@ -47,10 +47,14 @@ public enum FleetJSON {
     /// JSONDecoder is Sendable and its options are fixed here, so concurrent
     /// decodes with it are safe.
     static let sharedDecoder = makeDecoder()
+    /// The same for encoding (every agent message and command reply): made
+    /// once, not per message. JSONEncoder is Sendable; options fixed here.
+    static let sharedEncoder = makeEncoder()
+    static let sharedSortedEncoder = makeEncoder(sortedKeys: true)
 
     /// Encodes `value` with the shared configuration.
     public static func encode<T: Encodable>(_ value: T, sortedKeys: Bool = false) throws -> Data {
-        try makeEncoder(sortedKeys: sortedKeys).encode(value)
+        try (sortedKeys ? sharedSortedEncoder : sharedEncoder).encode(value)
     }
 
     /// Decodes untrusted bytes into `T`. Never traps: size, UTF-8 and nesting

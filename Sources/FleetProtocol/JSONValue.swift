@@ -142,13 +142,13 @@ public enum JSONValue: Sendable, Codable, Equatable, Hashable {
 
     /// The JSON form of an `Encodable` value, encoded with `FleetJSON`.
     public init<T: Encodable>(encoding value: T) throws {
-        let data = try FleetJSON.makeEncoder().encode(value)
-        self = try FleetJSON.makeDecoder().decode(JSONValue.self, from: data)
+        let data = try FleetJSON.sharedEncoder.encode(value)
+        self = try FleetJSON.sharedDecoder.decode(JSONValue.self, from: data)
     }
 
     /// Decodes a `Decodable` value from this JSON with `FleetJSON`.
     public func decode<T: Decodable>(_ type: T.Type = T.self) throws -> T {
-        try FleetJSON.makeDecoder().decode(T.self, from: FleetJSON.makeEncoder().encode(self))
+        try FleetJSON.sharedDecoder.decode(T.self, from: FleetJSON.sharedEncoder.encode(self))
     }
 
     /// Short, human form used in error messages: strings quoted (and cut
