@@ -28,7 +28,12 @@ struct EngineDriverTests {
         run.cancel()
         await run.value
         #expect(finished)
-        #expect(elapsed < .seconds(10), "20 s of session must run at least twice as fast as real time")
+        // At speed 1 the ticks are paced by real time, so 20 s of session
+        // cannot take less than 20 s; at speed 200 about 0.1 s. The bound is
+        // the real-time one: the parallel suite can starve the cooperative
+        // pool for seconds (11 s once in CI with a 10 s bound), and the
+        // batching below shows the speed factor exactly.
+        #expect(elapsed < .seconds(20), "20 s of session must run faster than real time")
         #expect(h.engine.tickCount % 200 == 0, "ticks come in batches of the speed factor")
         // Same exact accounting as a test driving ticks by hand.
         #expect(h.engine.usage().milliseconds.byZone["calf"] == 20_000)
