@@ -109,7 +109,6 @@ extension ConsoleCore {
         var resync = false
         let batchItems = model.withLock { m -> PendingItems in
             var r = m.takeRecord(address) // put back below, on every path
-
             var items = PendingItems()
             let envelope = payload.envelope
             if !envelope.historical { r.lastSeen = max(r.lastSeen ?? .distantPast, now) }
@@ -340,9 +339,10 @@ extension ConsoleCore {
     /// items, or as soon as messages stop coming for a `batchTick`. Under load
     /// a commit every `batchInterval`: every commit rewrites the event-key
     /// index pages its events land on (one or two per device), so fewer,
-    /// larger commits write far less (50 ms cost 15 % more CPU per message
-    /// than 100 ms with 1,000 devices reporting). When the stream pauses,
-    /// what came is committed within a tick instead of waiting.
+    /// larger commits write far less: with 1,000 devices reporting, going
+    /// from 50 ms and 500 items to these cut the console's CPU per event by
+    /// about a tenth (docs/BENCHMARKS.md). When the stream pauses, what came
+    /// is committed within a tick instead of waiting.
     static let batchInterval = Duration.milliseconds(100)
     static let batchTick = Duration.milliseconds(10)
     static let batchSize = 5000
