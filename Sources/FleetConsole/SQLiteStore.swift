@@ -12,19 +12,27 @@ import GRDB
 public final class SQLiteStore: ConsoleStore {
     let pool: DatabasePool
 
+    /// The writer connection's page cache, in KiB (see `init`).
+    static let writerCacheKiB = 32 * 1024
+
     public init(path: String) throws {
         var config = Configuration()
         config.label = "fleet-console"
         config.busyMode = .timeout(5)
         // WAL + synchronous=NORMAL: durable across process crashes; batches are
         // what make ingest fast, not skipped fsyncs (docs/operations.md).
-        // A 32 MiB page cache (SQLite's default is 2 MiB) keeps the event-key
-        // index of a busy fleet in memory instead of re-reading its pages at
-        // every commit; checkpoints every 8,000 pages (32 MiB of WAL) instead
-        // of 1,000 copy a page that several commits changed once, not once
-        // per commit. Both were measured with fleet-bench ingest (BENCHMARKS.md).
+        // For the writer only: a 32 MiB page cache (SQLite's default is
+        // 2 MiB) keeps the event-key index of a busy fleet in memory instead
+        // of re-reading its pages at every commit; checkpoints every 8,000
+        // pages (32 MiB of WAL) instead of 1,000 copy a page that several
+        // commits changed once, not once per commit. Both were measured with
+        // fleet-bench ingest (BENCHMARKS.md). The readers serving the API keep
+        // the default cache, so memory stays bounded however many are open.
         config.prepareDatabase { db in
-            try db.execute(sql: "PRAGMA synchronous = NORMAL; PRAGMA cache_size = -32768; PRAGMA wal_autocheckpoint = 8000")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+            if !db.configuration.readonly {
+                try db.execute(sql: "PRAGMA cache_size = \(-Self.writerCacheKiB); PRAGMA wal_autocheckpoint = 8000")
+            }
         }
         pool = try DatabasePool(path: path, configuration: config)
         try Self.migrator.migrate(pool)

@@ -244,4 +244,17 @@ struct ConsoleStoreTests {
             await again.close()
         }
     }
+
+    @Test("on SQLite only the writer gets the large page cache; the API's readers keep SQLite's default, so memory stays bounded")
+    func sqliteCaches() async throws {
+        let dir = try TemporaryDirectory(prefix: "console-cache")
+        let store = try SQLiteStore(path: dir.url.appendingPathComponent("console.sqlite").path)
+        let writer = try await store.pool.write { db in try Int.fetchOne(db, sql: "PRAGMA cache_size") }
+        let reader = try await store.pool.read { db in try Int.fetchOne(db, sql: "PRAGMA cache_size") }
+        let checkpoint = try await store.pool.write { db in try Int.fetchOne(db, sql: "PRAGMA wal_autocheckpoint") }
+        #expect(writer == -SQLiteStore.writerCacheKiB)
+        #expect(reader == -2000, "SQLite's default: 2,000 KiB")
+        #expect(checkpoint == 8000)
+        await store.close()
+    }
 }
