@@ -1,15 +1,28 @@
+import Foundation
+import Glibc
+import Synchronization
+
 /// Runs an engine in real time: `speed` control ticks every tick period of
-/// real time (`ContinuousClock`), and a persistence loop that hands pending
-/// changes to storage off the control path. At speed N the engine runs N×
-/// faster than real time with exactly the same physics and ramps (the same
-/// ticks, just closer together); wall-clock schedules are not scaled.
+/// real time, and a persistence loop that hands pending changes to storage
+/// off the control path. At speed N the engine runs N× faster than real time
+/// with exactly the same physics and ramps (the same ticks, just closer
+/// together); wall-clock schedules are not scaled.
+///
+/// The control loop runs on a thread of its own, sleeping with
+/// `clock_nanosleep` to absolute deadlines on the monotonic clock, not on
+/// Swift's cooperative pool: a pool kept busy by other work (a burst of
+/// commands, SQLite, a flood of bad payloads) cannot delay a tick, so a pain
+/// signal is still released within one control tick; and one thread waking
+/// 50 times a second costs a fraction of a timer on the global executor
+/// (a dispatch manager thread, then a pool thread, every tick).
 ///
 /// The agent runs `run()` inside its swift-service-lifecycle `Service`.
 public struct EngineDriver: Sendable {
     public let engine: MassageEngine
     /// Ticks per real tick period (1 = real time).
     public let speed: Int
-    /// How often the persistence loop looks for pending changes (real time).
+    /// How often the control thread looks for pending changes and wakes the
+    /// persistence loop (real time).
     public let persistenceInterval: Duration
 
     public init(engine: MassageEngine, speed: Int = 1, persistenceInterval: Duration = .milliseconds(100)) {
@@ -20,50 +33,98 @@ public struct EngineDriver: Sendable {
 
     /// Ticks until the task is cancelled, then shuts the engine down (every
     /// actuator released at once, a running session aborted `shutdown`) and
-    /// persists what is pending.
+    /// persists what is pending. The control thread stops within one tick
+    /// period of the cancellation.
     public func run() async {
+        let (wakeups, wake) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
         await withDiscardingTaskGroup { group in
-            group.addTask { await persistenceLoop() }
-            await tickLoop()
+            group.addTask { await persistenceLoop(wakeups) }
+            await runControlThread(wakePersistence: { wake.yield() })
             group.cancelAll()
         }
+        wake.finish()
         engine.shutdown()
         try? engine.flushPersistence()
     }
 
-    private func tickLoop() async {
-        let clock = ContinuousClock()
-        let period = engine.controlTick
-        var deadline = clock.now.advanced(by: period)
-        while !Task.isCancelled {
-            for _ in 0..<speed { engine.tick() }
-            do {
-                try await clock.sleep(until: deadline, tolerance: nil)
-            } catch {
-                return  // cancelled
+    /// Starts the control thread and returns when it has stopped.
+    private func runControlThread(wakePersistence: @escaping @Sendable () -> Void) async {
+        let stop = StopFlag()
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
+                Thread {
+                    // Named for `top -H` and `perf` (at most 15 characters).
+                    Thread.current.name = "engine-control"
+                    controlLoop(stop: stop, wakePersistence: wakePersistence)
+                    done.resume()
+                }.start()
             }
-            deadline = deadline.advanced(by: period)
-            let now = clock.now
-            // Far behind (the process was stopped, the machine suspended):
-            // carry on from now instead of bursting through missed ticks.
-            if now - deadline > period * 5 { deadline = now.advanced(by: period) }
+        } onCancel: {
+            stop.requested.store(true, ordering: .releasing)
         }
     }
 
-    private func persistenceLoop() async {
+    /// The control loop proper: `speed` ticks, then sleep to the next
+    /// deadline. Every `persistenceInterval` it wakes the persistence loop
+    /// when changes are pending, so an idle engine costs no other wake-ups.
+    private func controlLoop(stop: StopFlag, wakePersistence: @Sendable () -> Void) {
+        let period = Monotonic.nanoseconds(engine.controlTick)
+        let checkEvery = max(1, Monotonic.nanoseconds(persistenceInterval) / max(1, period))
+        var deadline = Monotonic.now() + period
+        var periods: Int64 = 0
+        while !stop.requested.load(ordering: .acquiring) {
+            for _ in 0..<speed { engine.tick() }
+            periods &+= 1
+            if periods % checkEvery == 0, engine.hasPendingPersistence { wakePersistence() }
+            Monotonic.sleep(until: deadline)
+            deadline += period
+            // Far behind (the process was stopped, the machine suspended):
+            // carry on from now instead of bursting through missed ticks.
+            let now = Monotonic.now()
+            if now - deadline > period * 5 { deadline = now + period }
+        }
+    }
+
+    /// Flushes when woken; while storage keeps failing, retries with a
+    /// backoff of up to 32× the interval (failures show in telemetry).
+    private func persistenceLoop(_ wakeups: AsyncStream<Void>) async {
         var failures = 0
-        while !Task.isCancelled {
-            if engine.hasPendingPersistence {
+        for await _ in wakeups {
+            while engine.hasPendingPersistence, !Task.isCancelled {
                 do {
                     try engine.flushPersistence()
                     failures = 0
                 } catch {
-                    failures += 1  // counted in telemetry; retried with backoff
+                    failures += 1
+                    let wait = persistenceInterval * (1 << min(failures, 5))
+                    do { try await Task.sleep(for: wait) } catch { return }
                 }
             }
-            // Back off up to 32× the interval while storage keeps failing.
-            let wait = persistenceInterval * (1 << min(failures, 5))
-            do { try await Task.sleep(for: wait) } catch { return }
         }
+    }
+}
+
+/// Set once by the task that cancels the driver; read by the control thread.
+private final class StopFlag: Sendable {
+    let requested = Atomic<Bool>(false)
+}
+
+/// `CLOCK_MONOTONIC` in nanoseconds, and an absolute sleep on it that
+/// resumes after signals.
+private enum Monotonic {
+    static func nanoseconds(_ duration: Duration) -> Int64 {
+        let (seconds, attoseconds) = duration.components
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+
+    static func now() -> Int64 {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Int64(ts.tv_sec) * 1_000_000_000 + Int64(ts.tv_nsec)
+    }
+
+    static func sleep(until deadline: Int64) {
+        var ts = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        while clock_nanosleep(CLOCK_MONOTONIC, TIMER_ABSTIME, &ts, nil) == EINTR {}
     }
 }

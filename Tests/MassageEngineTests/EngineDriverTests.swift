@@ -63,4 +63,35 @@ struct EngineDriverTests {
         run.cancel()
         await run.value
     }
+
+    @Test("the control loop keeps ticking while every thread of the cooperative pool is blocked")
+    func controlLoopOutsideThePool() async throws {
+        let h = try Harness()
+        let run = Task { await EngineDriver(engine: h.engine).run() }
+        #expect(await waitUntil(deadline: 60) { h.engine.tickCount > 0 })
+        // Block every pool thread (twice as many tasks as the pool is wide,
+        // all until one shared deadline) and count the ticks seen from
+        // inside the blockade. A driver on the pool would get none.
+        let blockade = Duration.milliseconds(400)
+        let until = ContinuousClock.now.advanced(by: blockade)
+        let engine = h.engine
+        let observed = await withTaskGroup(of: UInt64.self) { group in
+            for _ in 0..<(2 * ProcessInfo.processInfo.activeProcessorCount) {
+                group.addTask {
+                    let before = engine.tickCount
+                    var last = before
+                    while ContinuousClock.now < until {
+                        usleep(5_000)  // deliberately blocks the thread, not the task
+                        last = engine.tickCount
+                    }
+                    return last - before
+                }
+            }
+            return await group.reduce(into: [UInt64]()) { $0.append($1) }
+        }
+        run.cancel()
+        await run.value
+        // 400 ms at 50 Hz is 20 ticks; the first blocking task saw most of them.
+        #expect((observed.max() ?? 0) >= 10, "ticks seen during a 400 ms blockade of the pool: \(observed)")
+    }
 }
