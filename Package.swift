@@ -60,6 +60,7 @@ let package = Package(
             name: "MassageAgent",
             dependencies: [
                 "Mosquitto", "MassageEngine", "FleetProtocol",
+                .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

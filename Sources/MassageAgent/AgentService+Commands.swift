@@ -38,6 +38,9 @@ extension AgentService {
             }
             await send(bytes, to: target, correlation: correlation)
         }
+        do { try replies.pruneIfDue() } catch {
+            logger.warning("could not prune the remembered command ids; retried later", metadata: ["error": "\(error)"])
+        }
     }
 
     private func encodeReply(_ reply: CommandReply) -> [UInt8] {

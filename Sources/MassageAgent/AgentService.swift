@@ -66,6 +66,7 @@ public final class AgentService: Service, Sendable {
         outbox = Outbox(database: database, limits: configuration.outbox)
         deliveredEvents = DeliveredEvents(database: database)
         replies = try CommandReplyLog(database: database)
+        try replies.prune()  // what aged out while the agent was stopped
         epoch = try database.nextEpoch()
         topics = DeviceTopics(root: configuration.topicRoot, device: configuration.address)
 

@@ -68,16 +68,31 @@ struct OutboxTests {
         #expect(try reopened.reply(for: "old-0") == nil)
     }
 
-    @Test("recording prunes by itself every so many replies, keeping everything of the last 24 h")
+    @Test("pruning after each reply acts every so many replies, keeping everything of the last 24 h")
     func commandIDsPruneThemselves() throws {
         let dir = try TemporaryDirectory(prefix: "replies-auto")
         let log = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
         let old = Date(timeIntervalSince1970: 1_000_000)
         for i in 0..<5 { try log.record(id: "old-\(i)", reply: Data("r".utf8), at: old.addingTimeInterval(Double(i))) }
         let later = old.addingTimeInterval(86_400)
-        for i in 0..<CommandReplyLog.pruneEvery { try log.record(id: "later-\(i)", reply: Data("r".utf8), at: later.addingTimeInterval(Double(i))) }
+        var sizes: [Int] = []
+        for i in 0..<CommandReplyLog.pruneEvery {
+            let at = later.addingTimeInterval(Double(i))
+            try log.record(id: "later-\(i)", reply: Data("r".utf8), at: at)
+            try log.pruneIfDue(at: at)  // as the agent does after each reply
+            sizes.append(log.count)
+        }
         #expect(try log.reply(for: "old-4") == nil, "the old ids were pruned within \(CommandReplyLog.pruneEvery) records")
         #expect(log.count == CommandReplyLog.pruneEvery, "every id of the last 24 h stays")
+        // The five old records count too: the 50th record overall prunes.
+        let firstPrune = sizes.indices.dropFirst().first { sizes[$0] < sizes[$0 - 1] }
+        #expect(firstPrune.map { 5 + $0 + 1 } == CommandReplyLog.pruneEvery, "sizes after each record: \(sizes)")
+        // The ids are still known after the prune: a repeat reads its reply.
+        #expect(try log.reply(for: "later-0") == Data("r".utf8))
+        // A restart knows exactly the ids that stayed.
+        let reopened = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
+        #expect(try reopened.reply(for: "old-0") == nil)
+        #expect(try reopened.reply(for: "later-49") == Data("r".utf8))
     }
 
     @Test("an agent upgraded from a database whose command ids were remembered in the old table still answers a repeat with the first reply")
