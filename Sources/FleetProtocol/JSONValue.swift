@@ -12,22 +12,28 @@ public enum JSONValue: Sendable, Codable, Equatable, Hashable {
     case array([JSONValue])
     case object([String: JSONValue])
 
+    /// A `Decoder` cannot say what kind of value comes next, so this tries
+    /// the kinds in turn, and every miss costs a thrown `DecodingError`
+    /// (a few microseconds each, with its coding path and message). The
+    /// order puts the common kinds first — strings (ids, actions, names),
+    /// then objects — so a command's envelope costs two misses instead of
+    /// sixteen. Only `integer` before `number` matters for the result.
     public init(from decoder: any Decoder) throws {
         let container = try decoder.singleValueContainer()
         if container.decodeNil() {
             self = .null
-        } else if let value = try? container.decode(Bool.self) {
-            self = .bool(value)
+        } else if let value = try? container.decode(String.self) {
+            self = .string(value)
+        } else if let value = try? container.decode([String: JSONValue].self) {
+            self = .object(value)
         } else if let value = try? container.decode(Int64.self) {
             self = .integer(value)
         } else if let value = try? container.decode(Double.self) {
             self = .number(value)
-        } else if let value = try? container.decode(String.self) {
-            self = .string(value)
-        } else if let value = try? container.decode([JSONValue].self) {
-            self = .array(value)
+        } else if let value = try? container.decode(Bool.self) {
+            self = .bool(value)
         } else {
-            self = .object(try container.decode([String: JSONValue].self))
+            self = .array(try container.decode([JSONValue].self))
         }
     }
 

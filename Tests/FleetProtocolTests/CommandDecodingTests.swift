@@ -276,3 +276,34 @@ struct ReadableDecodingErrorTests {
             == "a number does not fit its field (expected an integer in range): check items[0].count = 1.5")
     }
 }
+
+@Suite("Free-form JSON values")
+struct JSONValueTests {
+    @Test("every kind of JSON value decodes to its own case, integers exactly")
+    func kinds() throws {
+        let json = #"""
+            {"s": "text", "t": true, "f": false, "i": 42, "neg": -7, "big": 9007199254740993,
+             "d": 1.5, "e": 1e300, "n": null, "a": [1, "x", [], {}], "o": {"k": {"deep": [false]}}}
+            """#
+        guard case .success(let value) = FleetJSON.parse(Array(json.utf8)) else {
+            Issue.record("valid JSON was refused")
+            return
+        }
+        let expected: JSONValue = .object([
+            "s": .string("text"), "t": .bool(true), "f": .bool(false), "i": .integer(42), "neg": .integer(-7),
+            "big": .integer(9_007_199_254_740_993), "d": .number(1.5), "e": .number(1e300), "n": .null,
+            "a": .array([.integer(1), .string("x"), .array([]), .object([:])]),
+            "o": .object(["k": .object(["deep": .array([.bool(false)])])]),
+        ])
+        #expect(value == expected)
+        // Integers above 2^53 would lose their last digit as a Double.
+        if case .object(let fields) = value, case .integer(let big) = fields["big"] {
+            #expect(big == 9_007_199_254_740_993)
+        } else {
+            Issue.record("\"big\" did not decode as an exact integer")
+        }
+        for scalar in ["\"x\"", "true", "3", "2.5", "null", "[]"] {
+            #expect((try? FleetJSON.parse(Array(scalar.utf8)).get()) != nil, "a top-level \(scalar) is JSON too")
+        }
+    }
+}
