@@ -97,6 +97,10 @@ struct AgentBench: AsyncParsableCommand {
         var echoTimes: [Double] = []
         var brokerTimes: [Double] = []
         let cmdTopic = "massage/v1/bench/agent-1/cmd"
+        // CPU per answer, agent and responder: the part of the round trip
+        // that is theirs, without the scheduling of a shared machine.
+        let agentCPU0 = ProcessStatistics.cpuSeconds(pid)
+        let echoCPU0 = ProcessStatistics.cpuSeconds(echo.processIdentifier)
         for i in 0..<roundTrips {
             let before = inbox.count
             let start = clock.now
@@ -119,6 +123,8 @@ struct AgentBench: AsyncParsableCommand {
             try await waitUntil(timeout: .seconds(5), pollEvery: .microseconds(50), "echo \(i)") { inbox.count > before2 }
             brokerTimes.append(start2.duration(to: clock.now).milliseconds)
         }
+        let agentCPU = (ProcessStatistics.cpuSeconds(pid) - agentCPU0) / Double(roundTrips) * 1e6
+        let echoCPU = (ProcessStatistics.cpuSeconds(echo.processIdentifier) - echoCPU0) / Double(roundTrips) * 1e6
 
         // RSS during a session.
         let start = Command(id: "bench-session", request: .startSession(.program(Identifier(rawValue: "full-leg-circulation")!)))
@@ -138,6 +144,7 @@ struct AgentBench: AsyncParsableCommand {
             let agent = percentile(agentTimes, p), echoed = percentile(echoTimes, p), bare = percentile(brokerTimes, p)
             print("| command round trip \(name) (ping) | \(String(format: "%.3f", agent)) ms | through an echo responder (two broker passes, as a command takes) \(String(format: "%.3f", echoed)) ms: **\(String(format: "%.2f", agent / echoed))×** (goal ≤ 2×); one broker pass \(String(format: "%.3f", bare)) ms: \(String(format: "%.2f", agent / bare))× |")
         }
+        print("| CPU per command (ping) | \(String(format: "%.0f", agentCPU)) µs | echo responder \(String(format: "%.0f", echoCPU)) µs per reply (with its keepalive and telemetry, the agent's includes 1 s telemetry and the engine tick over the run) |")
     }
 }
 
