@@ -307,3 +307,72 @@ struct JSONValueTests {
         }
     }
 }
+
+@Suite("Command decoding: the well-formed fast path")
+struct WellFormedCommandTests {
+    /// The envelope as it was always decoded: the free-form tree, then `Command.validate`.
+    func throughTheTree(_ bytes: [UInt8]) -> Result<IncomingCommand, CommandRejection> {
+        switch validatedCommand(bytes) {
+        case .failure(let rejection): return .failure(rejection)
+        case .success(let command):
+            do { return .success(IncomingCommand(command: command, request: try command.request())) } catch {
+                return .failure(CommandRejection(error, id: command.id, replyTo: command.replyTo))
+            }
+        }
+    }
+
+    static let variants: [String] = [
+        #"{"id":"a","action":"ping"}"#,
+        #"{"id":"a","action":"ping","params":{}}"#,
+        #"{"id":"a","action":"ping","params":null}"#,
+        #"{"id":"a","action":"ping","params":{"x":1}}"#,
+        #"{"id":"a","action":"ping","params":[]}"#,
+        #"{"id":"a","action":"ping","params":"{}"}"#,
+        #"{"id":"a","action":"ping","expires_at":null,"reply_to":null}"#,
+        #"{"id":"a","action":"ping","expires_at":"2030-01-01T00:00:00Z","reply_to":"console/replies/1"}"#,
+        #"{"id":"a","action":"ping","expires_at":"2030-01-01T00:00:00.123456+02:00"}"#,
+        #"{"id":"a","action":"ping","expires_at":"2030-13-01T00:00:00Z"}"#,
+        #"{"id":"a","action":"ping","expires_at":1893456000}"#,
+        #"{"id":"a","action":"ping","reply_to":"replies/#"}"#,
+        #"{"id":"a","action":"ping","reply_to":"$SYS/x"}"#,
+        #"{"id":"a","action":"ping","reply_to":5}"#,
+        #"{"id":"a","action":"ping","extra":true}"#,
+        #"{"id":"","action":"ping"}"#,
+        #"{"id":5,"action":"ping"}"#,
+        #"{"id":null,"action":"ping"}"#,
+        #"{"action":"ping"}"#,
+        #"{"id":"a"}"#,
+        #"{"id":"a","action":"dance"}"#,
+        #"{"id":"a","action":7}"#,
+        #"{"id":"a","action":"ping","id":"b"}"#,
+        #"{"id":"\#(String(repeating: "x", count: 128))","action":"ping"}"#,
+        #"{"id":"\#(String(repeating: "x", count: 129))","action":"ping"}"#,
+        #"{"id":"a","action":"start_session","params":{"program":"calf-release","intensity":3}}"#,
+        #"{"id":"a","action":"start_session","params":{"program":"calf-release","intensity":"3"}}"#,
+        #"{"id":"a","action":"start_session","params":{"steps":[{"zone":"calf","technique":"kneading","intensity":4,"duration_s":30}]}}"#,
+        #"{"id":"a","action":"schedule_session","params":{"at":"2030-01-01T08:00:00Z","program":"calf-release"}}"#,
+        #"{"id":"a","action":"adjust_intensity","params":{"intensity":12}}"#,
+        #"{"id":"a","action":"stop_session","params":{"session_id":"s-1"}}"#,
+        #"[{"id":"a","action":"ping"}]"#,
+        #""ping""#,
+        #"null"#,
+        #"{}"#,
+    ]
+
+    @Test("accepts exactly what the tree and Command.validate accept, and decodes the same command; refusals are the tree's")
+    func sameAsTheTree() throws {
+        var inputs = Self.variants.map { Array($0.utf8) }
+        inputs += try CommandFuzzCorpusTests.files().map { Array(try Data(contentsOf: $0)) }
+        var fast = 0
+        for bytes in inputs {
+            let text = String(decoding: bytes, as: UTF8.self)
+            let tree = throughTheTree(bytes)
+            #expect(decodeCommand(bytes) == tree, "\(text)")
+            let wellFormed = try? FleetJSON.sharedDecoder.decode(WellFormedCommand.self, from: Data(bytes))
+            let validated = try? validatedCommand(bytes).get()
+            #expect(wellFormed?.command == validated, "the fast path and validate differ on \(text)")
+            if wellFormed != nil { fast += 1 }
+        }
+        #expect(fast >= 20, "the fast path took \(fast) of \(inputs.count) inputs")
+    }
+}
