@@ -231,6 +231,51 @@ struct WellFormedCommand: Decodable {
     }
 }
 
+/// A reply as the agent writes it: the same JSON as `CommandReply`, encoded
+/// straight from the typed result (`PingResult`, `StartSessionResult`, …)
+/// instead of through a `JSONValue` tree first (an encode and a decode per
+/// command). Consoles read it as a `CommandReply`.
+public struct OutgoingReply: Encodable, Sendable {
+    public enum Outcome: Sendable {
+        case success(any Encodable & Sendable)
+        case failure(ProtocolError)
+    }
+
+    public var id: String?
+    public var outcome: Outcome
+
+    public static func success(id: String?, result: any Encodable & Sendable) -> OutgoingReply {
+        .init(id: id, outcome: .success(result))
+    }
+
+    public static func failure(id: String?, error: ProtocolError) -> OutgoingReply {
+        .init(id: id, outcome: .failure(error))
+    }
+
+    public var ok: Bool {
+        if case .success = outcome { return true }
+        return false
+    }
+
+    public var error: ProtocolError? {
+        if case .failure(let e) = outcome { return e }
+        return nil
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CommandReply.CodingKeys.self)
+        if let id { try c.encode(id, forKey: .id) } else { try c.encodeNil(forKey: .id) }
+        switch outcome {
+        case .success(let result):
+            try c.encode(true, forKey: .ok)
+            try c.encode(result, forKey: .result)
+        case .failure(let error):
+            try c.encode(false, forKey: .ok)
+            try c.encode(error, forKey: .error)
+        }
+    }
+}
+
 /// A command reply, to the command's Response Topic with its Correlation
 /// Data (or to `reply_to`): `{ "id", "ok": true, "result": {…} }` or
 /// `{ "id", "ok": false, "error": { "code", "message" } }`. `id` is null

@@ -13,7 +13,7 @@ extension AgentService {
         switch decodeCommand(message.payload) {
         case .failure(let rejection):
             logger.notice("refused a command", metadata: ["command.id": "\(rejection.id ?? "-")", "error": "\(rejection.error)"])
-            let reply = encodeReply(rejection.reply)
+            let reply = encodeReply(.failure(id: rejection.id, error: rejection.error))
             if let id = rejection.id, !id.isEmpty { try? replies.record(id: id, reply: Data(reply)) }
             await send(reply, to: responseTopic ?? rejection.replyTo, correlation: correlation)
         case .success(let incoming):
@@ -24,7 +24,7 @@ extension AgentService {
                 await send(Array(previous), to: target, correlation: correlation)
                 return
             }
-            let reply: CommandReply
+            let reply: OutgoingReply
             if let expired = command.expiryError(now: Date()) {
                 reply = .failure(id: command.id, error: expired)
             } else {
@@ -43,7 +43,7 @@ extension AgentService {
         }
     }
 
-    private func encodeReply(_ reply: CommandReply) -> [UInt8] {
+    private func encodeReply(_ reply: OutgoingReply) -> [UInt8] {
         (try? Array(FleetJSON.encode(reply))) ?? Array(#"{"id":null,"ok":false,"error":{"code":"internal","message":"reply could not be encoded"}}"#.utf8)
     }
 
@@ -59,16 +59,16 @@ extension AgentService {
         }
     }
 
-    func execute(_ request: CommandRequest, id: String) async -> CommandReply {
+    func execute(_ request: CommandRequest, id: String) async -> OutgoingReply {
         do {
             switch request {
             case .ping:
-                return try .success(id: id, encoding: PingResult(epoch: epoch))
+                return .success(id: id, result: PingResult(epoch: epoch))
             case .getStatus:
                 let t = engine.telemetry()
                 let telemetry = WireMapping.telemetry(t, interval: configuration.telemetryIntervalSeconds)
                 let status = statusBody()
-                return try .success(id: id, encoding: GetStatusResult(
+                return .success(id: id, result: GetStatusResult(
                     agentVersion: Self.version, epoch: epoch, programs: status.programs ?? [], configVersion: appliedVersion,
                     capabilities: status.capabilities ?? [], sessionState: telemetry.sessionState, sessionID: telemetry.sessionID,
                     program: telemetry.program, scheduled: engine.schedules().map(Self.entry)))
@@ -77,12 +77,12 @@ extension AgentService {
                 enqueueUsage()
                 republishReported()
                 replayDeliveredEvents()
-                return try .success(id: id, encoding: ResyncResult(republished: ["status", "usage", "config/reported", "events"]))
+                return .success(id: id, result: ResyncResult(republished: ["status", "usage", "config/reported", "events"]))
             case .startSession(let params):
                 let request = sessionRequest(params)
                 let session = try engine.start(request)
                 let program = engine.telemetry().programID
-                return try .success(id: id, encoding: StartSessionResult(
+                return .success(id: id, result: StartSessionResult(
                     sessionID: session.rawValue, program: WireMapping.programID(program) ?? "", durationSeconds: duration(of: request),
                     intensity: request.intensity))
             case .scheduleSession(let params):
@@ -96,24 +96,24 @@ extension AgentService {
                 return .success(id: id, result: result)
             case .cancelScheduled(let params):
                 try engine.cancelScheduled(ScheduleID(rawValue: params.scheduleID))
-                return try .success(id: id, encoding: CancelScheduledResult(scheduleID: params.scheduleID))
+                return .success(id: id, result: CancelScheduledResult(scheduleID: params.scheduleID))
             case .stopSession(let params):
                 try checkSession(params.sessionID)
                 let session = engine.telemetry().sessionID
                 try engine.stop(reason: .remoteStop)
-                return try .success(id: id, encoding: SessionControlResult(sessionID: session?.rawValue ?? "", sessionState: .stopping))
+                return .success(id: id, result: SessionControlResult(sessionID: session?.rawValue ?? "", sessionState: .stopping))
             case .pauseSession(let params):
                 try checkSession(params.sessionID)
                 try engine.pause()
-                return try controlResult(id: id)
+                return controlResult(id: id)
             case .resumeSession(let params):
                 try checkSession(params.sessionID)
                 try engine.resume()
-                return try controlResult(id: id)
+                return controlResult(id: id)
             case .adjustIntensity(let params):
                 try checkSession(params.sessionID)
                 try engine.adjustIntensity(params.intensity)
-                return try controlResult(id: id)
+                return controlResult(id: id)
             }
         } catch let error as EngineError {
             return .failure(id: id, error: WireMapping.protocolError(error))
@@ -149,10 +149,10 @@ extension AgentService {
         }
     }
 
-    private func controlResult(id: String) throws -> CommandReply {
+    private func controlResult(id: String) -> OutgoingReply {
         let t = engine.telemetry()
         let wire = WireMapping.telemetry(t, interval: configuration.telemetryIntervalSeconds)
-        return try .success(id: id, encoding: SessionControlResult(sessionID: t.sessionID?.rawValue ?? "", sessionState: wire.sessionState, intensity: t.intensity))
+        return .success(id: id, result: SessionControlResult(sessionID: t.sessionID?.rawValue ?? "", sessionState: wire.sessionState, intensity: t.intensity))
     }
 
     static func entry(_ s: ScheduledSession) -> ScheduleEntry {

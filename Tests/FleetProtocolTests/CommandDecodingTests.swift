@@ -376,3 +376,38 @@ struct WellFormedCommandTests {
         #expect(fast >= 20, "the fast path took \(fast) of \(inputs.count) inputs")
     }
 }
+
+@Suite("Replies encoded from typed results")
+struct OutgoingReplyTests {
+    func viaTree(_ id: String?, _ result: some Encodable & Sendable) throws -> CommandReply {
+        try CommandReply.success(id: id, encoding: result)
+    }
+
+    func direct(_ reply: OutgoingReply) throws -> CommandReply {
+        try FleetJSON.decode(CommandReply.self, from: Array(try FleetJSON.encode(reply))).get()
+    }
+
+    @Test("a reply encoded straight from its result reads back as the reply built through the JSON tree")
+    func sameAsTheTree() throws {
+        let at = Date(timeIntervalSince1970: 1_900_000_000.123)
+        let entry = ScheduleEntry(scheduleID: "sch-1", at: at, program: "calf-release")
+        let results: [any Encodable & Sendable] = [
+            PingResult(epoch: 7),
+            StartSessionResult(sessionID: "s-1", program: "calf-release", durationSeconds: 600, intensity: 4),
+            SessionControlResult(sessionID: "s-1", sessionState: .paused),
+            SessionControlResult(sessionID: "s-1", sessionState: .running, intensity: 3),
+            CancelScheduledResult(scheduleID: "sch-1"),
+            ResyncResult(republished: ["status", "usage"]),
+            GetStatusResult(agentVersion: "1.2.3", epoch: 9, programs: ["calf-release"], configVersion: 4,
+                            capabilities: [.customSteps], sessionState: .idle, scheduled: [entry]),
+            JSONValue.object(["schedule_id": .string("sch-1"), "duration_s": .number(600), "at": .string("2030-03-17T17:46:40.123Z")]),
+        ]
+        for result in results {
+            let expected = try viaTree("c-1", result)
+            #expect(try direct(.success(id: "c-1", result: result)) == expected, "\(type(of: result))")
+        }
+        let error = ProtocolError.busy("a session runs")
+        #expect(try direct(.failure(id: "c-2", error: error)) == .failure(id: "c-2", error: error))
+        #expect(try direct(.failure(id: nil, error: error)) == .failure(id: nil, error: error))
+    }
+}
