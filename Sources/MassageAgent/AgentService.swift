@@ -37,6 +37,8 @@ public final class AgentService: Service, Sendable {
     /// Engine events seen by the observer vs. written to the outbox, so
     /// shutdown can wait until every event is safely stored.
     let eventCounts = EventCounts()
+    /// See `Dependencies.releasesColdPages`.
+    let releasesColdPages: Bool
 
     struct AgentState {
         var seq: [DeviceTopicKind: UInt64] = [:]
@@ -44,6 +46,7 @@ public final class AgentService: Service, Sendable {
         var applied: AppliedConfig
         var pendingDesired: DesiredConfig?
         var lastReported: ReportedConfig?
+        var connectedOnce = false
     }
 
     /// What `massage-agent` needs besides the configuration; tests inject these.
@@ -51,10 +54,18 @@ public final class AgentService: Service, Sendable {
         public var hardware: any MassagerHardware
         public var clock: any WallClock
         public var eventLoopGroup: MQTTEventLoopGroup
-        public init(hardware: (any MassagerHardware)? = nil, clock: any WallClock = SystemWallClock(), eventLoopGroup: MQTTEventLoopGroup = .shared) {
+        /// Give back start-up-only pages of the binary and libraries once
+        /// start-up is done and again after the first connection
+        /// (`ColdPages`). The `massage-agent` process does; an agent inside
+        /// a test process does not advise pages that are not its own.
+        public var releasesColdPages: Bool
+        public init(hardware: (any MassagerHardware)? = nil, clock: any WallClock = SystemWallClock(), eventLoopGroup: MQTTEventLoopGroup = .shared,
+                    releasesColdPages: Bool = false)
+        {
             self.hardware = hardware ?? SimulatedMassager()
             self.clock = clock
             self.eventLoopGroup = eventLoopGroup
+            self.releasesColdPages = releasesColdPages
         }
     }
 
@@ -108,6 +119,7 @@ public final class AgentService: Service, Sendable {
         mqtt.will = Will(topic: topics.status, payload: Array(try FleetJSON.encode(willBody)), qos: .atLeastOnce, retain: true,
                          properties: MQTTProperties(contentType: "application/json"))
         client = try MQTTClient(configuration: mqtt, eventLoopGroup: dependencies.eventLoopGroup, logger: logger)
+        releasesColdPages = dependencies.releasesColdPages
         (outboxWakeups, outboxSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
@@ -120,6 +132,7 @@ public final class AgentService: Service, Sendable {
             "device": "\(configuration.address)", "epoch": "\(epoch)", "broker": "\(configuration.broker.host):\(configuration.broker.port)",
             "programs": "\(engine.programs.ids.joined(separator: ","))", "speed": "\(configuration.speed)"])
         let (shutdownRequests, requestShutdown) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+        releaseColdPages(after: "start-up")
         client.start()
         outboxSignal.yield()
         await withGracefulShutdownHandler {
@@ -272,7 +285,23 @@ public final class AgentService: Service, Sendable {
             }
             await publishStatus()
             outboxSignal.yield()
+            // The handshake's code (TLS above all) is cold from here on. Not
+            // while a session runs: the control thread would fault its code
+            // back in from storage between two ticks.
+            if !state.withLock({ $0.connectedOnce }) {
+                state.withLock { $0.connectedOnce = true }
+                if engine.telemetry().state == .idle { releaseColdPages(after: "the first connection") }
+            }
         }
+    }
+
+    private func releaseColdPages(after stage: String) {
+        guard releasesColdPages else { return }
+        let report = ColdPages.release()
+        let kib = { (value: Int?) in value.map { "\($0) KiB" } ?? "-" }
+        logger.info("gave start-up pages back to the kernel", metadata: [
+            "after": "\(stage)", "rss.before": "\(kib(report.residentKiBBefore))", "rss.after": "\(kib(report.residentKiBAfter))",
+            "mappings": "\(report.mappings)", "refused": "\(report.refused)"])
     }
 
     private func receiveMessages() async {

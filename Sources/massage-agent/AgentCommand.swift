@@ -56,7 +56,7 @@ struct AgentCommand: AsyncParsableCommand {
         logger[metadataKey: "device"] = "\(configuration.address)"
         let agent: AgentService
         do {
-            agent = try AgentService(configuration: configuration, logger: logger)
+            agent = try AgentService(configuration: configuration, dependencies: .init(releasesColdPages: true), logger: logger)
         } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
             throw ExitCode(2)
