@@ -252,12 +252,8 @@ public struct OutgoingReply: Encodable, Sendable {
         .init(id: id, outcome: .failure(error))
     }
 
-    public var ok: Bool {
-        if case .success = outcome { return true }
-        return false
-    }
-
-    public var error: ProtocolError? {
+    /// The error of a failure, nil for a success (for logging).
+    public var failure: ProtocolError? {
         if case .failure(let e) = outcome { return e }
         return nil
     }
@@ -342,16 +338,11 @@ public struct CommandReply: Codable, Sendable, Equatable {
         }
     }
 
+    /// Written as `OutgoingReply` writes it: one encoding of a reply.
     public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        if let id { try c.encode(id, forKey: .id) } else { try c.encodeNil(forKey: .id) }
         switch outcome {
-        case .success(let result):
-            try c.encode(true, forKey: .ok)
-            try c.encode(result, forKey: .result)
-        case .failure(let error):
-            try c.encode(false, forKey: .ok)
-            try c.encode(error, forKey: .error)
+        case .success(let result): try OutgoingReply.success(id: id, result: result).encode(to: encoder)
+        case .failure(let error): try OutgoingReply.failure(id: id, error: error).encode(to: encoder)
         }
     }
 }

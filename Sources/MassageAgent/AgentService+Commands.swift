@@ -30,8 +30,8 @@ extension AgentService {
             } else {
                 reply = await execute(incoming.request, id: command.id)
             }
-            logger.info("command", metadata: ["command.id": "\(command.id)", "command.action": "\(command.action)", "ok": "\(reply.ok)",
-                                                "error": "\(reply.error.map { "\($0)" } ?? "-")"])
+            logger.info("command", metadata: ["command.id": "\(command.id)", "command.action": "\(command.action)", "ok": "\(reply.failure == nil)",
+                                                "error": "\(reply.failure.map { "\($0)" } ?? "-")"])
             let bytes = encodeReply(reply)
             do { try replies.record(id: command.id, reply: Data(bytes)) } catch {
                 logger.error("could not remember a command id", metadata: ["command.id": "\(command.id)", "error": "\(error)"])
