@@ -81,7 +81,7 @@ struct EngineDriverTests {
                     let before = engine.tickCount
                     var last = before
                     while ContinuousClock.now < until {
-                        usleep(5_000)  // deliberately blocks the thread, not the task
+                        usleep(5_000)  // blocks this pool thread itself, not just the task, until the shared deadline
                         last = engine.tickCount
                     }
                     return last - before
