@@ -288,10 +288,11 @@ public final class AgentService: Service, Sendable {
             // The handshake's code (TLS above all) is cold from here on. Not
             // while a session runs: the control thread would fault its code
             // back in from storage between two ticks.
-            if !state.withLock({ $0.connectedOnce }) {
-                state.withLock { $0.connectedOnce = true }
-                if engine.telemetry().state == .idle { releaseColdPages(after: "the first connection") }
+            let first = state.withLock { state in
+                defer { state.connectedOnce = true }
+                return !state.connectedOnce
             }
+            if first, engine.telemetry().state == .idle { releaseColdPages(after: "the first connection") }
         }
     }
 
