@@ -1,5 +1,6 @@
 import Foundation
 import MassageEngine
+import Synchronization
 import Testing
 
 @Suite("Live driver")
@@ -69,29 +70,44 @@ struct EngineDriverTests {
         let h = try Harness()
         let run = Task { await EngineDriver(engine: h.engine).run() }
         #expect(await waitUntil(deadline: 60) { h.engine.tickCount > 0 })
-        // Block every pool thread (twice as many tasks as the pool is wide,
-        // all until one shared deadline) and count the ticks seen from
-        // inside the blockade. A driver on the pool would get none.
-        let blockade = Duration.milliseconds(400)
-        let until = ContinuousClock.now.advanced(by: blockade)
+        // As many blocking tasks as the pool has threads (on Linux, one per
+        // core). Each blocks its thread until all of them run, so the whole
+        // pool is blocked at once (in the parallel suite other tests' work
+        // may hold a thread for a while first), then counts the ticks over
+        // 400 ms of that blockade. A driver on the pool would see none.
+        let width = ProcessInfo.processInfo.activeProcessorCount
+        let arrived = Counter()
         let engine = h.engine
-        let observed = await withTaskGroup(of: UInt64.self) { group in
-            for _ in 0..<(2 * ProcessInfo.processInfo.activeProcessorCount) {
+        let observed = await withTaskGroup(of: (together: Bool, ticks: UInt64).self) { group in
+            for _ in 0..<width {
                 group.addTask {
-                    let before = engine.tickCount
-                    var last = before
-                    while ContinuousClock.now < until {
-                        usleep(5_000)  // blocks this pool thread itself, not just the task, until the shared deadline
-                        last = engine.tickCount
+                    arrived.value.add(1, ordering: .relaxed)
+                    let clock = ContinuousClock()
+                    let give = clock.now.advanced(by: .seconds(60))
+                    while arrived.value.load(ordering: .relaxed) < width, clock.now < give {
+                        usleep(1_000)  // blocks this pool thread, not just the task, until every blocker runs
                     }
-                    return last - before
+                    let together = arrived.value.load(ordering: .relaxed) == width
+                    let before = engine.tickCount
+                    let until = clock.now.advanced(by: .milliseconds(400))
+                    while clock.now < until {
+                        usleep(5_000)  // blocks this pool thread, not just the task, until the blockade's deadline
+                    }
+                    return (together, engine.tickCount - before)
                 }
             }
-            return await group.reduce(into: [UInt64]()) { $0.append($1) }
+            return await group.reduce(into: [(together: Bool, ticks: UInt64)]()) { $0.append($1) }
         }
         run.cancel()
         await run.value
-        // 400 ms at 50 Hz is 20 ticks; the first blocking task saw most of them.
-        #expect((observed.max() ?? 0) >= 10, "ticks seen during a 400 ms blockade of the pool: \(observed)")
+        #expect(observed.allSatisfy { $0.together }, "the blockers never all ran at once")
+        // 400 ms at 50 Hz is 20 ticks; a loaded machine may delay some.
+        let least = observed.map { $0.ticks }.min() ?? 0
+        #expect(least >= 5, "ticks seen by each blocker during a 400 ms blockade of the pool: \(observed.map(\.ticks))")
     }
+}
+
+/// Counts blockers in; shared by tasks on different threads.
+private final class Counter: Sendable {
+    let value = Atomic<Int>(0)
 }
