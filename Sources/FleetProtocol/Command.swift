@@ -197,8 +197,9 @@ func validatedCommand<Bytes: Collection<UInt8>>(_ bytes: Bytes) -> Result<Comman
 /// into its fields. It accepts exactly what `Command.validate` accepts and
 /// builds the same `Command`; anything else throws, and `decodeCommand`
 /// asks `validatedCommand` for the precise refusal. The free-form tree
-/// costs a `Decoder` per member and a miss per kind tried: a third of the
-/// agent's CPU per command went into building it (`perf`, docs/BENCHMARKS.md).
+/// costs a `Decoder` per member and a thrown miss per kind tried; with
+/// strings tried first it was still about an eighth of the agent's CPU per
+/// ping (`perf`, docs/BENCHMARKS.md).
 struct WellFormedCommand: Decodable {
     let command: Command
 

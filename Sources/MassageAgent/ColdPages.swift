@@ -72,8 +72,7 @@ public enum ColdPages {
     static func procFile(_ path: String) -> String? {
         guard let handle = FileHandle(forReadingAtPath: path) else { return nil }
         defer { try? handle.close() }
-        // `try?` flattens readToEnd's `Data?`: nil on an error, and at once at EOF.
-        return String(decoding: (try? handle.readToEnd()) ?? Data(), as: UTF8.self)
+        return (try? handle.readToEnd()).map { String(decoding: $0, as: UTF8.self) }
     }
 
     /// `VmRSS` of this process in KiB.

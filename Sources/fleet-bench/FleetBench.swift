@@ -144,7 +144,7 @@ struct AgentBench: AsyncParsableCommand {
             let agent = percentile(agentTimes, p), echoed = percentile(echoTimes, p), bare = percentile(brokerTimes, p)
             print("| command round trip \(name) (ping) | \(String(format: "%.3f", agent)) ms | through an echo responder (two broker passes, as a command takes) \(String(format: "%.3f", echoed)) ms: **\(String(format: "%.2f", agent / echoed))×** (goal ≤ 2×); one broker pass \(String(format: "%.3f", bare)) ms: \(String(format: "%.2f", agent / bare))× |")
         }
-        print("| CPU per command (ping) | \(String(format: "%.0f", agentCPU)) µs | echo responder \(String(format: "%.0f", echoCPU)) µs per reply (with its keepalive and telemetry, the agent's includes 1 s telemetry and the engine tick over the run) |")
+        print("| CPU per command (ping) | \(String(format: "%.0f", agentCPU)) µs | echo responder \(String(format: "%.0f", echoCPU)) µs per reply (both include their keepalive; the agent also its 1 s telemetry and engine ticks during the loop) |")
     }
 }
 
