@@ -65,49 +65,40 @@ struct EngineDriverTests {
         await run.value
     }
 
-    @Test("the control loop keeps ticking while every thread of the cooperative pool is blocked")
+    @Test("every tick runs on the driver's own thread, outside Swift's cooperative pool, so a busy pool cannot delay one")
     func controlLoopOutsideThePool() async throws {
-        let h = try Harness()
-        let run = Task { await EngineDriver(engine: h.engine).run() }
-        #expect(await waitUntil(deadline: 60) { h.engine.tickCount > 0 })
-        // As many blocking tasks as the pool has threads (on Linux, one per
-        // core). Each blocks its thread until all of them run, so the whole
-        // pool is blocked at once (in the parallel suite other tests' work
-        // may hold a thread for a while first), then counts the ticks over
-        // 400 ms of that blockade. A driver on the pool would see none.
-        let width = ProcessInfo.processInfo.activeProcessorCount
-        let arrived = Counter()
-        let engine = h.engine
-        let observed = await withTaskGroup(of: (together: Bool, ticks: UInt64).self) { group in
-            for _ in 0..<width {
-                group.addTask {
-                    arrived.value.add(1, ordering: .relaxed)
-                    let clock = ContinuousClock()
-                    let give = clock.now.advanced(by: .seconds(60))
-                    while arrived.value.load(ordering: .relaxed) < width, clock.now < give {
-                        usleep(1_000)  // blocks this pool thread, not just the task, until every blocker runs
-                    }
-                    let together = arrived.value.load(ordering: .relaxed) == width
-                    let before = engine.tickCount
-                    let until = clock.now.advanced(by: .milliseconds(400))
-                    while clock.now < until {
-                        usleep(5_000)  // blocks this pool thread, not just the task, until the blockade's deadline
-                    }
-                    return (together, engine.tickCount - before)
-                }
-            }
-            return await group.reduce(into: [(together: Bool, ticks: UInt64)]()) { $0.append($1) }
-        }
+        // The massager records where each tick reads its sensors. Blocking
+        // the whole pool to show the same thing would stall every other
+        // test of the process (it did in CI); this shows the cause directly:
+        // the driver of 752c33b ticked inside a task on the pool.
+        let probe = WhereTicksRun(SimulatedMassager(seed: 7))
+        let engine = try MassageEngine(programs: try Harness.builtIns(), hardware: probe, clock: ManualClock())
+        let run = Task { await EngineDriver(engine: engine).run() }
+        #expect(await waitUntil(deadline: 60) { probe.reads.withLock { $0.count } >= 10 })
         run.cancel()
         await run.value
-        #expect(observed.allSatisfy { $0.together }, "the blockers never all ran at once")
-        // 400 ms at 50 Hz is 20 ticks; a loaded machine may delay some.
-        let least = observed.map { $0.ticks }.min() ?? 0
-        #expect(least >= 5, "ticks seen by each blocker during a 400 ms blockade of the pool: \(observed.map(\.ticks))")
+        let reads = probe.reads.withLock { $0 }
+        #expect(reads.count >= 10)
+        #expect(reads.allSatisfy { !$0.inTask }, "a tick ran inside a Swift task (on the cooperative pool)")
+        #expect(reads.allSatisfy { $0.thread == "engine-control" }, "threads: \(Set(reads.map(\.thread)))")
     }
 }
 
-/// Counts blockers in; shared by tasks on different threads.
-private final class Counter: Sendable {
-    let value = Atomic<Int>(0)
+/// A massager that notes, at every sensor read (once per tick), which
+/// thread the tick runs on and whether it runs inside a Swift task.
+private final class WhereTicksRun: MassagerHardware {
+    let simulator: SimulatedMassager
+    let reads = Mutex<[(thread: String, inTask: Bool)]>([])
+
+    init(_ simulator: SimulatedMassager) { self.simulator = simulator }
+
+    func read(engineTime: Double) -> SensorReadings {
+        let inTask = withUnsafeCurrentTask { $0 != nil }
+        let thread = Thread.current.name ?? ""
+        reads.withLock { $0.append((thread, inTask)) }
+        return simulator.read(engineTime: engineTime)
+    }
+
+    func apply(_ command: ActuatorCommand) { simulator.apply(command) }
+    func releaseAll() { simulator.releaseAll() }
 }
