@@ -38,4 +38,45 @@ public enum ProcessStatistics {
         limit.rlim_cur = limit.rlim_max
         setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
     }
+
+    /// The pages of `pid`'s executable's code that are resident now, as
+    /// addresses relative to where the executable is loaded (the addresses
+    /// `nm` prints for a position-independent executable). Read from
+    /// /proc/PID/maps and /proc/PID/pagemap, whose "present" bit an owner
+    /// may read. Throws when /proc cannot be read.
+    public static func residentCodePages(_ pid: Int32) throws -> [UInt] {
+        let executable = try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/exe")
+        let maps = try procText("/proc/\(pid)/maps")
+        let pagemap = try FileHandle(forReadingFrom: URL(fileURLWithPath: "/proc/\(pid)/pagemap"))
+        defer { try? pagemap.close() }
+        let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        var loadBase: UInt?
+        var pages: [UInt] = []
+        for line in maps.split(separator: "\n") {
+            // start-end perms offset dev inode path
+            let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
+            guard fields.count == 6, fields[5].trimmingCharacters(in: .whitespaces) == executable else { continue }
+            let bounds = fields[0].split(separator: "-").compactMap { UInt($0, radix: 16) }
+            guard bounds.count == 2, let offset = UInt(fields[2], radix: 16) else { continue }
+            let base = loadBase ?? (bounds[0] - offset)
+            loadBase = base
+            guard fields[1].contains("x") else { continue }
+            let count = Int((bounds[1] - bounds[0]) / pageSize)
+            try pagemap.seek(toOffset: UInt64(bounds[0] / pageSize * 8))
+            let entries = try pagemap.read(upToCount: count * 8) ?? Data()
+            entries.withUnsafeBytes { raw in
+                for index in 0..<min(count, raw.count / 8) where raw.loadUnaligned(fromByteOffset: index * 8, as: UInt64.self) >> 63 == 1 {
+                    pages.append(bounds[0] + UInt(index) * pageSize - base)
+                }
+            }
+        }
+        return pages
+    }
+
+    /// A /proc file read to its end (they have no size, so `String(contentsOfFile:)` stops early).
+    private static func procText(_ path: String) throws -> String {
+        let handle = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
+        defer { try? handle.close() }
+        return String(decoding: try handle.readToEnd() ?? Data(), as: UTF8.self)
+    }
 }
