@@ -36,6 +36,8 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
+        // glibc's malloc.h (mallopt, malloc_trim), not in the Glibc module.
+        .systemLibrary(name: "CGlibcMalloc"),
         .target(
             name: "Mosquitto",
             dependencies: [
@@ -59,7 +61,7 @@ let package = Package(
         .target(
             name: "MassageAgent",
             dependencies: [
-                "Mosquitto", "MassageEngine", "FleetProtocol",
+                "Mosquitto", "MassageEngine", "FleetProtocol", "CGlibcMalloc",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

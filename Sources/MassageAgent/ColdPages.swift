@@ -1,3 +1,4 @@
+import CGlibcMalloc
 import Foundation
 import Glibc
 
@@ -7,12 +8,15 @@ import Glibc
 /// flags, connecting. Without this they stay mapped for the life of the
 /// process, and are most of its resident set (docs/BENCHMARKS.md).
 ///
-/// It asks with `madvise(MADV_PAGEOUT)` (Linux 5.4+) over the read-only,
-/// file-backed mappings in `/proc/self/maps`. That advice only reclaims; it
-/// never changes what a page holds, so the code and data in use simply
-/// fault back in (the working set). Writable mappings, the heap and stacks
-/// are left alone. Kernels without `MADV_PAGEOUT` refuse the advice and
-/// nothing changes.
+/// It asks with `madvise(MADV_PAGEOUT)` (Linux 5.4+) over the file-backed
+/// mappings in `/proc/self/maps`: all of a read-only one; of a writable one
+/// (the binary's data segment, which also holds its constant tables), only
+/// the pages still as read from the file, never one the process wrote (those
+/// would go to swap, where there is any). That advice only reclaims; it never
+/// changes what a page holds, so the code and data in use simply fault back
+/// in (the working set). The heap's free memory goes back with
+/// `malloc_trim`; stacks are left alone. Kernels without `MADV_PAGEOUT`
+/// refuse the advice and nothing changes.
 public enum ColdPages {
     public struct Report: Sendable, Equatable {
         /// Mappings advised, and their total size.
@@ -30,22 +34,54 @@ public enum ColdPages {
         var start: UInt
         var end: UInt
         var path: String
+        /// Writable: only its pages still as in the file are advised.
+        var writable = false
     }
 
-    /// The read-only (not writable), file-backed mappings in `maps`.
+    /// The file-backed mappings in `maps` (not shared ones: those are
+    /// other processes' memory too).
     static func candidates(in maps: String) -> [Mapping] {
         maps.split(separator: "\n").compactMap { line in
             // start-end perms offset dev inode [path]
             let fields = line.split(separator: " ", maxSplits: 5, omittingEmptySubsequences: true)
-            guard fields.count == 6, fields[1].count == 4, fields[1].dropFirst().first == "-" else { return nil }
+            guard fields.count == 6, fields[1].count == 4, fields[1].last == "p" else { return nil }
             let path = fields[5].trimmingCharacters(in: .whitespaces)
             guard path.hasPrefix("/"), !path.hasSuffix(" (deleted)") else { return nil }
             let bounds = fields[0].split(separator: "-")
             guard bounds.count == 2, let start = UInt(bounds[0], radix: 16), let end = UInt(bounds[1], radix: 16), end > start else {
                 return nil
             }
-            return Mapping(start: start, end: end, path: path)
+            return Mapping(start: start, end: end, path: path, writable: fields[1].dropFirst().first == "w")
         }
+    }
+
+    /// The runs of pages of a writable mapping that may be advised, as page
+    /// index ranges: every page except those the process has written (a
+    /// private copy: present and not a file page, per /proc/self/pagemap).
+    /// `entries` are the mapping's pagemap entries, one per page.
+    static func unwrittenRuns(_ entries: [UInt64]) -> [Range<Int>] {
+        let present: UInt64 = 1 << 63, filePage: UInt64 = 1 << 61
+        var runs: [Range<Int>] = []
+        var runStart: Int?
+        for (index, entry) in entries.enumerated() {
+            let written = entry & present != 0 && entry & filePage == 0
+            if written {
+                if let start = runStart { runs.append(start..<index) }
+                runStart = nil
+            } else if runStart == nil {
+                runStart = index
+            }
+        }
+        if let start = runStart { runs.append(start..<entries.count) }
+        return runs
+    }
+
+    /// Limits malloc to one arena. glibc gives busy threads arenas of their
+    /// own, each holding memory freed on it; the agent's few threads
+    /// allocate little, and one arena keeps its heap about 1 MiB smaller
+    /// (docs/BENCHMARKS.md). Call before the agent's threads start.
+    public static func useOneMallocArena() {
+        _ = mallopt(M_ARENA_MAX, 1)
     }
 
     /// Advises every candidate mapping of this process.
@@ -53,18 +89,43 @@ public enum ColdPages {
     public static func release() -> Report {
         let before = residentKiB()
         var report = Report(mappings: 0, advisedBytes: 0, refused: 0, residentKiBBefore: before, residentKiBAfter: nil)
+        // The heap's free memory first: start-up freed most of what it allocated.
+        _ = malloc_trim(0)
         guard let maps = procFile("/proc/self/maps") else { return report }
+        let pagemap = FileHandle(forReadingAtPath: "/proc/self/pagemap")
+        defer { try? pagemap?.close() }
+        let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
         for mapping in candidates(in: maps) {
-            let length = Int(mapping.end - mapping.start)
-            if madvise(UnsafeMutableRawPointer(bitPattern: mapping.start), length, MADV_PAGEOUT) == 0 {
-                report.mappings += 1
-                report.advisedBytes += length
-            } else {
-                report.refused += 1
+            var ranges = [mapping.start..<mapping.end]
+            if mapping.writable {
+                guard let pagemap, let entries = pagemapEntries(pagemap, mapping, pageSize: pageSize) else { continue }
+                ranges = unwrittenRuns(entries).map {
+                    (mapping.start + UInt($0.lowerBound) * pageSize)..<(mapping.start + UInt($0.upperBound) * pageSize)
+                }
             }
+            var advised = false, refused = false
+            for range in ranges {
+                if madvise(UnsafeMutableRawPointer(bitPattern: range.lowerBound), Int(range.upperBound - range.lowerBound), MADV_PAGEOUT) == 0 {
+                    advised = true
+                    report.advisedBytes += Int(range.upperBound - range.lowerBound)
+                } else {
+                    refused = true
+                }
+            }
+            if refused { report.refused += 1 } else if advised { report.mappings += 1 }
         }
         report.residentKiBAfter = residentKiB()
         return report
+    }
+
+    /// The /proc/self/pagemap entries of `mapping`'s pages, or nil when they
+    /// cannot be read (then the mapping is left alone).
+    static func pagemapEntries(_ pagemap: FileHandle, _ mapping: Mapping, pageSize: UInt) -> [UInt64]? {
+        let count = Int((mapping.end - mapping.start) / pageSize)
+        guard (try? pagemap.seek(toOffset: UInt64(mapping.start / pageSize) * 8)) != nil,
+              let data = try? pagemap.read(upToCount: count * 8), data.count == count * 8
+        else { return nil }
+        return data.withUnsafeBytes { raw in (0..<count).map { raw.loadUnaligned(fromByteOffset: $0 * 8, as: UInt64.self) } }
     }
 
     /// A file of /proc, read to its end. (`String(contentsOfFile:)` stops

@@ -6,7 +6,7 @@ import Testing
 
 @Suite("Giving start-up pages back to the kernel")
 struct ColdPagesTests {
-    @Test("only read-only, file-backed mappings are candidates")
+    @Test("private file-backed mappings are candidates; writable ones are marked")
     func candidates() {
         let maps = """
             5630044ee000-563004cd8000 r-xp 00000000 fe:00 5390744                    /usr/bin/massage-agent
@@ -16,6 +16,7 @@ struct ColdPagesTests {
             7f5c58021000-7f5c5c000000 ---p 00000000 00:00 0
             7f5c70000000-7f5c70001000 r--p 00000000 fe:00 42                         /tmp/with space.bin
             7f5c71000000-7f5c71001000 r--p 00000000 fe:00 43                         /tmp/gone.bin (deleted)
+            7f5c72000000-7f5c72001000 rw-s 00000000 00:01 44                         /dev/shm/shared
             7ffd1a5f2000-7ffd1a5f6000 r--p 00000000 00:00 0                          [vvar]
             7ffd1a5f6000-7ffd1a5f8000 r-xp 00000000 00:00 0                          [vdso]
             """
@@ -23,6 +24,7 @@ struct ColdPagesTests {
         #expect(found == [
             .init(start: 0x5630_044e_e000, end: 0x5630_04cd_8000, path: "/usr/bin/massage-agent"),
             .init(start: 0x5630_04cd_9000, end: 0x5630_04d0_b000, path: "/usr/bin/massage-agent"),
+            .init(start: 0x5630_04d0_b000, end: 0x5630_04d6_d000, path: "/usr/bin/massage-agent", writable: true),
             .init(start: 0x7f5c_7000_0000, end: 0x7f5c_7000_1000, path: "/tmp/with space.bin"),
         ])
     }
@@ -79,5 +81,62 @@ struct ColdPagesTests {
         #expect(after < before / 4, "resident after the advice: \(after) KiB (before \(before) KiB)")
         // The advice only reclaims: the contents read back unchanged.
         #expect(checksum() == expected)
+    }
+
+    @Test("of a writable mapping, pages the process wrote are never advised")
+    func unwrittenRuns() {
+        let present: UInt64 = 1 << 63, file: UInt64 = 1 << 61
+        let read = present | file, written = present, absent: UInt64 = 0
+        #expect(ColdPages.unwrittenRuns([]) == [])
+        #expect(ColdPages.unwrittenRuns([read, absent, read]) == [0..<3])
+        #expect(ColdPages.unwrittenRuns([written, written]) == [])
+        #expect(ColdPages.unwrittenRuns([read, written, absent, read, written]) == [0..<1, 2..<4])
+        #expect(ColdPages.unwrittenRuns([written, read, read]) == [1..<3])
+    }
+
+    /// Whether each page of `count` pages at `address` is mapped (resident), from /proc/self/pagemap.
+    func present(_ address: UInt, pages count: Int) throws -> [Bool] {
+        let pagemap = try #require(FileHandle(forReadingAtPath: "/proc/self/pagemap"))
+        defer { try? pagemap.close() }
+        let mapping = ColdPages.Mapping(start: address, end: address + UInt(count) * 4096, path: "")
+        let entries = try #require(ColdPages.pagemapEntries(pagemap, mapping, pageSize: 4096))
+        return entries.map { $0 >> 63 == 1 }
+    }
+
+    @Test("a writable file mapping gives back the pages it only read, and keeps the ones it wrote")
+    func writableMapping() throws {
+        try #require(sysconf(Int32(_SC_PAGESIZE)) == 4096)
+        let dir = try TemporaryDirectory(prefix: "cold-pages")
+        let path = dir.url.appendingPathComponent("data.bin").path
+        let pages = 64, size = pages * 4096
+        let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let fd = open(path, O_RDONLY)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        #expect(fsync(fd) == 0)
+        // A private writable mapping, as a binary's data segment is.
+        let base = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), "mmap failed")
+        #expect(base != MAP_FAILED)
+        defer { munmap(base, size) }
+        let view = UnsafeMutableRawBufferPointer(start: base, count: size)
+        var sum: UInt64 = 0
+        for page in 0..<pages { sum &+= UInt64(view[page * 4096]) }  // read every page
+        for page in stride(from: 0, to: pages, by: 2) { view[page * 4096 + 1] = 0xA5 }  // write every other one
+        let address = UInt(bitPattern: base)
+        #expect(try present(address, pages: pages).allSatisfy { $0 }, "every page was touched (sum \(sum))")
+
+        let report = ColdPages.release()
+        #expect(report.refused == 0, "\(report)")
+        let after = try present(address, pages: pages)
+        let writtenKept = stride(from: 0, to: pages, by: 2).allSatisfy { after[$0] }
+        let readGone = stride(from: 1, to: pages, by: 2).filter { after[$0] }.count
+        #expect(writtenKept, "a page the process wrote was advised away")
+        #expect(readGone <= pages / 8, "\(readGone) of \(pages / 2) read-only pages still mapped")
+        // Nothing changed: written bytes and the file's bytes read back.
+        for page in 0..<pages {
+            #expect(view[page * 4096 + 1] == (page % 2 == 0 ? 0xA5 : bytes[page * 4096 + 1]), "page \(page)")
+            if page % 2 == 1 { #expect(view[page * 4096] == bytes[page * 4096]) }
+        }
     }
 }
