@@ -54,6 +54,16 @@ if (($# == 0)); then
     FLEET_TEST_DATABASE=postgres swift test --skip-build --filter FleetConsoleTests --skip ReplicaTests --skip ConsoleStoreTests
 fi
 
+# The agent as massagers run it (deploy/build-agent.sh: the Swift runtime
+# linked in, each function in its own section, linked by lld in the profiled
+# order): its end-to-end suite again, against that binary. Skipped when
+# arguments narrow the run.
+if (($# == 0)); then
+    echo "==> building the massagers' agent (deploy/build-agent.sh) and running its end-to-end tests"
+    deploy/build-agent.sh
+    FLEET_BUILD_PRODUCTS="$PWD/.build-agent/release" swift test --skip-build --filter AgentEndToEndTests
+fi
+
 # The fuzz targets (Tests/Fuzz, a package of their own built with the fuzzer
 # and address sanitizers): a short run of each, which replays the seed corpus
 # (every input that once crashed is in it) and explores a little. Skipped when
