@@ -36,7 +36,7 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
-        // glibc's malloc.h (mallopt, malloc_trim), not in the Glibc module.
+        // glibc's malloc.h (malloc_trim), not in the Glibc module.
         .systemLibrary(name: "CGlibcMalloc"),
         .target(
             name: "Mosquitto",

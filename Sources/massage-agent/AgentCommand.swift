@@ -27,7 +27,6 @@ struct AgentCommand: AsyncParsableCommand {
     /// Like ArgumentParser's main, but a bad flag exits with status 2 (as a
     /// bad configuration does) instead of 64.
     static func main() async {
-        ColdPages.useOneMallocArena()
         let command: AgentCommand
         do { command = try parse() } catch {
             if exitCode(for: error) == .success { exit(withError: error) } // --help, --version
