@@ -58,8 +58,12 @@ struct EngineDriverTests {
     @Test("the persistence loop writes changes while the driver ticks")
     func persistenceLoop() async throws {
         let h = try Harness()
-        let run = Task { await EngineDriver(engine: h.engine, speed: 50, persistenceInterval: .milliseconds(10)).run() }
-        try h.engine.start(.steps([step("thigh", "compression", 3, 60)]))
+        let run = Task { await EngineDriver(engine: h.engine, persistenceInterval: .milliseconds(10)).run() }
+        // Ten minutes in real time: the session is still running whenever the
+        // loop first writes, however busy the machine. (At 50× speed it
+        // lasted 1.2 s, and a CI run whose pool was busy that long saw it
+        // written only once it had ended.)
+        try h.engine.start(.steps([step("thigh", "compression", 3, 600)]))
         #expect(await waitUntil(deadline: 60) { h.storage.persisted.activeSession != nil })
         run.cancel()
         await run.value
