@@ -1,3 +1,3 @@
-// glibc's allocator controls (malloc_trim, mallopt), which the Glibc module
+// glibc's allocator controls (malloc_trim), which the Glibc module
 // does not export. The agent trims its heap after start-up (ColdPages).
 #include <malloc.h>

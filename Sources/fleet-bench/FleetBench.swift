@@ -46,7 +46,7 @@ struct AgentBench: AsyncParsableCommand {
     @Option(help: "Round trips to time.") var roundTrips = 1000
     @Option(help: "Seconds of idle to measure CPU over.") var idleSeconds = 20
     @Option(help: "The massage-agent binary to measure (default: the one beside this benchmark), e.g. a --static-swift-stdlib build.") var agent: String?
-    @Option(help: "At the end, write the agent's resident code pages to this file, one address (relative to its load address) per line: the profile deploy/build-agent.sh --profile turns into the link order.")
+    @Option(help: "At the end, write the functions on the agent's resident code pages to this file, one name per line: the profile deploy/build-agent.sh --profile turns into the link order.")
     var codeProfile: String?
 
     func run() async throws {
@@ -191,7 +191,7 @@ enum CodeProfile {
     /// (addresses relative to the load address), in address order. A page
     /// holds several functions, so this is a superset of what ran; the
     /// script intersects profiles of differently ordered links.
-    static func functions(onPages pages: [UInt], of binary: URL, pageSize: UInt = 4096) async throws -> [String] {
+    static func functions(onPages pages: [UInt], of binary: URL, pageSize: UInt = UInt(sysconf(Int32(_SC_PAGESIZE)))) async throws -> [String] {
         let nm = try await ProcessRunner.run(tool: "nm", arguments: ["--defined-only", "--print-size", "--numeric-sort", binary.path], timeout: .seconds(120))
         guard nm.status == .exited(0) else { throw ValidationError("nm \(binary.path) failed: \(nm.standardError)") }
         let resident = Set(pages.map { $0 / pageSize })
