@@ -302,7 +302,8 @@ public final class AgentService: Service, Sendable {
         let kib = { (value: Int?) in value.map { "\($0) KiB" } ?? "-" }
         logger.info("gave start-up pages back to the kernel", metadata: [
             "after": "\(stage)", "rss.before": "\(kib(report.residentKiBBefore))", "rss.after": "\(kib(report.residentKiBAfter))",
-            "mappings": "\(report.mappings)", "advised": "\(report.advisedBytes >> 20) MiB", "refused": "\(report.refused)"])
+            "mappings": "\(report.mappings)", "advised": "\(report.advisedBytes >> 20) MiB",
+            "unmapped.shared": "\(report.unmappedBytes >> 10) KiB", "refused": "\(report.refused)"])
     }
 
     private func receiveMessages() async {

@@ -17,6 +17,16 @@ import Glibc
 /// in (the working set). The heap's free memory goes back with
 /// `malloc_trim`; stacks are left alone. Kernels without `MADV_PAGEOUT`
 /// refuse the advice and nothing changes.
+///
+/// The kernel does not page out a page another process maps too: libc's,
+/// and OpenSSL's that libmosquitto initialises, when the broker or other
+/// programs run beside the agent. Of a read-only mapping, the pages still
+/// mapped from the file after the page-out are then unmapped from this
+/// process alone (`MADV_DONTNEED`): the page cache keeps them for the others,
+/// and one this process uses again maps back without reading storage. That
+/// advice would drop a private copy's contents, so it is given only where no
+/// one can write (read-only mappings) and only to file pages (pagemap), never
+/// to relocated data the loader copied and then made read-only.
 public enum ColdPages {
     public struct Report: Sendable, Equatable {
         /// Mappings advised, and their total size.
@@ -24,6 +34,8 @@ public enum ColdPages {
         public var advisedBytes: Int
         /// Mappings the kernel refused (e.g. `EINVAL` before Linux 5.4).
         public var refused: Int
+        /// Pages shared with other processes that were unmapped from this one.
+        public var unmappedBytes = 0
         /// The process's resident set (`VmRSS`) before and after, in KiB.
         public var residentKiBBefore: Int?
         public var residentKiBAfter: Int?
@@ -60,12 +72,25 @@ public enum ColdPages {
     /// private copy: present and not a file page, per /proc/self/pagemap).
     /// `entries` are the mapping's pagemap entries, one per page.
     static func unwrittenRuns(_ entries: [UInt64]) -> [Range<Int>] {
-        let present: UInt64 = 1 << 63, filePage: UInt64 = 1 << 61
+        runs(of: entries) { !($0 & present != 0 && $0 & filePage == 0) }
+    }
+
+    /// The runs of pages of a read-only mapping still mapped from the file
+    /// (present and a file page, per /proc/self/pagemap): after the page-out,
+    /// the ones other processes map too. A private copy (present, not a file
+    /// page: relocated data) is never among them.
+    static func mappedFileRuns(_ entries: [UInt64]) -> [Range<Int>] {
+        runs(of: entries) { $0 & present != 0 && $0 & filePage != 0 }
+    }
+
+    private static let present: UInt64 = 1 << 63, filePage: UInt64 = 1 << 61
+
+    /// The maximal runs of indices of `entries` whose entry is `included`.
+    private static func runs(of entries: [UInt64], _ included: (UInt64) -> Bool) -> [Range<Int>] {
         var runs: [Range<Int>] = []
         var runStart: Int?
         for (index, entry) in entries.enumerated() {
-            let written = entry & present != 0 && entry & filePage == 0
-            if written {
+            if !included(entry) {
                 if let start = runStart { runs.append(start..<index) }
                 runStart = nil
             } else if runStart == nil {
@@ -88,19 +113,23 @@ public enum ColdPages {
         let pagemap = FileHandle(forReadingAtPath: "/proc/self/pagemap")
         defer { try? pagemap?.close() }
         let pageSize = UInt(sysconf(Int32(_SC_PAGESIZE)))
+        func addresses(_ mapping: Mapping, _ pages: Range<Int>) -> Range<UInt> {
+            (mapping.start + UInt(pages.lowerBound) * pageSize)..<(mapping.start + UInt(pages.upperBound) * pageSize)
+        }
+        func advise(_ range: Range<UInt>, _ advice: Int32) -> Bool {
+            madvise(UnsafeMutableRawPointer(bitPattern: range.lowerBound), Int(range.upperBound - range.lowerBound), advice) == 0
+        }
         for mapping in candidates(in: maps) {
             var ranges = [mapping.start..<mapping.end]
             if mapping.writable {
                 // (A page another thread writes between this read and the
                 // advice may go to swap, if there is any; it comes back on use.)
                 guard let pagemap, let entries = pagemapEntries(pagemap, mapping, pageSize: pageSize) else { continue }
-                ranges = unwrittenRuns(entries).map {
-                    (mapping.start + UInt($0.lowerBound) * pageSize)..<(mapping.start + UInt($0.upperBound) * pageSize)
-                }
+                ranges = unwrittenRuns(entries).map { addresses(mapping, $0) }
             }
             var advised = false, refused = false
             for range in ranges {
-                if madvise(UnsafeMutableRawPointer(bitPattern: range.lowerBound), Int(range.upperBound - range.lowerBound), MADV_PAGEOUT) == 0 {
+                if advise(range, MADV_PAGEOUT) {
                     advised = true
                     report.advisedBytes += Int(range.upperBound - range.lowerBound)
                 } else {
@@ -108,6 +137,14 @@ public enum ColdPages {
                 }
             }
             if refused { report.refused += 1 } else if advised { report.mappings += 1 }
+            // What the page-out left of a read-only mapping: pages others map
+            // too (or all of it, on a kernel without MADV_PAGEOUT).
+            guard !mapping.writable, let pagemap,
+                  let entries = pagemapEntries(pagemap, mapping, pageSize: pageSize)
+            else { continue }
+            for range in mappedFileRuns(entries).map({ addresses(mapping, $0) }) where advise(range, MADV_DONTNEED) {
+                report.unmappedBytes += Int(range.upperBound - range.lowerBound)
+            }
         }
         report.residentKiBAfter = residentKiB()
         return report

@@ -94,6 +94,79 @@ struct ColdPagesTests {
         #expect(ColdPages.unwrittenRuns([written, read, read]) == [1..<3])
     }
 
+    @Test("of a read-only mapping, only pages still mapped from the file are unmapped, never a private copy")
+    func mappedFileRuns() {
+        let present: UInt64 = 1 << 63, file: UInt64 = 1 << 61
+        let read = present | file, copied = present, absent: UInt64 = 0
+        #expect(ColdPages.mappedFileRuns([]) == [])
+        #expect(ColdPages.mappedFileRuns([absent, copied]) == [])
+        #expect(ColdPages.mappedFileRuns([read, copied, absent, read, read]) == [0..<1, 3..<5])
+        #expect(ColdPages.mappedFileRuns([copied, read, read, absent]) == [1..<3])
+    }
+
+    @Test("pages another process maps too leave this one's resident set, and read back the same")
+    func sharedPages() async throws {
+        // A program run from a copy of its file maps that file's pages in
+        // the child; the kernel will not page those out for this process.
+        let dir = try TemporaryDirectory(prefix: "cold-pages")
+        let program = try #require(["/usr/bin/sleep", "/bin/sleep"].first { FileManager.default.isExecutableFile(atPath: $0) })
+        let path = dir.url.appendingPathComponent("sleep").path
+        try FileManager.default.copyItem(atPath: program, toPath: path)
+        let child = Process()
+        child.executableURL = URL(fileURLWithPath: path)
+        child.arguments = ["60"]
+        try child.run()
+        // SIGKILL: a test process may ignore SIGTERM, and its children inherit that.
+        defer { kill(child.processIdentifier, SIGKILL); child.waitUntilExit() }
+        try await waitUntil(timeout: .seconds(10), "the child maps its program's code") {
+            ((try? ProcessStatistics.residentCodePages(child.processIdentifier)) ?? []).isEmpty == false
+        }
+
+        let expected = try Data(contentsOf: URL(fileURLWithPath: path))
+        let size = expected.count, pages = size / 4096
+        let fd = open(path, O_RDONLY)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        let base = try #require(mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), "mmap failed")
+        #expect(base != MAP_FAILED)
+        defer { munmap(base, size) }
+        let view = UnsafeRawBufferPointer(start: base, count: size)
+        #expect(view.elementsEqual(expected))
+        let address = UInt(bitPattern: base)
+        #expect(try present(address, pages: pages).allSatisfy { $0 }, "every page was read")
+
+        let report = ColdPages.release()
+        #expect(report.refused == 0 && report.unmappedBytes > 0, "\(report)")
+        let still = try present(address, pages: pages).filter { $0 }.count
+        #expect(still == 0, "\(still) of \(pages) pages still mapped")
+        #expect(view.elementsEqual(expected), "the contents read back changed")
+    }
+
+    @Test("relocated data (written, then made read-only) keeps what was written")
+    func privateCopies() throws {
+        try #require(sysconf(Int32(_SC_PAGESIZE)) == 4096)
+        let dir = try TemporaryDirectory(prefix: "cold-pages")
+        let path = dir.url.appendingPathComponent("relro.bin").path
+        let pages = 16, size = pages * 4096
+        try Data(repeating: 0x11, count: size).write(to: URL(fileURLWithPath: path))
+        let fd = open(path, O_RDONLY)
+        #expect(fd >= 0)
+        defer { close(fd) }
+        // As the loader does with RELRO: a private writable mapping, written,
+        // then made read-only.
+        let base = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), "mmap failed")
+        #expect(base != MAP_FAILED)
+        defer { munmap(base, size) }
+        let view = UnsafeMutableRawBufferPointer(start: base, count: size)
+        for page in 0..<pages { view[page * 4096] = page % 2 == 0 ? 0xA5 : view[page * 4096] }
+        #expect(mprotect(base, size, PROT_READ) == 0)
+
+        _ = ColdPages.release()
+        for page in 0..<pages {
+            #expect(view[page * 4096] == (page % 2 == 0 ? 0xA5 : 0x11), "page \(page)")
+        }
+    }
+
     /// Whether each page of `count` pages at `address` is mapped (resident), from /proc/self/pagemap.
     func present(_ address: UInt, pages count: Int) throws -> [Bool] {
         let pagemap = try #require(FileHandle(forReadingAtPath: "/proc/self/pagemap"))
