@@ -7,7 +7,9 @@
 #     commands, a session) come first and together. The kernel maps code in
 #     64 KiB runs around each page touched, so code in use that is spread over
 #     the whole binary keeps most of it resident; packed, it keeps far less
-#     (docs/BENCHMARKS.md, "massage-agent").
+#     (docs/BENCHMARKS.md, "massage-agent");
+#   - the compiler's private functions, which have no name to order them by,
+#     together just before those (deploy/agent-code.lds).
 #
 #   deploy/build-agent.sh             build .build-agent/release/massage-agent
 #   deploy/build-agent.sh --profile   measure the running agent and rewrite
@@ -26,7 +28,8 @@ die() { echo "build-agent: $*" >&2; exit 1; }
 # Each function in its own section (Swift emits some into one .text per file
 # otherwise), linked by lld, which orders sections by symbol.
 common=(-c release --product massage-agent --static-swift-stdlib
-        -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -use-ld=lld)
+        -Xswiftc -Xfrontend -Xswiftc -function-sections -Xswiftc -use-ld=lld
+        -Xlinker -T -Xlinker "$root/deploy/agent-code.lds")
 
 build() { # scratch-path order-file
     swift build "${common[@]}" --scratch-path "$1" \
