@@ -54,18 +54,11 @@ struct ColdPagesTests {
     @Test("a read-only file mapping's pages leave the resident set, and read back the same")
     func releasesAndKeepsContents() throws {
         let dir = try TemporaryDirectory(prefix: "cold-pages")
-        let path = dir.url.appendingPathComponent("pages.bin").path
         let size = 1 << 20
         let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31) }
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let fd = open(path, O_RDONLY)
-        #expect(fd >= 0)
-        defer { close(fd) }
-        #expect(fsync(fd) == 0)  // clean pages, as a binary's are
-        let base = try #require(mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), "mmap failed")
-        #expect(base != MAP_FAILED)
-        defer { munmap(base, size) }
-        let address = UInt(bitPattern: base)
+        let mapping = try PrivateFileMapping(writing: bytes, in: dir, protection: PROT_READ)
+        defer { withExtendedLifetime(mapping) {} }  // the views below borrow its pages
+        let base = mapping.base, address = mapping.address
         func checksum() -> UInt64 {
             let view = UnsafeRawBufferPointer(start: base, count: size)
             return view.reduce(0) { $0 &+ UInt64($1) }
@@ -123,16 +116,11 @@ struct ColdPagesTests {
         }
 
         let expected = try Data(contentsOf: URL(fileURLWithPath: path))
-        let size = expected.count, pages = size / 4096
-        let fd = open(path, O_RDONLY)
-        #expect(fd >= 0)
-        defer { close(fd) }
-        let base = try #require(mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), "mmap failed")
-        #expect(base != MAP_FAILED)
-        defer { munmap(base, size) }
-        let view = UnsafeRawBufferPointer(start: base, count: size)
+        let mapping = try PrivateFileMapping(path, protection: PROT_READ)
+        defer { withExtendedLifetime(mapping) {} }  // the views below borrow its pages
+        let pages = mapping.size / 4096, address = mapping.address
+        let view = UnsafeRawBufferPointer(start: mapping.base, count: mapping.size)
         #expect(view.elementsEqual(expected))
-        let address = UInt(bitPattern: base)
         #expect(try present(address, pages: pages).allSatisfy { $0 }, "every page was read")
 
         let report = ColdPages.release()
@@ -146,20 +134,14 @@ struct ColdPagesTests {
     func privateCopies() throws {
         try #require(sysconf(Int32(_SC_PAGESIZE)) == 4096)
         let dir = try TemporaryDirectory(prefix: "cold-pages")
-        let path = dir.url.appendingPathComponent("relro.bin").path
-        let pages = 16, size = pages * 4096
-        try Data(repeating: 0x11, count: size).write(to: URL(fileURLWithPath: path))
-        let fd = open(path, O_RDONLY)
-        #expect(fd >= 0)
-        defer { close(fd) }
+        let pages = 16
         // As the loader does with RELRO: a private writable mapping, written,
         // then made read-only.
-        let base = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), "mmap failed")
-        #expect(base != MAP_FAILED)
-        defer { munmap(base, size) }
-        let view = UnsafeMutableRawBufferPointer(start: base, count: size)
+        let mapping = try PrivateFileMapping(writing: [UInt8](repeating: 0x11, count: pages * 4096), in: dir, protection: PROT_READ | PROT_WRITE)
+        defer { withExtendedLifetime(mapping) {} }  // the views below borrow its pages
+        let view = UnsafeMutableRawBufferPointer(start: mapping.base, count: mapping.size)
         for page in 0..<pages { view[page * 4096] = page % 2 == 0 ? 0xA5 : view[page * 4096] }
-        #expect(mprotect(base, size, PROT_READ) == 0)
+        #expect(mprotect(mapping.base, mapping.size, PROT_READ) == 0)
 
         _ = ColdPages.release()
         for page in 0..<pages {
@@ -180,23 +162,16 @@ struct ColdPagesTests {
     func writableMapping() throws {
         try #require(sysconf(Int32(_SC_PAGESIZE)) == 4096)
         let dir = try TemporaryDirectory(prefix: "cold-pages")
-        let path = dir.url.appendingPathComponent("data.bin").path
-        let pages = 64, size = pages * 4096
-        let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 7) }
-        try Data(bytes).write(to: URL(fileURLWithPath: path))
-        let fd = open(path, O_RDONLY)
-        #expect(fd >= 0)
-        defer { close(fd) }
-        #expect(fsync(fd) == 0)
+        let pages = 64
+        let bytes = (0..<pages * 4096).map { UInt8(truncatingIfNeeded: $0 &* 7) }
         // A private writable mapping, as a binary's data segment is.
-        let base = try #require(mmap(nil, size, PROT_READ | PROT_WRITE, MAP_PRIVATE, fd, 0), "mmap failed")
-        #expect(base != MAP_FAILED)
-        defer { munmap(base, size) }
-        let view = UnsafeMutableRawBufferPointer(start: base, count: size)
+        let mapping = try PrivateFileMapping(writing: bytes, in: dir, protection: PROT_READ | PROT_WRITE)
+        defer { withExtendedLifetime(mapping) {} }  // the views below borrow its pages
+        let view = UnsafeMutableRawBufferPointer(start: mapping.base, count: mapping.size)
         var sum: UInt64 = 0
         for page in 0..<pages { sum &+= UInt64(view[page * 4096]) }  // read every page
         for page in stride(from: 0, to: pages, by: 2) { view[page * 4096 + 1] = 0xA5 }  // write every other one
-        let address = UInt(bitPattern: base)
+        let address = mapping.address
         #expect(try present(address, pages: pages).allSatisfy { $0 }, "every page was touched (sum \(sum))")
 
         let report = ColdPages.release()
@@ -211,5 +186,44 @@ struct ColdPagesTests {
             #expect(view[page * 4096 + 1] == (page % 2 == 0 ? 0xA5 : bytes[page * 4096 + 1]), "page \(page)")
             if page % 2 == 1 { #expect(view[page * 4096] == bytes[page * 4096]) }
         }
+    }
+}
+
+/// A file mapped privately, as the loader maps a binary; unmapped and closed
+/// when the last reference goes.
+final class PrivateFileMapping {
+    let base: UnsafeMutableRawPointer
+    let size: Int
+    private let fd: Int32
+    var address: UInt { UInt(bitPattern: base) }
+
+    /// `bytes` written to a file in `dir`, then mapped.
+    convenience init(writing bytes: [UInt8], in dir: TemporaryDirectory, protection: Int32) throws {
+        let path = dir.url.appendingPathComponent("mapped-\(UUID().uuidString).bin").path
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        try self.init(path, protection: protection)
+    }
+
+    init(_ path: String, protection: Int32) throws {
+        fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw MappingError("open \(path)") }
+        size = Int(lseek(fd, 0, SEEK_END))
+        // fsync: clean pages, as a binary's are.
+        guard size > 0, fsync(fd) == 0, let base = mmap(nil, size, protection, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
+            let error = MappingError("map \(path) (\(size) bytes)")
+            close(fd)
+            throw error
+        }
+        self.base = base
+    }
+
+    deinit {
+        munmap(base, size)
+        close(fd)
+    }
+
+    struct MappingError: Error, CustomStringConvertible {
+        let description: String
+        init(_ what: String) { description = "\(what): \(String(cString: strerror(errno)))" }
     }
 }
