@@ -32,6 +32,12 @@ common=(-c release --product massage-agent --static-swift-stdlib
         -Xlinker -T -Xlinker "$root/deploy/agent-code.lds")
 
 build() { # scratch-path order-file
+    # SwiftPM does not see the order file or the script as inputs: relink
+    # when either changed since the last link (it relinks a missing binary).
+    local binary=$1/release/massage-agent
+    if [[ -e "$binary" && ( "$2" -nt "$binary" || "$root/deploy/agent-code.lds" -nt "$binary" ) ]]; then
+        rm -f "$binary"
+    fi
     swift build "${common[@]}" --scratch-path "$1" \
         -Xlinker --symbol-ordering-file="$2" -Xlinker --no-warn-symbol-ordering
 }
