@@ -303,7 +303,7 @@ public final class AgentService: Service, Sendable {
         logger.info("gave start-up pages back to the kernel", metadata: [
             "after": "\(stage)", "rss.before": "\(kib(report.residentKiBBefore))", "rss.after": "\(kib(report.residentKiBAfter))",
             "mappings": "\(report.mappings)", "advised": "\(report.advisedBytes >> 20) MiB",
-            "unmapped.shared": "\(report.unmappedBytes >> 10) KiB", "refused": "\(report.refused)"])
+            "unmapped": "\(report.unmappedBytes >> 10) KiB", "refused": "\(report.refused)"])
     }
 
     private func receiveMessages() async {

@@ -16,7 +16,7 @@ import Glibc
 /// changes what a page holds, so the code and data in use simply fault back
 /// in (the working set). The heap's free memory goes back with
 /// `malloc_trim`; stacks are left alone. Kernels without `MADV_PAGEOUT`
-/// refuse the advice and nothing changes.
+/// (before 5.4) refuse that advice; the unmapping below still applies.
 ///
 /// The kernel does not page out a page another process maps too: libc's,
 /// and OpenSSL's that libmosquitto initialises, when the broker or other
@@ -34,7 +34,8 @@ public enum ColdPages {
         public var advisedBytes: Int
         /// Mappings the kernel refused (e.g. `EINVAL` before Linux 5.4).
         public var refused: Int
-        /// Pages shared with other processes that were unmapped from this one.
+        /// Pages of read-only mappings the page-out left (other processes map
+        /// them too; all pages, on a kernel without it) unmapped from this one.
         public var unmappedBytes = 0
         /// The process's resident set (`VmRSS`) before and after, in KiB.
         public var residentKiBBefore: Int?

@@ -4,7 +4,9 @@ import Glibc
 import Testing
 @testable import MassageAgent
 
-@Suite("Giving start-up pages back to the kernel")
+// Serialized: `release()` advises the whole process, so one test's call would
+// take the pages another test has just read and is about to count.
+@Suite("Giving start-up pages back to the kernel", .serialized)
 struct ColdPagesTests {
     @Test("private file-backed mappings are candidates; writable ones are marked")
     func candidates() {
@@ -99,6 +101,7 @@ struct ColdPagesTests {
 
     @Test("pages another process maps too leave this one's resident set, and read back the same")
     func sharedPages() async throws {
+        try #require(sysconf(Int32(_SC_PAGESIZE)) == 4096)
         // A program run from a copy of its file maps that file's pages in
         // the child; the kernel will not page those out for this process.
         let dir = try TemporaryDirectory(prefix: "cold-pages")
@@ -140,12 +143,23 @@ struct ColdPagesTests {
         let mapping = try PrivateFileMapping(writing: [UInt8](repeating: 0x11, count: pages * 4096), in: dir, protection: PROT_READ | PROT_WRITE)
         defer { withExtendedLifetime(mapping) {} }  // the views below borrow its pages
         let view = UnsafeMutableRawBufferPointer(start: mapping.base, count: mapping.size)
-        for page in 0..<pages { view[page * 4096] = page % 2 == 0 ? 0xA5 : view[page * 4096] }
-        #expect(mprotect(mapping.base, mapping.size, PROT_READ) == 0)
-
-        _ = ColdPages.release()
+        var sum = 0
         for page in 0..<pages {
-            #expect(view[page * 4096] == (page % 2 == 0 ? 0xA5 : 0x11), "page \(page)")
+            if page % 2 == 0 { view[page * 4096] = 0xA5 } else { sum += Int(view[page * 4096]) }  // the others only read
+        }
+        #expect(mprotect(mapping.base, mapping.size, PROT_READ) == 0)
+        #expect(try present(mapping.address, pages: pages).allSatisfy { $0 }, "every page was touched (sum \(sum))")
+
+        let report = ColdPages.release()
+        #expect(report.refused == 0, "\(report)")
+        let after = try present(mapping.address, pages: pages)
+        for page in 0..<pages {
+            if page % 2 == 0 {
+                #expect(after[page] && view[page * 4096] == 0xA5, "written page \(page) lost what was written")
+            } else {
+                #expect(!after[page], "read page \(page) still mapped")
+                #expect(view[page * 4096] == 0x11, "read page \(page)")
+            }
         }
     }
 
@@ -209,8 +223,9 @@ final class PrivateFileMapping {
         guard fd >= 0 else { throw MappingError("open \(path)") }
         size = Int(lseek(fd, 0, SEEK_END))
         // fsync: clean pages, as a binary's are.
-        guard size > 0, fsync(fd) == 0, let base = mmap(nil, size, protection, MAP_PRIVATE, fd, 0), base != MAP_FAILED else {
-            let error = MappingError("map \(path) (\(size) bytes)")
+        let base = size > 0 && fsync(fd) == 0 ? mmap(nil, size, protection, MAP_PRIVATE, fd, 0) : nil
+        guard let base, base != MAP_FAILED else {
+            let error = size > 0 ? MappingError("map \(path)") : MappingError(path, "is empty")
             close(fd)
             throw error
         }
@@ -224,6 +239,6 @@ final class PrivateFileMapping {
 
     struct MappingError: Error, CustomStringConvertible {
         let description: String
-        init(_ what: String) { description = "\(what): \(String(cString: strerror(errno)))" }
+        init(_ what: String, _ problem: String = String(cString: strerror(errno))) { description = "\(what): \(problem)" }
     }
 }
