@@ -19,6 +19,19 @@ public enum ProcessStatistics {
         return (rss, threads)
     }
 
+    /// Proportional set size of `pid` in MiB, from /proc/PID/smaps_rollup:
+    /// its resident pages, each page that other processes map too divided
+    /// among them. What the process costs the machine's memory, where RSS
+    /// counts a library page shared by every process in each of them.
+    /// 0 when it is gone or the file cannot be read.
+    public static func proportionalSetMiB(_ pid: Int32) -> Double {
+        guard let text = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") }),
+              let kib = line.split(separator: " ").dropFirst().first.flatMap({ Double($0) })
+        else { return 0 }
+        return kib / 1024
+    }
+
     /// CPU seconds (user + system) `pid` has used (this process when nil); 0 when it is gone.
     public static func cpuSeconds(_ pid: Int32? = nil) -> Double {
         let path = pid.map { "/proc/\($0)/stat" } ?? "/proc/self/stat"

@@ -29,6 +29,15 @@ func processStatisticsProbe(_ x: Int32) -> Int32 { x &* 3 &+ 1 }
         #expect(pages.allSatisfy { $0 < UInt(size) })
     }
 
+    @Test func theProportionalSetIsPartOfTheResidentSet() throws {
+        let pid = getpid()
+        let rss = ProcessStatistics.status(pid).rssMiB
+        let pss = ProcessStatistics.proportionalSetMiB(pid)
+        // At least this process's own heap; at most all it maps (shared pages count in part).
+        #expect(pss > 0.5 && pss <= rss * 1.05, "PSS \(pss) MiB, RSS \(rss) MiB")
+        #expect(ProcessStatistics.proportionalSetMiB(5_000_000) == 0)
+    }
+
     @Test func aProcessThatIsGoneIsAnError() throws {
         // Above any pid_max the kernel allows (2^22).
         #expect(throws: (any Error).self) { try ProcessStatistics.residentCodePages(5_000_000) }
