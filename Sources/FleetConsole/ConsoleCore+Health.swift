@@ -114,7 +114,7 @@ extension ConsoleCore {
         for site in configuration.sites { counts[site.id] = [:] }
         for (a, r) in devices { counts[a.site.rawValue, default: [:]][r.state, default: 0] += 1 }
         for (site, byState) in counts {
-            for state in DeviceState.allCases { metrics.setDevices(site: site, state: state.rawValue, count: byState[state] ?? 0) }
+            metrics.setDevices(site: site, counts: DeviceState.allCases.map { ($0.rawValue, byState[$0] ?? 0) })
         }
     }
 

@@ -43,15 +43,21 @@ final class ConsoleMetrics: Sendable {
         counter.increment()
     }
 
-    func setDevices(site: String, state: String, count: Int) {
-        let gauge = deviceGauges.withLock { g in
-            let key = "\(site)|\(state)"
-            if let existing = g[key] { return existing }
-            let made = registry.makeGauge(descriptor: Self.d("devices", "", "Devices by site and state"), labels: [("site", site), ("state", state)])
-            g[key] = made
-            return made
+    /// Sets the `fleet_devices` gauges of one site, one per state in
+    /// `counts`. A site's gauges are all registered before any is set, so a
+    /// scrape never sees some of a site's states and not the others.
+    func setDevices(site: String, counts: [(state: String, count: Int)]) {
+        let gauges = deviceGauges.withLock { g in
+            counts.map { entry in
+                let key = "\(site)|\(entry.state)"
+                if let existing = g[key] { return existing }
+                let made = registry.makeGauge(
+                    descriptor: Self.d("devices", "", "Devices by site and state"), labels: [("site", site), ("state", entry.state)])
+                g[key] = made
+                return made
+            }
         }
-        gauge.set(Double(count))
+        for (gauge, entry) in zip(gauges, counts) { gauge.set(Double(entry.count)) }
     }
 
     func text() -> String { registry.emitToString() }

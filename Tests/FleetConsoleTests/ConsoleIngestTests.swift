@@ -485,8 +485,13 @@ struct ConsoleSnapshot: Equatable, CustomStringConvertible {
         // The device gauges follow the console's health tick: wait until they agree with the API.
         var perSite: [String: Int] = [:]
         for site in sites { perSite[site] = try await rig.devices("?site=\(site)").count }
-        let settled = try await rig.waitForMetrics("fleet_devices agrees with the API: \(perSite)") { metrics in
-            perSite.allSatisfy { metrics.value("fleet_devices", ["site": $0.key]) == Double($0.value) }
+        // Every state of every site is exposed (the first tick registers them together), and they add up.
+        let states = ["in_session", "idle", "offline", "faulted"]
+        let settled = try await rig.waitForMetrics("fleet_devices has every state and agrees with the API: \(perSite)") { metrics in
+            perSite.allSatisfy { site, count in
+                states.allSatisfy { metrics.value("fleet_devices", ["site": site, "state": $0]) != nil }
+                    && metrics.value("fleet_devices", ["site": site]) == Double(count)
+            }
         }
         let metrics = settled.lines(of: fleetMetrics).filter { !$0.contains("site=\"\(Fleet.lab)\"") }
         return ConsoleSnapshot(details: details, alerts: alerts, usage: filteredUsage, sites: siteList, metrics: metrics)
