@@ -47,6 +47,16 @@ public enum Zone: String, CaseIterable, Codable, Sendable, Comparable, CustomStr
 public enum AcupressurePoint: String, CaseIterable, Codable, Sendable, CustomStringConvertible {
     case gb34, sp6, ki1
 
+    /// Where the brief asks for gentle pressure at the point, the highest
+    /// level any technique may use there, and why. GB34: "gentle pressure
+    /// with circular motions" over the shinbone, just below the knee.
+    public var gentleCap: (maxIntensity: Int, reason: String)? {
+        switch self {
+        case .gb34: (4, "the brief asks for gentle pressure at GB34, over the shinbone just below the knee")
+        case .sp6, .ki1: nil
+        }
+    }
+
     /// The zone the point lies in: its pressure ceiling and suitability row apply.
     public var zone: Zone {
         switch self {

@@ -59,23 +59,34 @@ public struct SessionRequest: Sendable, Equatable {
         case steps([StepSpec])
     }
 
-    public var source: Source
-    /// Session-wide intensity (1–10): every step runs at this level, clamped
-    /// to what the step's zone and technique allow; calibration steps are
-    /// never raised by it.
-    public var intensity: Int?
+    /// Who asks: the person at the device, or anyone else (an operator, the
+    /// console, a schedule). Only a person at the device may start during a
+    /// pain lockout: they are there.
+    public enum Origin: String, Sendable, Equatable {
+        case local
+        case remote
+    }
 
-    public init(source: Source, intensity: Int? = nil) {
+    public var source: Source
+    /// Session-wide intensity (1–10): the level at the program's peak; every
+    /// step's written level is scaled by the same ratio and clamped to what
+    /// its zone and technique allow, so gentle steps stay gentler than the
+    /// peak; calibration steps are never raised by it.
+    public var intensity: Int?
+    public var origin: Origin
+
+    public init(source: Source, intensity: Int? = nil, origin: Origin = .remote) {
         self.source = source
         self.intensity = intensity
+        self.origin = origin
     }
 
-    public static func program(_ id: String, intensity: Int? = nil) -> SessionRequest {
-        SessionRequest(source: .program(id), intensity: intensity)
+    public static func program(_ id: String, intensity: Int? = nil, origin: Origin = .remote) -> SessionRequest {
+        SessionRequest(source: .program(id), intensity: intensity, origin: origin)
     }
 
-    public static func steps(_ steps: [StepSpec], intensity: Int? = nil) -> SessionRequest {
-        SessionRequest(source: .steps(steps), intensity: intensity)
+    public static func steps(_ steps: [StepSpec], intensity: Int? = nil, origin: Origin = .remote) -> SessionRequest {
+        SessionRequest(source: .steps(steps), intensity: intensity, origin: origin)
     }
 
     /// The program id used for ad-hoc steps.

@@ -1,54 +1,52 @@
 import Foundation
 
-/// The engine's state and logic, a plain synchronous value. `MassageEngine`
-/// keeps it behind a `Mutex` and calls one method at a time; nothing here
-/// sleeps, awaits or touches storage.
+/// The engine's state and the control tick, a plain synchronous value.
+/// `MassageEngine` keeps it behind a `Mutex` and calls one method at a time;
+/// nothing here sleeps, awaits or touches storage.
+///
+/// It composes three pure parts and is the only one that touches the
+/// hardware: `SafetySupervisor` (readings in, verdicts out; the final clamp),
+/// `SessionRunner` (the session, ramps and levels) and `Scheduler` (booked
+/// sessions). Commands are in `EngineCore+Commands.swift`, reports and the
+/// persistence hand-off in `EngineCore+Reports.swift`.
 struct EngineCore {
     // MARK: Dependencies and timing
     let hardware: any MassagerHardware
     let clock: any WallClock
+    let monotonic: any MonotonicClock
     let configuration: EngineConfiguration
     var limits: EngineLimits { didSet { maxSessionTicks = Self.ticks(seconds: Double(limits.maxSessionSeconds), tickMs: tickMs) } }
     var library: ProgramLibrary
 
     let tickMs: Int64
     let dt: Double
-    let staleTicks: Int
-    let faultClearTicks: Int
-    let softStopTicks: Int
-    let checkpointTicks: Int
-    let graceSeconds: TimeInterval
-    let rampUpPerTick: Double
-    let rampDownPerTick: Double
     var maxSessionTicks: Int
 
     var tickCount: UInt64 = 0
 
-    // MARK: Hardware and supervisor state
-    /// The last reading, kept as plain values (cheap to copy on every tick).
-    var measuredPressures = ZoneValues<Double>(repeating: 0)
-    var pressureSamples = ZoneValues<UInt32>(repeating: 0)
-    var motorTemperature = 0.0
-    var temperatureSample: UInt32 = 0
-    var haveReadings = false
-    /// Pressure envelope per zone: where the ramps are, before the technique's pattern.
-    var ramped = ZoneValues<Double>(repeating: 0)
+    // MARK: The parts
+    var supervisor: SafetySupervisor
+    var runner: SessionRunner
+    var scheduler: Scheduler
     var lastCommand = ActuatorCommand.idle
-    var unchangedPressureSamples = ZoneValues<Int>(repeating: 0)
-    var healthyPressureTicks = ZoneValues<Int>(repeating: 0)
-    var unchangedTemperatureSamples = 0
-    var healthyTemperatureTicks = 0
-    var overpressureTicks = ZoneValues<Int>(repeating: 0)
-    var belowCeilingTicks = ZoneValues<Int>(repeating: 0)
-    var faults: [Fault.Key: Fault] = [:]
-    var stopButtonHeld = false
 
-    // MARK: Session, schedules, ledger
-    var session: ActiveSession?
+    // MARK: Lockout, control loop, shutdown
+    var painLockout: PainLockout?
+    /// Engine monotonic time at which the pain lockout ends.
+    var painLockoutEnds = 0.0
     var shuttingDown = false
-    var schedules: [ScheduledSession] = []
+    var lateTicks = 0
+    var worstLateMilliseconds = 0.0
+
+    // MARK: Ledger and persistence
     var committedUsage = UsageCounters()
+    /// The ledger and the running session's checkpoint as last written to
+    /// storage: what the agent may publish as retained usage, so a restart
+    /// never shows less than was published.
+    var durableLedger = UsageCounters()
+    var durableMarker: ActiveSessionMarker?
     var pending = PersistenceBatch()
+    let persistsEvents: Bool
     var persistenceFailures = 0
     var lastPersistenceError: String?
 
@@ -56,22 +54,26 @@ struct EngineCore {
     var outbox: [EngineEvent] = []
     var droppedEvents = 0
 
-    init(hardware: any MassagerHardware, clock: any WallClock, configuration: EngineConfiguration, library: ProgramLibrary) {
+    init(hardware: any MassagerHardware, clock: any WallClock, monotonic: any MonotonicClock, configuration: EngineConfiguration,
+         library: ProgramLibrary, persistsEvents: Bool) {
         self.hardware = hardware
         self.clock = clock
+        self.monotonic = monotonic
         self.configuration = configuration
         self.limits = configuration.limits
         self.library = library
+        self.persistsEvents = persistsEvents
         tickMs = configuration.controlTick.wholeMilliseconds
         dt = Double(tickMs) / 1000
-        staleTicks = Self.ticks(seconds: HardLimits.sensorStaleSeconds, tickMs: tickMs)
-        faultClearTicks = Self.ticks(seconds: HardLimits.faultClearSeconds, tickMs: tickMs)
-        softStopTicks = Self.ticks(seconds: HardLimits.softStopSeconds, tickMs: tickMs)
-        checkpointTicks = Self.ticks(seconds: configuration.usageCheckpointInterval.timeInterval, tickMs: tickMs)
-        graceSeconds = configuration.scheduleGracePeriod.timeInterval
-        rampUpPerTick = HardLimits.rampUpMMHgPerSecond * dt
-        rampDownPerTick = HardLimits.rampDownMMHgPerSecond * dt
         maxSessionTicks = Self.ticks(seconds: Double(configuration.limits.maxSessionSeconds), tickMs: tickMs)
+        supervisor = SafetySupervisor(tickMilliseconds: tickMs)
+        runner = SessionRunner(timing: .init(
+            tickMs: tickMs, dt: dt,
+            softStopTicks: Self.ticks(seconds: HardLimits.softStopSeconds, tickMs: tickMs),
+            checkpointTicks: Self.ticks(seconds: configuration.usageCheckpointInterval.timeInterval, tickMs: tickMs),
+            rampUpPerTick: HardLimits.rampUpMMHgPerSecond * dt,
+            rampDownPerTick: HardLimits.rampDownMMHgPerSecond * dt))
+        scheduler = Scheduler(capacity: configuration.maxSchedules, grace: configuration.scheduleGracePeriod.timeInterval)
         outbox.reserveCapacity(16)
     }
 
@@ -81,266 +83,200 @@ struct EngineCore {
     }
 
     var engineTime: Double { Double(tickCount) * dt }
+    var session: ActiveSession? { runner.session }
 
     // MARK: - Events
 
     mutating func emit(_ kind: EngineEvent.Kind, sessionID: SessionID?, programID: String?, stepCount: Int? = nil) {
-        outbox.append(EngineEvent(time: clock.now(), sessionID: sessionID, programID: programID, stepCount: stepCount, kind: kind))
+        let event = EngineEvent(time: clock.now(), sessionID: sessionID, programID: programID, stepCount: stepCount, kind: kind)
+        outbox.append(event)
+        if persistsEvents {
+            if pending.events.count >= configuration.eventBufferSize {
+                pending.events.removeFirst()
+                droppedEvents += 1
+            }
+            pending.events.append(event)
+        }
     }
 
     mutating func emitSession(_ kind: EngineEvent.Kind, _ session: ActiveSession) {
         emit(kind, sessionID: session.id, programID: session.program.id, stepCount: session.program.steps.count)
     }
 
-    // MARK: - Restore (startup)
+    // MARK: - The control tick
 
-    /// Takes over persisted state: an active-session marker means the
-    /// process died mid-session, so that session is counted once as aborted
-    /// `interrupted` (never resumed); schedules whose time passed beyond the
-    /// grace period are reported missed.
-    mutating func restore(_ persisted: PersistedState) {
-        committedUsage = persisted.usage
-        for reason in AbortReason.allCases where committedUsage.sessionsAborted[reason.rawValue] == nil {
-            committedUsage.sessionsAborted[reason.rawValue] = 0
-        }
-        if let marker = persisted.activeSession {
-            committedUsage.milliseconds.add(marker.usage)
-            committedUsage.sessionsAborted[AbortReason.interrupted.rawValue, default: 0] += 1
-            pending.merge(PersistenceBatch(usage: committedUsage, activeSession: .clear))
-            emit(.sessionAborted(.interrupted), sessionID: marker.sessionID, programID: marker.programID)
-        }
-        schedules = persisted.schedules.sorted { $0.at < $1.at }
-        let now = clock.now()
-        while let first = schedules.first, now.timeIntervalSince(first.at) > graceSeconds {
-            schedules.removeFirst()
-            pending.merge(PersistenceBatch(removeSchedules: [first.id]))
-            emit(.sessionMissed(scheduleID: first.id, at: first.at, why: .late), sessionID: first.sessionID, programID: first.program.id)
-        }
-    }
-
-    // MARK: - Commands
-
-    /// Resolves and validates a request against the limits in force.
-    func resolve(_ request: SessionRequest) throws(EngineError) -> Program {
-        let spec: ProgramSpec
-        switch request.source {
-        case .program(let id):
-            spec = try library.program(id).spec
-        case .steps(let steps):
-            spec = ProgramSpec(id: SessionRequest.customProgramID, name: "Custom session", steps: steps)
-        }
-        if let intensity = request.intensity, !HardLimits.intensityLevels.contains(intensity) {
-            throw EngineError(.invalidParams, "intensity \(intensity) is outside \(HardLimits.intensityLevels.lowerBound)–\(HardLimits.intensityLevels.upperBound)")
-        }
-        do {
-            return try ProgramValidator.validate(spec, limits: limits)
-        } catch {
-            throw EngineError(.invalidParams, error.description, issues: error.issues)
-        }
-    }
-
-    /// Why a new session would be refused now, with a message a person can act on.
-    func unsafeState() -> (reason: EngineError.UnsafeReason, message: String)? {
-        let temperature = motorTemperature
-        if haveReadings, temperature > limits.maxMotorTemperatureC {
-            return (.overTemperature, "the motor is at \(format(temperature.rounded())) °C, above its maximum of \(format(limits.maxMotorTemperatureC)) °C; sessions resume once it cools below \(format(limits.motorResumeTemperatureC)) °C")
-        }
-        if faults[Fault.Key(kind: .overheat, zone: nil)] != nil {
-            return (.cooldown, "the motor is cooling down after an overheat (\(format(temperature.rounded())) °C); sessions resume below \(format(limits.motorResumeTemperatureC)) °C")
-        }
-        if let fault = faults.values.sorted(by: { $0.description < $1.description }).first {
-            return (.fault, "a fault is active: \(fault); sessions resume once it clears")
-        }
-        if stopButtonHeld {
-            return (.fault, "the stop button is held; release it to start a session")
-        }
-        return nil
-    }
-
-    mutating func start(_ request: SessionRequest) throws(EngineError) -> SessionID {
-        let program = try resolve(request)
-        if shuttingDown { throw EngineError(.busy, "the engine is shutting down") }
-        if let running = session {
-            throw EngineError(.busy, "session \(running.id) (\(running.program.id)) is running; stop it before starting another")
-        }
-        if let unsafe = unsafeState() { throw EngineError(.unsafe, unsafe.message, unsafeReason: unsafe.reason) }
-        let now = clock.now()
-        let end = now.addingTimeInterval(TimeInterval(program.totalSeconds))
-        if let clash = schedules.first(where: { $0.at < end }) {
-            throw EngineError(.busy, "the slot is taken: schedule \(clash.id) (\(clash.program.id)) starts at \(rfc3339(clash.at)), before this \(program.totalSeconds) s session would end; cancel it or start later")
-        }
-        let id = SessionID.make()
-        beginSession(program: program, intensity: request.intensity, sessionID: id, scheduleID: nil)
-        return id
-    }
-
-    mutating func schedule(_ request: SessionRequest, at: Date) throws(EngineError) -> ScheduledSession {
-        let program = try resolve(request)
-        let now = clock.now()
-        if at < now {
-            throw EngineError(.invalidParams, "schedule time \(rfc3339(at)) is in the past (now \(rfc3339(now))); give a future time")
-        }
-        if shuttingDown { throw EngineError(.busy, "the engine is shutting down") }
-        if schedules.count >= configuration.maxSchedules {
-            throw EngineError(.busy, "the schedule is full (\(configuration.maxSchedules) sessions); cancel one first")
-        }
-        let end = at.addingTimeInterval(TimeInterval(program.totalSeconds))
-        if let running = session {
-            let runningEnd = now.addingTimeInterval(running.remainingSeconds(dt: dt) + HardLimits.maxSoftStopSeconds)
-            if at < runningEnd {
-                throw EngineError(.busy, "session \(running.id) (\(running.program.id)) runs until about \(rfc3339(runningEnd)); schedule after that")
-            }
-        }
-        if let clash = schedules.first(where: { $0.at < end && at < $0.end }) {
-            throw EngineError(.busy, "the slot is taken: schedule \(clash.id) (\(clash.program.id)) runs \(rfc3339(clash.at))–\(rfc3339(clash.end)); pick a time outside it")
-        }
-        if let unsafe = unsafeState() { throw EngineError(.unsafe, unsafe.message, unsafeReason: unsafe.reason) }
-        let entry = ScheduledSession(id: .make(), sessionID: .make(), at: at, program: program.spec, intensity: request.intensity)
-        let index = schedules.firstIndex(where: { $0.at > at }) ?? schedules.endIndex
-        schedules.insert(entry, at: index)
-        pending.merge(PersistenceBatch(upsertSchedules: [entry]))
-        emit(.sessionScheduled(scheduleID: entry.id, at: at), sessionID: entry.sessionID, programID: program.id)
-        return entry
-    }
-
-    mutating func cancelScheduled(_ id: ScheduleID) throws(EngineError) {
-        guard let index = schedules.firstIndex(where: { $0.id == id }) else {
-            let known = schedules.isEmpty ? "there are no schedules" : "scheduled: " + schedules.map(\.id.rawValue).joined(separator: ", ")
-            throw EngineError(.notFound, "no schedule \"\(id)\"; \(known)")
-        }
-        schedules.remove(at: index)
-        pending.merge(PersistenceBatch(removeSchedules: [id]))
-    }
-
-    mutating func stop(reason: AbortReason) throws(EngineError) {
-        guard var s = session else { throw EngineError(.notFound, "no session is running") }
-        if case .stopping = s.phase { return }
-        fold(&s)
-        s.phase = .stopping(.aborted(reason))
-        session = s
-    }
-
-    mutating func pause() throws(EngineError) {
-        guard var s = session else { throw EngineError(.notFound, "no session is running") }
-        switch s.phase {
-        case .paused: return
-        case .stopping: throw EngineError(.busy, "session \(s.id) is stopping")
-        case .running:
-            fold(&s)
-            s.phase = .paused
-            session = s
-            emitSession(.sessionPaused, s)
-        }
-    }
-
-    mutating func resume() throws(EngineError) {
-        guard var s = session else { throw EngineError(.notFound, "no session is running") }
-        switch s.phase {
-        case .running: return
-        case .stopping: throw EngineError(.busy, "session \(s.id) is stopping")
-        case .paused:
-            s.phase = .running
-            session = s
-            emitSession(.sessionResumed, s)
-        }
-    }
-
-    mutating func adjustIntensity(_ level: Int) throws(EngineError) {
-        guard var s = session else { throw EngineError(.notFound, "no session is running") }
-        guard HardLimits.intensityLevels.contains(level) else {
-            throw EngineError(.invalidParams, "intensity \(level) is outside \(HardLimits.intensityLevels.lowerBound)–\(HardLimits.intensityLevels.upperBound)")
-        }
-        if case .stopping = s.phase { throw EngineError(.busy, "session \(s.id) is stopping") }
-        let step = s.program.steps[s.stepIndex]
-        let allowed = limits.maxLevel(step.technique, on: step.target)
-        if level > allowed {
-            let rule = Suitability.of(step.technique, on: step.target)
-            let why: String
-            if rule.maxIntensity < limits.maxLevel(on: step.zone), let reason = rule.reason {
-                why = "\(step.technique.rawValue) on the \(step.target.id) is limited to level \(allowed): \(reason)"
-            } else {
-                why = "level \(level) would be \(format(HardLimits.pressure(level: level, zone: step.zone))) mmHg, over the \(step.zone.rawValue) ceiling of \(format(limits.ceiling(step.zone))) mmHg; the highest level here is \(allowed)"
-            }
-            throw EngineError(.invalidParams, why)
-        }
-        s.sessionIntensity = level
-        s.level = level
-        session = s
-    }
-
-    /// Ends any session at once (actuators released first) and refuses new ones.
-    mutating func shutdown() {
-        shuttingDown = true
-        if session != nil {
+    /// One control tick: read, supervise (release first, report after),
+    /// start due schedules, advance the session, clamp, command.
+    mutating func tick() {
+        tickCount &+= 1
+        let reading = hardware.read(engineTime: engineTime)
+        let verdict = supervisor.check(reading, commanded: lastCommand.pressuresMMHg, limits: limits)
+        // Release first, report after: the events go out only when this
+        // tick's hardware actions are done.
+        if verdict.abort != nil {
             releaseNow()
-            finishSession(.aborted(.shutdown))
+        } else if verdict.releaseAgain {
+            hardware.releaseAll()
+        }
+        for fault in verdict.raised { raised(fault) }
+        for fault in verdict.cleared { emit(.faultCleared(fault), sessionID: session?.id, programID: session?.program.id) }
+        if !verdict.raised.isEmpty { pending.merge(PersistenceBatch(latchedFaults: supervisor.latched)) }
+        if let reason = verdict.abort, let running = session {
+            if reason == .painSignal { startPainLockout(at: running.step) }
+            finishSession(.aborted(reason))
+        }
+        if painLockout != nil, monotonic.monotonicSeconds() >= painLockoutEnds { endPainLockout() }
+        if !scheduler.isEmpty { runDueSchedules() }
+        if session != nil { advanceSession() }
+    }
+
+    mutating func raised(_ fault: Fault) {
+        emit(.faultRaised(fault), sessionID: session?.id, programID: session?.program.id)
+    }
+
+    mutating func advanceSession() {
+        let overTime: Bool
+        if let s = session {
+            overTime = s.elapsedTicks + 1 > maxSessionTicks
+                || monotonic.monotonicSeconds() - s.startedMonotonic > Double(limits.maxSessionSeconds)
+        } else {
+            overTime = false
+        }
+        let result = runner.advance(limits: limits, overTime: overTime)
+        if let outcome = result.finished {
+            releaseNow()
+            finishSession(outcome)
+            return
+        }
+        if let s = session {
+            if result.stepBegan { emitSession(.sessionStep(index: s.stepIndex, step: s.step, intensity: s.level), s) }
+            if result.checkpoint { pending.merge(PersistenceBatch(activeSession: .set(marker(for: s)))) }
+        }
+        if let command = result.command { sendToHardware(command) }
+    }
+
+    /// The only way a command reaches the hardware: through the final clamp.
+    mutating func sendToHardware(_ command: ActuatorCommand) {
+        let safe = SafetySupervisor.clamp(command, limits: limits)
+        hardware.apply(safe)
+        lastCommand = safe
+    }
+
+    /// Opens every valve and stops the motor, now; the supervisor then
+    /// checks that pressure falls.
+    mutating func releaseNow() {
+        hardware.releaseAll()
+        runner.dropRamps()
+        lastCommand = .idle
+        supervisor.released()
+    }
+
+    // MARK: - The watched control loop
+
+    /// The driver found the control loop late by `milliseconds`. More than
+    /// `HardLimits.controlOverrunTicks` ticks while pressure is on or a
+    /// session runs: release everything, abort `control_overrun`, latch.
+    /// At rest it is only counted (nothing to protect).
+    mutating func controlLoopLate(milliseconds: Double) {
+        lateTicks += 1
+        worstLateMilliseconds = max(worstLateMilliseconds, milliseconds)
+        guard milliseconds > Double(HardLimits.controlOverrunTicks) * Double(tickMs) else { return }
+        guard session != nil || runner.hasPressure || lastCommand != .idle else { return }
+        releaseNow()
+        let fault = Fault(kind: .controlOverrun, zone: nil, detail: "the control loop ran \(format(milliseconds.rounded())) ms late (more than \(HardLimits.controlOverrunTicks) ticks of \(tickMs) ms)")
+        if supervisor.raise(fault) {
+            raised(fault)
+            pending.merge(PersistenceBatch(latchedFaults: supervisor.latched))
+        }
+        if session != nil { finishSession(.aborted(.controlOverrun)) }
+    }
+
+    // MARK: - Pain lockout
+
+    mutating func startPainLockout(at step: ProgramStep?) {
+        let seconds = Double(limits.painLockoutSeconds)
+        painLockoutEnds = monotonic.monotonicSeconds() + seconds
+        let lockout = PainLockout(until: clock.now().addingTimeInterval(seconds), zone: step?.zone ?? .thigh, point: step?.point, sessionID: session?.id)
+        painLockout = lockout
+        pending.merge(PersistenceBatch(painLockout: .set(lockout)))
+    }
+
+    mutating func endPainLockout() {
+        painLockout = nil
+        pending.merge(PersistenceBatch(painLockout: .clear))
+    }
+
+    var painLockoutRemaining: Double? {
+        painLockout.map { _ in max(0, painLockoutEnds - monotonic.monotonicSeconds()) }
+    }
+
+    // MARK: - Session lifecycle
+
+    mutating func beginSession(program: Program, intensity: Int?, sessionID: SessionID, scheduleID: ScheduleID?) {
+        let s = runner.begin(program: program, intensity: intensity, id: sessionID, scheduleID: scheduleID, at: clock.now(),
+                             monotonic: monotonic.monotonicSeconds(), limits: limits)
+        supervisor.sessionStarted()
+        committedUsage.sessionsStarted += 1
+        pending.merge(PersistenceBatch(
+            usage: committedUsage,
+            activeSession: .set(marker(for: s)),
+            removeSchedules: scheduleID.map { [$0] } ?? []
+        ))
+        emitSession(.sessionStarted(scheduleID: scheduleID), s)
+        emitSession(.sessionStep(index: 0, step: s.step, intensity: s.level), s)
+    }
+
+    func marker(for s: ActiveSession) -> ActiveSessionMarker {
+        var s = s
+        runner.fold(&s)
+        return ActiveSessionMarker(sessionID: s.id, programID: s.program.id, scheduleID: s.scheduleID, startedAt: s.startedAt, usage: s.usage)
+    }
+
+    /// Ends the session: ledger, marker and event in one pending batch.
+    /// Callers release the actuators first.
+    mutating func finishSession(_ outcome: SessionOutcome) {
+        guard let s = runner.end() else { return }
+        committedUsage.milliseconds.add(s.usage)
+        switch outcome {
+        case .completed:
+            committedUsage.sessionsCompleted += 1
+        case .aborted(let reason):
+            committedUsage.sessionsAborted[reason.rawValue, default: 0] += 1
+        }
+        pending.merge(PersistenceBatch(usage: committedUsage, activeSession: .clear))
+        switch outcome {
+        case .completed: emitSession(.sessionCompleted, s)
+        case .aborted(let reason): emitSession(.sessionAborted(reason), s)
         }
     }
 
-    mutating func replace(limits newLimits: EngineLimits) throws(EngineError) {
-        if let running = session {
-            throw EngineError(.busy, "session \(running.id) is running; limits change only between sessions")
+    // MARK: - Scheduler
+
+    /// Starts (or reports missed) every schedule whose time has come.
+    mutating func runDueSchedules() {
+        let now = clock.now()
+        while let due = scheduler.takeDue(now: now) {
+            let missed: MissedReason?
+            var program: Program?
+            if scheduler.isLate(due, now: now) {
+                missed = .late
+            } else if session != nil || shuttingDown {
+                missed = .busy
+            } else if refusal(origin: .remote) != nil {
+                missed = .unsafe
+            } else if let valid = try? ProgramValidator.validate(due.program, limits: limits) {
+                missed = nil
+                program = valid
+            } else {
+                missed = .invalid
+            }
+            if let program {
+                beginSession(program: program, intensity: due.intensity, sessionID: due.sessionID, scheduleID: due.id)
+            } else {
+                pending.merge(PersistenceBatch(removeSchedules: [due.id]))
+                emit(.sessionMissed(scheduleID: due.id, at: due.at, why: missed ?? .invalid), sessionID: due.sessionID, programID: due.program.id)
+            }
         }
-        limits = newLimits
-    }
-
-    // MARK: - Reports
-
-    /// The ledger including the time of the session in progress.
-    func usage() -> UsageCounters {
-        var usage = committedUsage
-        if var s = session {
-            fold(&s)
-            usage.milliseconds.add(s.usage)
-        }
-        return usage
-    }
-
-    func telemetry() -> TelemetrySnapshot {
-        var snapshot = TelemetrySnapshot(
-            state: .idle, pressuresMMHg: [:], motorTemperatureC: motorTemperature,
-            faults: faults.values.sorted { $0.description < $1.description },
-            unsafeReason: unsafeState()?.reason, droppedEvents: droppedEvents, ticks: tickCount,
-            persistenceFailures: persistenceFailures, lastPersistenceError: lastPersistenceError
-        )
-        for zone in Zone.allCases where ramped[zone] > 0 {
-            snapshot.pressuresMMHg[zone.rawValue] = measuredPressures[zone]
-        }
-        guard let s = session else { return snapshot }
-        let step = s.program.steps[s.stepIndex]
-        switch s.phase {
-        case .running: snapshot.state = .running
-        case .paused: snapshot.state = .paused
-        case .stopping: snapshot.state = .stopping
-        }
-        snapshot.sessionID = s.id
-        snapshot.programID = s.program.id
-        snapshot.stepIndex = s.stepIndex
-        snapshot.stepCount = s.program.steps.count
-        snapshot.step = step
-        snapshot.intensity = s.level
-        snapshot.targetPressureMMHg = HardLimits.pressure(level: s.level, zone: step.zone)
-        snapshot.stepRemainingSeconds = Double(s.stepTotalTicks - s.stepTicks) * dt
-        snapshot.sessionElapsedSeconds = Double(s.elapsedTicks) * dt
-        snapshot.pressuresMMHg[step.zone.rawValue] = measuredPressures[step.zone]
-        snapshot.breathingBPM = step.breathingBPM
-        return snapshot
-    }
-
-    // MARK: - Persistence hand-off
-
-    mutating func takePending() -> PersistenceBatch {
-        let batch = pending
-        pending = PersistenceBatch()
-        return batch
-    }
-
-    mutating func requeue(_ batch: PersistenceBatch, error: any Error) {
-        var merged = batch
-        merged.merge(pending)
-        pending = merged
-        persistenceFailures += 1
-        lastPersistenceError = "\(error)"
     }
 }
 

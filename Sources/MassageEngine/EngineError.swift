@@ -28,6 +28,9 @@ public struct EngineError: Error, Sendable, Equatable, CustomStringConvertible {
         case overTemperature = "over_temperature"
         /// The motor overheated and has not yet cooled below the resume threshold.
         case cooldown
+        /// A pain signal ended a session recently: remote and scheduled starts
+        /// wait out the lockout (a person at the device may start).
+        case painLockout = "pain_lockout"
     }
 
     public let code: Code

@@ -27,6 +27,8 @@ public enum AbortReason: String, CaseIterable, Codable, Sendable, CustomStringCo
     case remoteStop = "remote_stop"
     case shutdown
     case interrupted
+    /// The control loop fell more than `HardLimits.controlOverrunTicks` behind.
+    case controlOverrun = "control_overrun"
 
     public var description: String { rawValue }
 }
@@ -46,13 +48,30 @@ public enum MissedReason: String, Codable, Sendable, CustomStringConvertible {
 }
 
 /// A condition the safety supervisor found. While any fault is active, new
-/// sessions are refused (`unsafe`).
+/// sessions are refused (`unsafe`). Every kind but `overheat` latches: it
+/// stays active until its condition has read healthy for
+/// `HardLimits.faultClearSeconds` and someone acknowledges it (at the
+/// device, or an operator through `clear_fault`). `overheat` clears by
+/// itself once the motor has cooled below its resume temperature.
 public struct Fault: Hashable, Sendable, Codable, CustomStringConvertible {
     public enum Kind: String, Codable, Sendable, CaseIterable {
         case overpressure
         case overheat
         case sensorFault = "sensor_fault"
         case hardwareFault = "hardware_fault"
+        /// Measured pressure does not follow the command (runaway pump, a
+        /// valve that does not open, a frozen sensor, a leak).
+        case pressureTracking = "pressure_tracking"
+        /// Pressure did not fall after a release: critical; the engine
+        /// releases again on every tick while it lasts.
+        case releaseFailed = "release_failed"
+        /// The control loop ran too late to be trusted.
+        case controlOverrun = "control_overrun"
+
+        /// Latches until healthy and acknowledged.
+        public var latches: Bool { self != .overheat }
+        /// Pressure may still be on the person.
+        public var isCritical: Bool { self == .releaseFailed }
     }
 
     public var kind: Kind

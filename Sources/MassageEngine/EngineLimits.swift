@@ -8,6 +8,9 @@ public struct EngineLimits: Sendable, Equatable {
     public private(set) var maxSessionSeconds: Int
     /// Motor temperature that aborts a session, ≤ `HardLimits.maxMotorTemperatureC`.
     public private(set) var maxMotorTemperatureC: Double
+    /// How long remote and scheduled starts are refused after a pain signal,
+    /// ≥ `HardLimits.painLockoutSeconds` (configuration may only lengthen it).
+    public private(set) var painLockoutSeconds: Int = HardLimits.painLockoutSeconds
 
     /// The hard limits with the defaults (20 min sessions, 65 °C motor).
     public static let `default` = EngineLimits(
@@ -28,12 +31,14 @@ public struct EngineLimits: Sendable, Equatable {
     public init(
         ceilingsMMHg ceilings: [Zone: Double] = [:],
         maxSessionMinutes: Int? = nil,
-        maxMotorTemperatureC: Double? = nil
+        maxMotorTemperatureC: Double? = nil,
+        painLockoutSeconds: Int? = nil
     ) throws(EngineLimitsError) {
         try self.init(overrides: Overrides(
             ceilingsMMHg: ceilings.isEmpty ? nil : Dictionary(uniqueKeysWithValues: ceilings.map { ($0.key.rawValue, $0.value) }),
             maxSessionMinutes: maxSessionMinutes,
-            maxMotorTemperatureC: maxMotorTemperatureC
+            maxMotorTemperatureC: maxMotorTemperatureC,
+            painLockoutSeconds: painLockoutSeconds
         ))
     }
 
@@ -83,6 +88,17 @@ public struct EngineLimits: Sendable, Equatable {
             }
         }
 
+        if let seconds = overrides.painLockoutSeconds {
+            let key = Overrides.CodingKeys.painLockoutSeconds.rawValue
+            if seconds < HardLimits.painLockoutSeconds {
+                problems.append(.init(key: key, message: "\(seconds) s is below the compiled minimum of \(HardLimits.painLockoutSeconds) s; configuration can only lengthen the pain lockout", hardLimit: Double(HardLimits.painLockoutSeconds)))
+            } else if seconds > HardLimits.maxPainLockoutSeconds {
+                problems.append(.init(key: key, message: "\(seconds) s is above \(HardLimits.maxPainLockoutSeconds) s (one hour)", hardLimit: Double(HardLimits.maxPainLockoutSeconds)))
+            } else {
+                limits.painLockoutSeconds = seconds
+            }
+        }
+
         if !problems.isEmpty { throw EngineLimitsError(problems: problems) }
         self = limits
     }
@@ -112,17 +128,21 @@ public struct EngineLimits: Sendable, Equatable {
         public var ceilingsMMHg: [String: Double]?
         public var maxSessionMinutes: Int?
         public var maxMotorTemperatureC: Double?
+        /// Pain lockout, seconds (lengthen only).
+        public var painLockoutSeconds: Int?
 
         public enum CodingKeys: String, CodingKey, CaseIterable {
             case ceilingsMMHg = "ceilings_mmhg"
             case maxSessionMinutes = "max_session_minutes"
             case maxMotorTemperatureC = "max_motor_temp_c"
+            case painLockoutSeconds = "pain_lockout_s"
         }
 
-        public init(ceilingsMMHg: [String: Double]? = nil, maxSessionMinutes: Int? = nil, maxMotorTemperatureC: Double? = nil) {
+        public init(ceilingsMMHg: [String: Double]? = nil, maxSessionMinutes: Int? = nil, maxMotorTemperatureC: Double? = nil, painLockoutSeconds: Int? = nil) {
             self.ceilingsMMHg = ceilingsMMHg
             self.maxSessionMinutes = maxSessionMinutes
             self.maxMotorTemperatureC = maxMotorTemperatureC
+            self.painLockoutSeconds = painLockoutSeconds
         }
     }
 }

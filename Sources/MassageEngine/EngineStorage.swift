@@ -17,6 +17,37 @@ public protocol EngineStorage: Sendable {
     /// active-session marker are whole new values, so applying a batch twice
     /// gives the same state (no double counting).
     func apply(_ batch: PersistenceBatch) throws
+    /// True if this storage keeps the engine's events: then every batch
+    /// carries the events that happened with its changes (`events`), and
+    /// `apply` must store them in the same transaction, so that a session's
+    /// end is in the ledger exactly when its event is stored (the agent's
+    /// outbox). Default false: events are only delivered on `events`.
+    var persistsEvents: Bool { get }
+}
+
+extension EngineStorage {
+    public var persistsEvents: Bool { false }
+}
+
+/// A pain lockout in force, persisted so that a restart does not lift it.
+public struct PainLockout: Codable, Sendable, Equatable {
+    /// Wall-clock end, as set (the engine counts the rest on its monotonic clock).
+    public var until: Date
+    /// Where it hurt: the zone (and point) of the step that was running.
+    public var zone: Zone
+    public var point: AcupressurePoint?
+    public var sessionID: SessionID?
+
+    public init(until: Date, zone: Zone, point: AcupressurePoint?, sessionID: SessionID?) {
+        self.until = until
+        self.zone = zone
+        self.point = point
+        self.sessionID = sessionID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case until, zone, point, sessionID = "session_id"
+    }
 }
 
 /// The persisted state of an engine.
@@ -25,17 +56,34 @@ public struct PersistedState: Codable, Sendable, Equatable {
     /// Set while a session runs; found set at startup means the process died mid-session.
     public var activeSession: ActiveSessionMarker?
     public var schedules: [ScheduledSession]
+    /// Faults latched when last persisted: a restart does not clear them.
+    public var latchedFaults: [Fault]
+    public var painLockout: PainLockout?
 
     enum CodingKeys: String, CodingKey {
         case usage
         case activeSession = "active_session"
         case schedules
+        case latchedFaults = "latched_faults"
+        case painLockout = "pain_lockout"
     }
 
-    public init(usage: UsageCounters = UsageCounters(), activeSession: ActiveSessionMarker? = nil, schedules: [ScheduledSession] = []) {
+    public init(usage: UsageCounters = UsageCounters(), activeSession: ActiveSessionMarker? = nil, schedules: [ScheduledSession] = [],
+                latchedFaults: [Fault] = [], painLockout: PainLockout? = nil) {
         self.usage = usage
         self.activeSession = activeSession
         self.schedules = schedules
+        self.latchedFaults = latchedFaults
+        self.painLockout = painLockout
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        usage = try c.decode(UsageCounters.self, forKey: .usage)
+        activeSession = try c.decodeIfPresent(ActiveSessionMarker.self, forKey: .activeSession)
+        schedules = try c.decodeIfPresent([ScheduledSession].self, forKey: .schedules) ?? []
+        latchedFaults = try c.decodeIfPresent([Fault].self, forKey: .latchedFaults) ?? []
+        painLockout = try c.decodeIfPresent(PainLockout.self, forKey: .painLockout)
     }
 }
 
@@ -100,6 +148,12 @@ public struct PersistenceBatch: Sendable, Equatable {
         case clear
     }
 
+    public enum LockoutChange: Sendable, Equatable {
+        case unchanged
+        case set(PainLockout)
+        case clear
+    }
+
     /// The whole ledger, when it changed.
     public var usage: UsageCounters?
     public var activeSession: MarkerChange = .unchanged
@@ -107,22 +161,36 @@ public struct PersistenceBatch: Sendable, Equatable {
     public var upsertSchedules: [ScheduledSession] = []
     /// Schedules to delete (absent ids are ignored). No id is in both lists.
     public var removeSchedules: [ScheduleID] = []
+    /// The whole set of latched faults, when it changed.
+    public var latchedFaults: [Fault]?
+    public var painLockout: LockoutChange = .unchanged
+    /// The events that happened with these changes, in order (only for a
+    /// storage whose `persistsEvents` is true; see `EngineStorage`).
+    public var events: [EngineEvent] = []
 
-    public init(usage: UsageCounters? = nil, activeSession: MarkerChange = .unchanged, upsertSchedules: [ScheduledSession] = [], removeSchedules: [ScheduleID] = []) {
+    public init(usage: UsageCounters? = nil, activeSession: MarkerChange = .unchanged, upsertSchedules: [ScheduledSession] = [], removeSchedules: [ScheduleID] = [],
+                latchedFaults: [Fault]? = nil, painLockout: LockoutChange = .unchanged, events: [EngineEvent] = []) {
         self.usage = usage
         self.activeSession = activeSession
         self.upsertSchedules = upsertSchedules
         self.removeSchedules = removeSchedules
+        self.latchedFaults = latchedFaults
+        self.painLockout = painLockout
+        self.events = events
     }
 
     public var isEmpty: Bool {
         usage == nil && activeSession == .unchanged && upsertSchedules.isEmpty && removeSchedules.isEmpty
+            && latchedFaults == nil && painLockout == .unchanged && events.isEmpty
     }
 
     /// Folds a later batch into this one, as if both were applied in order.
     public mutating func merge(_ newer: PersistenceBatch) {
         if let usage = newer.usage { self.usage = usage }
         if newer.activeSession != .unchanged { activeSession = newer.activeSession }
+        if let faults = newer.latchedFaults { latchedFaults = faults }
+        if newer.painLockout != .unchanged { painLockout = newer.painLockout }
+        events.append(contentsOf: newer.events)
         for schedule in newer.upsertSchedules {
             removeSchedules.removeAll { $0 == schedule.id }
             if let index = upsertSchedules.firstIndex(where: { $0.id == schedule.id }) {
@@ -142,6 +210,12 @@ public struct PersistenceBatch: Sendable, Equatable {
     public func applied(to state: PersistedState) -> PersistedState {
         var state = state
         if let usage { state.usage = usage }
+        if let latchedFaults { state.latchedFaults = latchedFaults }
+        switch painLockout {
+        case .unchanged: break
+        case .set(let lockout): state.painLockout = lockout
+        case .clear: state.painLockout = nil
+        }
         switch activeSession {
         case .unchanged: break
         case .set(let marker): state.activeSession = marker

@@ -32,11 +32,46 @@ public enum HardLimits {
     /// much below its maximum.
     public static let motorResumeHysteresisC: Double = 10
 
-    /// Measured pressure may exceed the ceiling by this much (sensor noise,
-    /// a leg moving) before it counts as overpressure.
-    public static let overpressureMarginMMHg: Double = 10
-    /// Overpressure is tolerated for this many consecutive ticks; one more aborts.
+    /// Commands never go above this share of a zone's ceiling in force (the
+    /// final clamp before the hardware): the last 5 % are the regulation
+    /// margin between the highest setpoint and the overpressure trip, which
+    /// sits at the ceiling itself. Level 10 therefore runs at 95 % of it.
+    public static let setpointShareOfCeiling: Double = 0.95
+    /// Overpressure trips at the ceiling: measured pressure above the
+    /// ceiling in force on more than `overpressureToleratedTicks` of the last
+    /// `overpressureWindowTicks` readings aborts and latches (a sliding
+    /// window: one low reading between spikes does not reset it).
     public static let overpressureToleratedTicks = 2
+    public static let overpressureWindowTicks = 10
+
+    /// Measured must follow commanded. Above: measured higher than the
+    /// commanded envelope (the setpoint, followed downwards with the time
+    /// constant `trackingEnvelopeSeconds`) by more than the margin, for the trip time,
+    /// means a runaway pump or a valve that does not open (`pressure_tracking`).
+    /// Below: measured under half the slowly-followed setpoint (less the
+    /// margin) for `followLossSeconds` means a frozen sensor, a leak or a
+    /// dead pump.
+    public static let trackingMarginMMHg: Double = 15
+    public static let trackingEnvelopeSeconds: Double = 0.5
+    public static let trackingTripSeconds: Double = 0.1
+    public static let followLossSeconds: Double = 1
+
+    /// After every release, every zone must read below `releaseSafeMMHg`
+    /// within `releaseVerifySeconds`, or the engine raises a latched,
+    /// critical `release_failed` fault and releases again on every tick.
+    public static let releaseSafeMMHg: Double = 10
+    public static let releaseVerifySeconds: Double = 0.5
+
+    /// A control loop more than this many ticks late releases everything and
+    /// aborts the session (`control_overrun`), latched.
+    public static let controlOverrunTicks = 5
+
+    /// After a `pain_signal` abort, remote and scheduled starts are refused
+    /// for this long (the minimum and the default; configuration may only
+    /// lengthen it, up to `maxPainLockoutSeconds`). A person at the device may
+    /// still start a session.
+    public static let painLockoutSeconds = 120
+    public static let maxPainLockoutSeconds = 3600
 
     /// A soft stop ramps every zone to zero in this time (the brief allows at most 2 s).
     public static let softStopSeconds: Double = 1.5
@@ -50,7 +85,8 @@ public enum HardLimits {
 
     /// A sensor whose sample does not change for this long is stale.
     public static let sensorStaleSeconds: Double = 0.1
-    /// A sensor fault clears after this long of fresh, plausible readings.
+    /// A latched fault may be acknowledged once its condition has read
+    /// healthy for this long; it clears only when someone acknowledges it.
     public static let faultClearSeconds: Double = 1
     /// Readings outside these ranges are implausible.
     public static let plausiblePressureMMHg: ClosedRange<Double> = -10...400

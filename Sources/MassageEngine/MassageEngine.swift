@@ -38,6 +38,9 @@ public final class MassageEngine: Sendable {
     ///   - programs: the programs the device can run (see `ProgramLibrary.load`).
     ///   - hardware: the massager; `SimulatedMassager()` where there is no real one.
     ///   - clock: wall time for schedules and event timestamps.
+    ///   - monotonicClock: engine time for the session limit and the pain
+    ///     lockout (default: the wall clock if it is also monotonic, as
+    ///     `ManualClock` is, else `CLOCK_MONOTONIC`).
     ///   - storage: where usage, schedules and the active-session marker persist.
     ///   - eventObserver: called synchronously with every event, in order,
     ///     after the hardware actions of the same tick or command, while the
@@ -49,6 +52,7 @@ public final class MassageEngine: Sendable {
         configuration: EngineConfiguration = EngineConfiguration(),
         hardware: any MassagerHardware = SimulatedMassager(),
         clock: any WallClock = SystemWallClock(),
+        monotonicClock: (any MonotonicClock)? = nil,
         storage: any EngineStorage = InMemoryEngineStorage(),
         eventObserver: (@Sendable (EngineEvent) -> Void)? = nil
     ) throws {
@@ -61,7 +65,10 @@ public final class MassageEngine: Sendable {
         self.observer = eventObserver
         (events, continuation) = AsyncStream.makeStream(of: EngineEvent.self, bufferingPolicy: .bufferingNewest(configuration.eventBufferSize))
 
-        var state = EngineCore(hardware: hardware, clock: clock, configuration: configuration, library: programs)
+        // A manual wall clock is the monotonic clock too, so tests stay on one clock.
+        let monotonic = monotonicClock ?? (clock as? any MonotonicClock) ?? SystemMonotonicClock()
+        var state = EngineCore(hardware: hardware, clock: clock, monotonic: monotonic, configuration: configuration, library: programs,
+                               persistsEvents: storage.persistsEvents)
         state.restore(try storage.load())
         core = Mutex(state)
         core.withLock { deliver(&$0) }
@@ -169,6 +176,23 @@ public final class MassageEngine: Sendable {
         withCore { (state: inout EngineCore) in state.shutdown() }
     }
 
+    /// Acknowledges the latched faults (someone looked at the device): clears
+    /// every one whose condition has read healthy for
+    /// `HardLimits.faultClearSeconds`. Errors: `not_found` when no fault is
+    /// active, `unsafe` when none reads healthy yet (nothing is cleared).
+    @discardableResult
+    public func acknowledgeFaults() throws(EngineError) -> FaultAcknowledgement {
+        try withCoreThrowing { (state: inout EngineCore) throws(EngineError) in try state.acknowledgeFaults() }
+    }
+
+    /// The driver found the control loop `milliseconds` late. Past
+    /// `HardLimits.controlOverrunTicks` ticks with pressure on or a session
+    /// running: every actuator released, the session aborted
+    /// `control_overrun`, a latched fault raised.
+    public func controlLoopLate(milliseconds: Double) {
+        withCore { (state: inout EngineCore) in state.controlLoopLate(milliseconds: milliseconds) }
+    }
+
     /// Replaces the programs (configuration rollouts).
     public func replacePrograms(_ library: ProgramLibrary) {
         withCore { (state: inout EngineCore) in state.library = library }
@@ -190,8 +214,15 @@ public final class MassageEngine: Sendable {
         withCore { (state: inout EngineCore) in state.usage() }
     }
 
+    /// The usage ledger as storage holds it, with the running session's last
+    /// checkpoint: what to publish as retained usage (a restart never counts
+    /// less than this, so published usage never goes backwards).
+    public func durableUsage() -> UsageCounters {
+        withCore { (state: inout EngineCore) in state.durableUsage() }
+    }
+
     public func schedules() -> [ScheduledSession] {
-        withCore { (state: inout EngineCore) in state.schedules }
+        withCore { (state: inout EngineCore) in state.scheduler.entries }
     }
 
     public var programs: ProgramLibrary {
@@ -204,7 +235,7 @@ public final class MassageEngine: Sendable {
 
     /// The faults active now.
     public var faults: [Fault] {
-        withCore { (state: inout EngineCore) in state.faults.values.sorted { $0.description < $1.description } }
+        withCore { (state: inout EngineCore) in state.supervisor.activeFaults }
     }
 
     /// Control ticks run so far.
@@ -232,6 +263,7 @@ public final class MassageEngine: Sendable {
             do {
                 try storage.apply(batch)
                 flushes += 1
+                core.withLock { $0.noteDurable(batch) }
             } catch {
                 core.withLock { $0.requeue(batch, error: error) }
                 throw error

@@ -18,6 +18,16 @@ public enum SimulatedFault: Hashable, Sendable {
     case actuatorFailure(Zone)
     /// The person presses the pain/stop button (held until cleared).
     case painButton
+    /// The dump valve does not open: `releaseAll()` stops the motor and
+    /// zeroes the setpoints, but the cells keep their air (a slow leak only).
+    case stuckDumpValve
+    /// The zone's pump runs away: its pressure rises by `mmHgPerSecond`
+    /// whatever is commanded (up to what the cell holds).
+    case runawayPump(zone: Zone, mmHgPerSecond: Double)
+    /// The zone's pressure sensor keeps sampling but repeats its last value.
+    case frozenPressureSensor(Zone)
+    /// The dump valve is partly blocked: venting takes this time constant (s).
+    case slowVent(timeConstantSeconds: Double)
 }
 
 /// The default massager wherever a real one is absent: six air cells with a
@@ -82,6 +92,10 @@ public final class SimulatedMassager: MassagerHardware {
         var stuckTemperature = false
         var extraHeat = 0.0
         var pain = false
+        var stuckDump = false
+        var runaway = ZoneValues<Double>(repeating: 0)
+        var frozen = ZoneValues<Bool>(repeating: false)
+        var ventTimeConstant: Double?
         // Per-dt coefficients, recomputed only when dt changes.
         var cachedDt = -1.0
         var inflateAlpha = 0.0, deflateAlpha = 0.0, ventAlpha = 0.0
@@ -93,6 +107,11 @@ public final class SimulatedMassager: MassagerHardware {
             stuckTemperature = false
             extraHeat = 0
             pain = false
+            stuckDump = false
+            runaway = .init(repeating: 0)
+            frozen = .init(repeating: false)
+            ventTimeConstant = nil
+            cachedDt = -1  // the vent coefficient may change
             var newSpike = ZoneValues<Spike>(repeating: Spike())
             for fault in faults {
                 switch fault {
@@ -103,6 +122,10 @@ public final class SimulatedMassager: MassagerHardware {
                 case .overheating(let rate): extraHeat += rate
                 case .actuatorFailure(let zone): failed[zone] = true
                 case .painButton: pain = true
+                case .stuckDumpValve: stuckDump = true
+                case .runawayPump(let zone, let rate): runaway[zone] += rate
+                case .frozenPressureSensor(let zone): frozen[zone] = true
+                case .slowVent(let tau): ventTimeConstant = max(tau, parameters.ventTimeConstant)
                 }
             }
             spike = newSpike
@@ -146,6 +169,7 @@ public final class SimulatedMassager: MassagerHardware {
                 }
                 if s.stuck[zone] { continue }
                 s.samples[zone] &+= 1
+                if s.frozen[zone] { continue }
                 measured += s.parameters.pressureNoiseMMHg * s.rng.nextSigned()
                 s.reportedPressures[zone] = s.implausible[zone] ? -50 : max(0, measured)
             }
@@ -187,11 +211,18 @@ public final class SimulatedMassager: MassagerHardware {
             s.cachedDt = dt
             s.inflateAlpha = 1 - exp(-dt / s.parameters.inflateTimeConstant)
             s.deflateAlpha = 1 - exp(-dt / s.parameters.deflateTimeConstant)
-            s.ventAlpha = 1 - exp(-dt / s.parameters.ventTimeConstant)
+            s.ventAlpha = s.stuckDump
+                ? 1 - exp(-dt / Self.stuckValveLeakSeconds)
+                : 1 - exp(-dt / (s.ventTimeConstant ?? s.parameters.ventTimeConstant))
         }
         for zone in Zone.allCases {
             let p = s.pressures[zone]
-            if s.released {
+            if s.runaway[zone] > 0 {
+                s.pressures[zone] = min(Self.cellLimitMMHg, p + s.runaway[zone] * dt)
+            } else if s.released {
+                s.pressures[zone] = p - p * s.ventAlpha
+            } else if s.stuckDump, s.command.pressuresMMHg[zone] < p {
+                // Deflating goes through the dump valve too: it holds.
                 s.pressures[zone] = p - p * s.ventAlpha
             } else if s.failed[zone] {
                 continue  // a failed actuator holds whatever pressure it had
@@ -206,6 +237,11 @@ public final class SimulatedMassager: MassagerHardware {
         let dT = (p.heatingCPerSecond * duty + s.extraHeat - (s.temperature - p.ambientC) / p.coolingTimeConstant) * dt
         s.temperature += dT
     }
+
+    /// A stuck valve still leaks, this slowly (time constant, s).
+    static let stuckValveLeakSeconds = 60.0
+    /// What a cell holds before its own relief (a runaway pump stops here).
+    static let cellLimitMMHg = 300.0
 
     // MARK: - Fault injection and inspection
 

@@ -48,6 +48,9 @@ public enum Suitability: Sendable, Equatable, CustomStringConvertible {
             let zoneRule = zoneRule(technique, point.zone)
             if case .unsuited = zoneRule { return zoneRule }
             if let refusal = pointRefusal(technique, point) { return .unsuited(reason: refusal) }
+            if let cap = point.gentleCap, zoneRule.maxIntensity > cap.maxIntensity {
+                return .limited(maxIntensity: cap.maxIntensity, reason: cap.reason)
+            }
             return zoneRule
         }
     }

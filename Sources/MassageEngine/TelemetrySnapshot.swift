@@ -23,13 +23,23 @@ public struct TelemetrySnapshot: Sendable, Equatable {
     public var pressuresMMHg: [String: Double]
     public var motorTemperatureC: Double
     public var breathingBPM: Int?
+    /// Every fault in force, the critical first.
     public var faults: [Fault]
-    /// Why a new session would be refused right now, if it would.
+    /// Latched faults whose condition reads healthy: an acknowledgement
+    /// (`clear_fault`, or at the device) clears them.
+    public var acknowledgeableFaults: [Fault]
+    /// Why a new remote session would be refused right now, if it would.
     public var unsafeReason: EngineError.UnsafeReason?
+    /// The pain lockout in force, and how long it still runs.
+    public var painLockout: PainLockout?
+    public var painLockoutRemainingSeconds: Double?
     /// Events dropped because the consumer of `events` fell behind.
     public var droppedEvents: Int
     /// Control ticks run since the engine was created.
     public var ticks: UInt64
+    /// Times the driver found the control loop late, and the worst lateness.
+    public var lateTicks: Int
+    public var worstLateMilliseconds: Double
     /// Failed attempts to persist (they are retried); the last error, if any.
     public var persistenceFailures: Int
     public var lastPersistenceError: String?

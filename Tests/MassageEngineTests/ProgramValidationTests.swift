@@ -72,15 +72,15 @@ struct ProgramValidationTests {
 
     @Test("the first step at a point must be a short low-intensity calibration")
     func calibrationRule() throws {
-        let bad = issues(ProgramSpec(id: "gb34-hard", name: "GB34", steps: [
-            step("gb34", "circular", 6, 120),
+        let bad = issues(ProgramSpec(id: "sp6-hard", name: "SP6", steps: [
+            step("sp6", "kneading", 6, 120),
         ]))
         #expect(Set(bad.map(\.field)) == ["intensity", "duration_s"])
         #expect(bad.allSatisfy { $0.message.contains("calibration") })
 
-        let good = try ProgramValidator.validate(ProgramSpec(id: "gb34-ok", name: "GB34", steps: [
-            step("gb34", "compression", 2, 30),
-            step("gb34", "circular", 6, 120),
+        let good = try ProgramValidator.validate(ProgramSpec(id: "sp6-ok", name: "SP6", steps: [
+            step("sp6", "compression", 2, 30),
+            step("sp6", "kneading", 6, 120),
             step("calf", "kneading", 5, 60),
         ]))
         #expect(good.steps.map(\.isCalibration) == [true, false, false])

@@ -133,9 +133,13 @@ struct SafetySupervisorTests {
         #expect(h.journal.abortReasons == [.sensorFault])
         #expect(h.simulator.snapshot().released)
         #expect(h.engine.faults.first?.zone == .calf)
-        // Once the sensor is fresh for a second the fault clears.
+        // Fresh for a second, the fault stays latched until someone acknowledges it.
         h.simulator.clear(.stuckPressureSensor(.calf))
         h.run(seconds: 1.1)
+        #expect(h.engine.faults.map(\.kind) == [.sensorFault])
+        #expect(h.engine.telemetry().acknowledgeableFaults.map(\.kind) == [.sensorFault])
+        let ack = try h.engine.acknowledgeFaults()
+        #expect(ack.cleared.map(\.kind) == [.sensorFault])
         #expect(h.engine.faults.isEmpty)
     }
 
@@ -157,7 +161,7 @@ struct SafetySupervisorTests {
         #expect(h.engine.faults.first?.zone == nil)
     }
 
-    @Test("an actuator failure aborts hardware_fault and refuses sessions until it clears")
+    @Test("an actuator failure aborts hardware_fault and stays latched after the hardware stops reporting it, until healthy and acknowledged")
     func actuatorFailure() throws {
         let h = try pressing()
         h.simulator.inject(.actuatorFailure(.calf))
@@ -170,6 +174,16 @@ struct SafetySupervisorTests {
         #expect(error?.message.contains("hardware_fault(calf)") == true)
         h.simulator.clear(.actuatorFailure(.calf))
         h.tick()
+        // The hardware no longer reports it: still latched, nobody has looked.
+        #expect(h.journal.types.last != "fault_cleared")
+        #expect(throws: EngineError.self) { try h.engine.start(.program("calf-release")) }
+        // Acknowledged too early: refused, nothing cleared.
+        let early = #expect(throws: EngineError.self) { try h.engine.acknowledgeFaults() }
+        #expect(early?.code == .unsafe)
+        #expect(early?.message.contains("no fault reads healthy yet") == true)
+        h.run(seconds: 1.1)
+        #expect(throws: EngineError.self) { try h.engine.start(.program("calf-release")) }
+        try h.engine.acknowledgeFaults()
         #expect(h.journal.types.last == "fault_cleared")
         try h.engine.start(.program("calf-release"))
     }
@@ -205,14 +219,17 @@ struct SafetySupervisorTests {
         #expect(error?.code == .busy)
     }
 
-    @Test("faults at idle are raised and cleared as events without a session")
+    @Test("faults at idle are raised, and cleared by an acknowledgement once healthy, as events without a session")
     func idleFaults() throws {
         let h = try Harness()
         h.tick()
+        #expect(throws: EngineError.self) { try h.engine.acknowledgeFaults() }  // nothing to acknowledge: not_found
         h.simulator.inject(.actuatorFailure(.arch))
         h.tick()
         h.simulator.clear(.actuatorFailure(.arch))
-        h.tick()
+        h.run(seconds: 1.1)
+        #expect(h.journal.types == ["fault_raised"])
+        try h.engine.acknowledgeFaults()
         #expect(h.journal.types == ["fault_raised", "fault_cleared"])
         #expect(h.journal.events.allSatisfy { $0.sessionID == nil })
         #expect(h.engine.usage().sessionsAbortedTotal == 0)

@@ -52,7 +52,9 @@ struct SessionRunnerTests {
         let twoSeconds = h.simulator.snapshot().command.pressuresMMHg.thigh
         #expect(abs(twoSeconds - 2.02 * HardLimits.rampUpMMHgPerSecond) < 1)
         h.run(seconds: 4)
-        #expect(h.simulator.snapshot().command.pressuresMMHg.thigh == 180)
+        // Level 10 is the ceiling; the final clamp keeps commands at 95 % of
+        // it, below the overpressure trip at the ceiling itself.
+        #expect(h.simulator.snapshot().command.pressuresMMHg.thigh == 180 * HardLimits.setpointShareOfCeiling)
     }
 
     @Test("a session ends with a soft ramp to zero inside its last step")
@@ -126,12 +128,13 @@ struct SessionRunnerTests {
         #expect(abs(h.simulator.snapshot().command.pressuresMMHg.calf - 128) < 1e-9)
         // Out of range is refused.
         #expect(throws: EngineError.self) { try h.engine.adjustIntensity(11) }
-        // The next step runs at the adjusted level, clamped to its own limit.
+        // The next step keeps its place in the program's profile: level 2
+        // written where 3 was raised to 8 runs at 2 × 8/3 ≈ 5, not at 8.
         h.run(seconds: 46)
         let telemetry = h.engine.telemetry()
         #expect(telemetry.step?.zone == .achilles)
-        #expect(telemetry.intensity == 8)
-        #expect(telemetry.targetPressureMMHg == 48)
+        #expect(telemetry.intensity == 5)
+        #expect(telemetry.targetPressureMMHg == 30)
     }
 
     @Test("an adjustment over what the current step allows is refused with the highest level")
@@ -145,14 +148,21 @@ struct SessionRunnerTests {
         #expect(h.engine.telemetry().intensity == 4)
     }
 
-    @Test("a session-wide intensity sets every step except calibration, clamped to each step's limit")
+    @Test("a session-wide intensity scales the program's profile: gentle start and cool-down stay gentler than the peak, calibration is never raised, GB34 stays gentle")
     func sessionIntensity() throws {
-        let h = try Harness()
-        try h.engine.start(.program("knee-leg-relief", intensity: 9))
-        h.runUntilIdle()
-        let levels = h.journal.events.compactMap { if case .sessionStep(_, _, let level) = $0.kind { return level } else { return nil } }
-        // Calibration stays at 2; compression on GB34 (shin) is capped at 4; circular on the shin may go to 9.
-        #expect(levels == [2, 4, 9, 9, 4])
+        func levels(_ program: String, _ intensity: Int) throws -> [Int] {
+            let h = try Harness()
+            try h.engine.start(.program(program, intensity: intensity))
+            h.runUntilIdle()
+            return h.journal.events.compactMap { if case .sessionStep(_, _, let level) = $0.kind { return level } else { return nil } }
+        }
+        // calf-release is written 2 (calibration), 4, 5, 5, 3: its peak 5 becomes 9,
+        // every other step by the same ratio 9/5; calibration stays at 2.
+        #expect(try levels("calf-release", 9) == [2, 7, 9, 9, 5])
+        // Gentler than written: the cool-down stays below the peak.
+        #expect(try levels("calf-release", 2) == [1, 2, 2, 2, 1])
+        // GB34: the brief's "gentle pressure" caps every technique at level 4 there.
+        #expect(try levels("knee-leg-relief", 9) == [2, 4, 4, 4, 4])
     }
 
     @Test("telemetry reports the step, its zone and point, pressure, temperature and breathing cue")
