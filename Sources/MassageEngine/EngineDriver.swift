@@ -24,11 +24,23 @@ public struct EngineDriver: Sendable {
     /// How often the control thread looks for pending changes and wakes the
     /// persistence loop (real time).
     public let persistenceInterval: Duration
+    /// `SCHED_FIFO` priority (1–99) for the control thread, or nil to stay
+    /// on the default scheduler. A massager gives its control loop a
+    /// real-time priority so that no other process on the board can delay a
+    /// tick; it needs CAP_SYS_NICE (root, or the systemd unit's
+    /// `AmbientCapabilities=CAP_SYS_NICE`). See `realtimeResult`.
+    public let realtimePriority: Int32?
+    /// What asking for the real-time priority gave: 0 when granted, the
+    /// errno otherwise (EPERM without the capability); -1 until the control
+    /// thread has started or when none was asked for.
+    public var realtimeResult: Int32 { realtimeStatus.value.load(ordering: .acquiring) }
+    private let realtimeStatus = AtomicBox(-1)
 
-    public init(engine: MassageEngine, speed: Int = 1, persistenceInterval: Duration = .milliseconds(100)) {
+    public init(engine: MassageEngine, speed: Int = 1, persistenceInterval: Duration = .milliseconds(100), realtimePriority: Int32? = nil) {
         self.engine = engine
         self.speed = max(1, speed)
         self.persistenceInterval = persistenceInterval
+        self.realtimePriority = realtimePriority.map { min(99, max(1, $0)) }
     }
 
     /// Ticks until the task is cancelled, then shuts the engine down (every
@@ -55,6 +67,10 @@ public struct EngineDriver: Sendable {
                 Thread {
                     // Named for `top -H` and `perf` (at most 15 characters).
                     Thread.current.name = "engine-control"
+                    if let priority = realtimePriority {
+                        var parameters = sched_param(sched_priority: priority)
+                        realtimeStatus.value.store(pthread_setschedparam(pthread_self(), SCHED_FIFO, &parameters), ordering: .releasing)
+                    }
                     controlLoop(stop: stop, wakePersistence: wakePersistence)
                     done.resume()
                 }.start()
@@ -67,6 +83,13 @@ public struct EngineDriver: Sendable {
     /// The control loop proper: `speed` ticks, then sleep to the next
     /// deadline. Every `persistenceInterval` it wakes the persistence loop
     /// when changes are pending, so an idle engine costs no other wake-ups.
+    ///
+    /// The loop is watched: a wake-up a whole period or more after its
+    /// deadline (the thread was not scheduled, a tick took too long) is
+    /// reported to the engine, which counts it and, past
+    /// `HardLimits.controlOverrunTicks` with pressure on, releases everything
+    /// and aborts `control_overrun`. Far behind, it carries on from now
+    /// instead of bursting through the missed ticks.
     private func controlLoop(stop: StopFlag, wakePersistence: @Sendable () -> Void) {
         let period = Monotonic.nanoseconds(engine.controlTick)
         let checkEvery = max(1, Monotonic.nanoseconds(persistenceInterval) / max(1, period))
@@ -77,11 +100,10 @@ public struct EngineDriver: Sendable {
             periods &+= 1
             if periods % checkEvery == 0, engine.hasPendingPersistence { wakePersistence() }
             Monotonic.sleep(until: deadline)
+            let woke = Monotonic.now()
+            if woke - deadline >= period { engine.controlLoopLate(milliseconds: Double(woke - deadline) / 1e6) }
             deadline += period
-            // Far behind (the process was stopped, the machine suspended):
-            // carry on from now instead of bursting through missed ticks.
-            let now = Monotonic.now()
-            if now - deadline > period * 5 { deadline = now + period }
+            if woke - deadline > period * Int64(HardLimits.controlOverrunTicks) { deadline = woke + period }
         }
     }
 
@@ -107,6 +129,12 @@ public struct EngineDriver: Sendable {
 /// Set once by the task that cancels the driver; read by the control thread.
 private final class StopFlag: Sendable {
     let requested = Atomic<Bool>(false)
+}
+
+/// An atomic shared by the driver's copies (the driver is a struct).
+final class AtomicBox: Sendable {
+    let value: Atomic<Int32>
+    init(_ initial: Int32) { value = Atomic(initial) }
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds, and an absolute sleep on it that

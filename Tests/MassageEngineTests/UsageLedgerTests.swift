@@ -163,3 +163,54 @@ struct UsageLedgerTests {
         #expect(usage.sessionsCompleted + usage.sessionsAbortedTotal == started)
     }
 }
+
+@Suite("One truth for ledger, events and schedules")
+struct LedgerTruthTests {
+    @Test("usage published from the durable ledger never goes backwards after a crash")
+    func durableUsageNeverDecreases() throws {
+        let h = try Harness()
+        try h.engine.start(.program("calf-release"))
+        h.run(seconds: 7)  // one checkpoint at 5 s
+        try h.engine.flushPersistence()
+        h.run(seconds: 3)
+        let live = h.engine.usage().milliseconds.byZone["calf"] ?? 0
+        let published = h.engine.durableUsage().milliseconds.byZone["calf"] ?? 0
+        #expect(live == 10_000)
+        #expect(published == 5_000, "only what a restart would count")
+        // Crash now: the restart counts from storage.
+        let after = try h.restarted()
+        let restored = after.engine.usage().milliseconds.byZone["calf"] ?? 0
+        #expect(restored >= published)
+        #expect(after.engine.durableUsage().milliseconds.byZone["calf"] ?? 0 >= published)
+    }
+
+    @Test("with a storage that keeps events, a session's end, its ledger count and its marker's removal are in one batch, and every event is stored once, in order")
+    func endAndLedgerTogether() throws {
+        let storage = EventKeepingStorage()
+        let clock = ManualClock()
+        let journal = Journal()
+        let engine = try MassageEngine(programs: try Harness.builtIns(), hardware: SimulatedMassager(seed: 3), clock: clock, storage: storage,
+                                       eventObserver: { journal.record(.event($0)) })
+        try engine.start(.program("sole-vitality"))
+        for tick in 1...40_000 {
+            clock.advance(by: 0.02)
+            engine.tick()
+            if tick % 37 == 0 { try engine.flushPersistence() }
+            if engine.telemetry().state == .idle { break }
+        }
+        try engine.flushPersistence()
+        let batches = storage.batches.withLock { $0 }
+        let ending = try #require(batches.first { $0.events.contains { $0.kind == .sessionCompleted } })
+        #expect(ending.usage?.sessionsCompleted == 1)
+        #expect(ending.activeSession == .clear)
+        #expect(batches.flatMap(\.events) == journal.events)
+    }
+}
+
+/// Storage that keeps events (as the agent's does) and records every batch.
+private final class EventKeepingStorage: EngineStorage {
+    let batches = Mutex<[PersistenceBatch]>([])
+    var persistsEvents: Bool { true }
+    func load() throws -> PersistedState { PersistedState() }
+    func apply(_ batch: PersistenceBatch) throws { batches.withLock { $0.append(batch) } }
+}
