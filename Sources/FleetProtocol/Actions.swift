@@ -188,6 +188,8 @@ public enum CommandRequest: Sendable, Equatable {
     /// Republish status, usage and reported config.
     case resync
     case ping
+    /// Acknowledge the latched faults.
+    case clearFault
 
     public var action: Action {
         switch self {
@@ -201,6 +203,7 @@ public enum CommandRequest: Sendable, Equatable {
         case .getStatus: .getStatus
         case .resync: .resync
         case .ping: .ping
+        case .clearFault: .clearFault
         }
     }
 
@@ -213,7 +216,7 @@ public enum CommandRequest: Sendable, Equatable {
         case .cancelScheduled(let p): encoded = try? JSONValue(encoding: p)
         case .stopSession(let p), .pauseSession(let p), .resumeSession(let p): encoded = try? JSONValue(encoding: p)
         case .adjustIntensity(let p): encoded = try? JSONValue(encoding: p)
-        case .getStatus, .resync, .ping: encoded = nil
+        case .getStatus, .resync, .ping, .clearFault: encoded = nil
         }
         return encoded ?? .object([:])
     }
@@ -226,7 +229,7 @@ public enum CommandRequest: Sendable, Equatable {
         case .cancelScheduled: CancelScheduledParams.knownKeys
         case .stopSession, .pauseSession, .resumeSession: SessionControlParams.knownKeys
         case .adjustIntensity: AdjustIntensityParams.knownKeys
-        case .getStatus, .resync, .ping: []
+        case .getStatus, .resync, .ping, .clearFault: []
         default: nil
         }
     }
@@ -259,6 +262,7 @@ public enum CommandRequest: Sendable, Equatable {
         case .adjustIntensity: self = .adjustIntensity(try Self.decode(AdjustIntensityParams.self, value))
         case .getStatus: self = .getStatus
         case .resync: self = .resync
+        case .clearFault: self = .clearFault
         default: self = .ping
         }
     }
@@ -277,6 +281,37 @@ public enum CommandRequest: Sendable, Equatable {
 }
 
 // MARK: Results
+
+/// One fault in a `clear_fault` result.
+public struct FaultReport: Codable, Sendable, Equatable {
+    /// The fault kind (`sensor_fault`, `release_failed`, …).
+    public var fault: String
+    public var zone: String?
+    public var detail: String
+
+    public init(fault: String, zone: String?, detail: String) {
+        self.fault = fault
+        self.zone = zone
+        self.detail = detail
+    }
+}
+
+/// `clear_fault` result: what the acknowledgement cleared and what is still
+/// active (not yet healthy, or an overheat cooling down).
+public struct ClearFaultResult: Codable, Sendable, Equatable {
+    public var cleared: [FaultReport]
+    public var stillActive: [FaultReport]
+
+    enum CodingKeys: String, CodingKey {
+        case cleared
+        case stillActive = "still_active"
+    }
+
+    public init(cleared: [FaultReport], stillActive: [FaultReport]) {
+        self.cleared = cleared
+        self.stillActive = stillActive
+    }
+}
 
 /// `start_session` result.
 public struct StartSessionResult: Codable, Sendable, Equatable {

@@ -110,9 +110,37 @@ public struct Telemetry: AgentMessage {
     public var breathingBPM: Int?
     /// Active fault kinds (empty when healthy).
     public var faults: [String]
+    /// Latched fault kinds that read healthy again and wait for someone to
+    /// acknowledge them (`clear_fault`); absent when none.
+    public var acknowledgeable: [String]?
+    /// The pain lockout in force, if any.
+    public var lockout: Lockout?
     /// Seconds until the next telemetry: the console calls a device stale
     /// after 3× this without telemetry.
     public var intervalSeconds: Double
+
+    /// After a `pain_signal` abort: remote and scheduled starts are refused
+    /// until it ends; a person at the device may start.
+    public struct Lockout: Codable, Sendable, Equatable {
+        /// Why (`pain_signal`).
+        public var reason: String
+        /// Where it hurt: the zone, and the point if the step worked one.
+        public var zone: String
+        public var point: String?
+        public var remainingSeconds: Double
+
+        enum CodingKeys: String, CodingKey {
+            case reason, zone, point
+            case remainingSeconds = "remaining_s"
+        }
+
+        public init(reason: String, zone: String, point: String?, remainingSeconds: Double) {
+            self.reason = reason
+            self.zone = zone
+            self.point = point
+            self.remainingSeconds = remainingSeconds
+        }
+    }
 
     enum CodingKeys: String, CodingKey {
         case sessionState = "session_state"
@@ -122,14 +150,17 @@ public struct Telemetry: AgentMessage {
         case pressureMMHg = "pressure_mmhg"
         case motorTempC = "motor_temp_c"
         case breathingBPM = "breathing_bpm"
-        case faults
+        case faults, acknowledgeable, lockout
         case intervalSeconds = "interval_s"
     }
 
     public init(sessionState: SessionPhase, sessionID: String? = nil, program: String? = nil, step: CurrentStep? = nil,
                 elapsedSeconds: Double? = nil, pressureMMHg: [String: Double] = [:], motorTempC: Double,
-                breathingBPM: Int? = nil, faults: [String] = [], intervalSeconds: Double)
+                breathingBPM: Int? = nil, faults: [String] = [], acknowledgeable: [String]? = nil, lockout: Lockout? = nil,
+                intervalSeconds: Double)
     {
+        self.acknowledgeable = acknowledgeable
+        self.lockout = lockout
         self.sessionState = sessionState
         self.sessionID = sessionID
         self.program = program

@@ -61,10 +61,13 @@ public struct Action: OpenVocabulary {
     public static let getStatus: Action = "get_status"
     public static let resync: Action = "resync"
     public static let ping: Action = "ping"
+    /// Acknowledges the device's latched faults (an operator looked): clears
+    /// every one whose condition reads healthy again.
+    public static let clearFault: Action = "clear_fault"
 
     public static let known: [Action] = [
         .startSession, .scheduleSession, .cancelScheduled, .stopSession, .pauseSession, .resumeSession,
-        .adjustIntensity, .getStatus, .resync, .ping,
+        .adjustIntensity, .getStatus, .resync, .ping, .clearFault,
     ]
 }
 
@@ -145,8 +148,10 @@ public struct SessionPhase: OpenVocabulary {
     public static let cooldown: SessionPhase = "cooldown"
     /// A fault keeps the device from running sessions.
     public static let fault: SessionPhase = "fault"
+    /// A pain signal ended the last session: remote and scheduled starts wait.
+    public static let lockedOut: SessionPhase = "locked_out"
 
-    public static let known: [SessionPhase] = [.idle, .running, .paused, .stopping, .cooldown, .fault]
+    public static let known: [SessionPhase] = [.idle, .running, .paused, .stopping, .cooldown, .fault, .lockedOut]
 }
 
 /// Why an agent went offline (status `reason`).

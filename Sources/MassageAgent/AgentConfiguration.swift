@@ -21,6 +21,11 @@ public struct AgentConfiguration: Sendable {
     public var outbox = OutboxLimits()
     /// Simulated time runs this many times faster (demos, tests).
     public var speed: Double = 1
+    /// `SCHED_FIFO` priority for the engine's control thread (nil: the normal scheduler).
+    public var realtimePriority: Int32?
+
+    /// Control ticks per real tick: the speed factor the engine driver runs.
+    public var driverSpeed: Int { max(1, Int(speed.rounded())) }
     /// How late a schedule may still start after the device was off.
     public var scheduleGraceSeconds: Double = 60
     public var logLevel: Logger.Level = .info
@@ -57,11 +62,11 @@ public struct AgentOverrides: Sendable {
 extension AgentConfiguration {
     static let knownKeys: [String: Set<String>] = [
         "": ["site", "device", "topic_root", "data_dir", "programs_dir", "broker", "telemetry_interval_s", "usage_interval_s",
-             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level"],
+             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level", "realtime_priority"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
         "hardware": ["kind", "seed"],
-        "limits": ["pressure_ceiling_mmhg", "max_session_minutes", "max_motor_temp_c"],
+        "limits": ["pressure_ceiling_mmhg", "max_session_minutes", "max_motor_temp_c", "pain_lockout_s"],
         "outbox": ["max_messages", "max_bytes"],
     ]
 
@@ -121,6 +126,7 @@ extension AgentConfiguration {
         var overridesLimits = EngineLimits.Overrides()
         if let minutes = reader.int("limits.max_session_minutes", in: 1...Int.max) { overridesLimits.maxSessionMinutes = minutes }
         if let temp = reader.double("limits.max_motor_temp_c", in: -100...1000) { overridesLimits.maxMotorTemperatureC = temp }
+        if let seconds = reader.int("limits.pain_lockout_s", in: 0...86_400) { overridesLimits.painLockoutSeconds = seconds }
         if let ceilings = reader.value("limits.pressure_ceiling_mmhg") {
             if let dict = ceilings as? [String: Any] {
                 var values: [String: Double] = [:]
@@ -144,6 +150,7 @@ extension AgentConfiguration {
             if (0.01...1000).contains(speed) { config.speed = speed } else { reader.problem("--speed", "expected a number from 0.01 to 1000, got \(speed)") }
         }
         if let grace = reader.double("schedule_grace_s", in: 0...86_400) { config.scheduleGraceSeconds = grace }
+        if let priority = reader.int("realtime_priority", in: 1...99) { config.realtimePriority = Int32(priority) }
         if let level = overrides.logLevel ?? reader.string("log_level") {
             if let parsed = Logger.Level(rawValue: level) { config.logLevel = parsed } else {
                 reader.problem(overrides.logLevel != nil ? "--log-level" : "log_level", "expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")

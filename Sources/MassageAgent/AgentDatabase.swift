@@ -114,6 +114,12 @@ extension AgentDatabase: EngineStorage {
             if let data = try Data.fetchOne(db, sql: "SELECT json FROM engine_state WHERE key = 'active_session'") {
                 state.activeSession = try decoder.decode(ActiveSessionMarker.self, from: data)
             }
+            if let data = try Data.fetchOne(db, sql: "SELECT json FROM engine_state WHERE key = 'latched_faults'") {
+                state.latchedFaults = try decoder.decode([Fault].self, from: data)
+            }
+            if let data = try Data.fetchOne(db, sql: "SELECT json FROM engine_state WHERE key = 'pain_lockout'") {
+                state.painLockout = try decoder.decode(PainLockout.self, from: data)
+            }
             state.schedules = try Data.fetchAll(db, sql: "SELECT json FROM schedule ORDER BY id").map {
                 try decoder.decode(ScheduledSession.self, from: $0)
             }.sorted { $0.at < $1.at }
@@ -123,24 +129,46 @@ extension AgentDatabase: EngineStorage {
 
     public func apply(_ batch: PersistenceBatch) throws {
         guard !batch.isEmpty else { return }
-        let encoder = JSONEncoder()
+        try writer.write { db in try Self.write(batch, in: db) }
+    }
+
+    /// Writes a batch, and the outbox messages of its events, in one
+    /// transaction: a session's end is in the ledger exactly when its event
+    /// is in the outbox. Returns the outbox entries dropped for room.
+    func apply(_ batch: PersistenceBatch, outbox items: [(topic: String, payload: Data, qos: Int, retain: Bool)], limits: OutboxLimits) throws -> Int {
         try writer.write { db in
-            if let usage = batch.usage {
-                try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('usage', ?)", arguments: [try encoder.encode(usage)])
-            }
-            switch batch.activeSession {
-            case .unchanged: break
-            case .set(let marker):
-                try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('active_session', ?)", arguments: [try encoder.encode(marker)])
-            case .clear:
-                try db.execute(sql: "DELETE FROM engine_state WHERE key = 'active_session'")
-            }
-            for schedule in batch.upsertSchedules {
-                try db.execute(sql: "INSERT OR REPLACE INTO schedule(id, json) VALUES (?, ?)", arguments: [schedule.id.rawValue, try encoder.encode(schedule)])
-            }
-            for id in batch.removeSchedules {
-                try db.execute(sql: "DELETE FROM schedule WHERE id = ?", arguments: [id.rawValue])
-            }
+            try Self.write(batch, in: db)
+            return items.isEmpty ? 0 : try Outbox.insert(items, at: Date(), limits: limits, in: db)
+        }
+    }
+
+    private static func write(_ batch: PersistenceBatch, in db: Database) throws {
+        let encoder = JSONEncoder()
+        if let usage = batch.usage {
+            try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('usage', ?)", arguments: [try encoder.encode(usage)])
+        }
+        switch batch.activeSession {
+        case .unchanged: break
+        case .set(let marker):
+            try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('active_session', ?)", arguments: [try encoder.encode(marker)])
+        case .clear:
+            try db.execute(sql: "DELETE FROM engine_state WHERE key = 'active_session'")
+        }
+        for schedule in batch.upsertSchedules {
+            try db.execute(sql: "INSERT OR REPLACE INTO schedule(id, json) VALUES (?, ?)", arguments: [schedule.id.rawValue, try encoder.encode(schedule)])
+        }
+        for id in batch.removeSchedules {
+            try db.execute(sql: "DELETE FROM schedule WHERE id = ?", arguments: [id.rawValue])
+        }
+        if let faults = batch.latchedFaults {
+            try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('latched_faults', ?)", arguments: [try encoder.encode(faults)])
+        }
+        switch batch.painLockout {
+        case .unchanged: break
+        case .set(let lockout):
+            try db.execute(sql: "INSERT OR REPLACE INTO engine_state(key, json) VALUES ('pain_lockout', ?)", arguments: [try encoder.encode(lockout)])
+        case .clear:
+            try db.execute(sql: "DELETE FROM engine_state WHERE key = 'pain_lockout'")
         }
     }
 }

@@ -85,8 +85,19 @@ extension AgentService {
                 return .success(id: id, result: StartSessionResult(
                     sessionID: session.rawValue, program: WireMapping.programID(program) ?? "", durationSeconds: duration(of: request),
                     intensity: request.intensity))
+            case .clearFault:
+                let ack = try engine.acknowledgeFaults()
+                logger.notice("latched faults acknowledged remotely", metadata: ["command.id": "\(id)", "faults.cleared": "\(ack.cleared.map(\.description))"])
+                return .success(id: id, result: ClearFaultResult(cleared: WireMapping.faults(ack.cleared), stillActive: WireMapping.faults(ack.stillActive)))
             case .scheduleSession(let params):
                 let scheduled = try engine.schedule(sessionRequest(params.session), at: params.at)
+                // Acknowledged only once it is in storage: a power cut after the
+                // reply must not lose a booking the console was told about.
+                do { try engine.flushPersistence() } catch {
+                    try? engine.cancelScheduled(scheduled.id)
+                    try? engine.flushPersistence()
+                    throw error
+                }
                 var result = try JSONValue(encoding: Self.entry(scheduled))
                 if case .object(var fields) = result {
                     fields["session_id"] = .string(scheduled.sessionID.rawValue)

@@ -34,14 +34,12 @@ public final class AgentService: Service, Sendable {
     /// Wakes the outbox publisher (new entries, or connected again).
     let outboxSignal: AsyncStream<Void>.Continuation
     private let outboxWakeups: AsyncStream<Void>
-    /// Engine events seen by the observer vs. written to the outbox, so
-    /// shutdown can wait until every event is safely stored.
-    let eventCounts = EventCounts()
+    /// Numbers messages and orders their writes to the outbox.
+    let stamper: MessageStamper
     /// See `Dependencies.releasesColdPages`.
     let releasesColdPages: Bool
 
     struct AgentState {
-        var seq: [DeviceTopicKind: UInt64] = [:]
         var connectedSince: Date?
         var applied: AppliedConfig
         var pendingDesired: DesiredConfig?
@@ -79,7 +77,9 @@ public final class AgentService: Service, Sendable {
         replies = try CommandReplyLog(database: database)
         try replies.prune()  // what aged out while the agent was stopped
         epoch = try database.nextEpoch()
+        stamper = MessageStamper(epoch: epoch)
         topics = DeviceTopics(root: configuration.topicRoot, device: configuration.address)
+        (outboxWakeups, outboxSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
 
         // Configuration: the file's limits, tightened further by the last applied desired config.
         let fileLimits: EngineLimits
@@ -104,15 +104,24 @@ public final class AgentService: Service, Sendable {
         }
         state = Mutex(AgentState(applied: applied))
 
-        let counts = eventCounts
         var engineConfig = EngineConfiguration()
         engineConfig.limits = resolved.limits
         engineConfig.scheduleGracePeriod = .milliseconds(Int64(configuration.scheduleGraceSeconds * 1000))
         engineConfig.eventBufferSize = 10_000
+        // The engine's events reach the outbox through its storage, in the
+        // transaction that writes the ledger change they go with.
+        let signal = outboxSignal
+        let storage = AgentEngineStorage(
+            database: database, stamper: stamper, eventsTopic: topics.events, outboxLimits: configuration.outbox,
+            onEventsStored: { [logger] dropped in
+                if dropped > 0 { logger.warning("outbox full: dropped the oldest messages", metadata: ["outbox.dropped": "\(dropped)"]) }
+                signal.yield()
+            })
         engine = try MassageEngine(
             programs: resolved.programs, configuration: engineConfig, hardware: dependencies.hardware,
-            clock: dependencies.clock, storage: database,
-            eventObserver: { _ in counts.produced.add(1, ordering: .relaxed) })
+            clock: dependencies.clock,
+            monotonicClock: (dependencies.clock as? any MonotonicClock) ?? SystemMonotonicClock(speed: Double(configuration.driverSpeed)),
+            storage: storage)
 
         var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: configuration.clientID)
         let willBody = Stamped(Status.offline(agentVersion: Self.version), envelope: Envelope(ts: Date(), epoch: epoch, seq: 0))
@@ -120,7 +129,6 @@ public final class AgentService: Service, Sendable {
                          properties: MQTTProperties(contentType: "application/json"))
         client = try MQTTClient(configuration: mqtt, eventLoopGroup: dependencies.eventLoopGroup, logger: logger)
         releasesColdPages = dependencies.releasesColdPages
-        (outboxWakeups, outboxSignal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
     }
 
     var appliedVersion: UInt64 { state.withLock { $0.applied.version } }
@@ -144,7 +152,7 @@ public final class AgentService: Service, Sendable {
                 io.addTask { await self.publishUsagePeriodically() }
                 io.addTask { await self.pumpEngineEvents() }
                 await withDiscardingTaskGroup { engineGroup in
-                    engineGroup.addTask { await EngineDriver(engine: self.engine, speed: max(1, Int(self.configuration.speed.rounded()))).run() }
+                    engineGroup.addTask { await self.runEngine() }
                     // Wait for SIGTERM/SIGINT (or cancellation).
                     for await _ in shutdownRequests { break }
                     await self.releaseForShutdown()
@@ -177,17 +185,37 @@ public final class AgentService: Service, Sendable {
         }
     }
 
-    /// Waits (bounded) until every engine event is in the outbox and the
-    /// outbox is delivered, then publishes `offline` with `reason: shutdown`.
+    /// The control loop, on its own thread (real-time priority when configured).
+    private func runEngine() async {
+        let driver = EngineDriver(engine: engine, speed: configuration.driverSpeed, realtimePriority: configuration.realtimePriority)
+        await withDiscardingTaskGroup { group in
+            group.addTask { await driver.run() }
+            if let priority = configuration.realtimePriority {
+                // Report what the control thread got, once it has started.
+                let clock = ContinuousClock()
+                let deadline = clock.now + .seconds(5)
+                while driver.realtimeResult == -1, clock.now < deadline, !Task.isCancelled {
+                    try? await Task.sleep(for: .milliseconds(20))  // polls until the thread reports, with a deadline
+                }
+                let result = driver.realtimeResult
+                if result == 0 {
+                    logger.info("engine control loop runs at real-time priority", metadata: ["sched.priority": "\(priority)"])
+                } else {
+                    logger.warning("engine control loop could not get real-time priority; it runs on the normal scheduler (give the agent CAP_SYS_NICE)",
+                                   metadata: ["sched.priority": "\(priority)", "errno": "\(result)"])
+                }
+            }
+        }
+    }
+
+    /// Stores every pending engine change and event (one transaction each
+    /// batch), delivers the outbox (bounded), then publishes `offline` with
+    /// `reason: shutdown`.
     private func drainForShutdown() async {
         let clock = ContinuousClock()
-        var deadline = clock.now + .seconds(2)
-        while eventCounts.stored.load(ordering: .relaxed) < eventCounts.produced.load(ordering: .relaxed), clock.now < deadline {
-            try? await Task.sleep(for: .milliseconds(10))
-        }
         try? engine.flushPersistence()
         enqueueUsage()
-        deadline = clock.now + .seconds(3)
+        let deadline = clock.now + .seconds(3)
         while outbox.count > 0, client.isConnected, clock.now < deadline {
             outboxSignal.yield()
             try? await Task.sleep(for: .milliseconds(10))
@@ -211,14 +239,8 @@ public final class AgentService: Service, Sendable {
 
     /// Encodes `body` with `ts`, `epoch` and the next `seq` of its topic.
     func stamp<Body: AgentMessage>(_ body: Body) -> [UInt8] {
-        let seq = state.withLock { s -> UInt64 in
-            let next = (s.seq[Body.topicKind] ?? 0) + 1
-            s.seq[Body.topicKind] = next
-            return next
-        }
-        let message = Stamped(body, envelope: Envelope(ts: Date(), epoch: epoch, seq: seq))
         do {
-            return Array(try FleetJSON.encode(message))
+            return try stamper.stamp(body)
         } catch {
             logger.error("could not encode a message", metadata: ["topic.kind": "\(Body.topicKind)", "error": "\(error)"])
             return []
@@ -228,7 +250,7 @@ public final class AgentService: Service, Sendable {
     /// Stamps and stores a message for delivery. Stamping and storing happen
     /// under one lock so that the outbox order is the `seq` order.
     func enqueue<Body: AgentMessage>(_ body: Body, topic: String) {
-        enqueueLock.withLock { _ in
+        stamper.ordered {
             let payload = stamp(body)
             do {
                 let dropped = try outbox.enqueue([(topic: topic, payload: Data(payload), qos: Body.topicKind.qos, retain: Body.topicKind.retained)])
@@ -240,11 +262,11 @@ public final class AgentService: Service, Sendable {
         outboxSignal.yield()
     }
 
-    private let enqueueLock = Mutex(0)
-
+    /// Usage as storage holds it: retained usage never goes backwards, even
+    /// after a crash that loses the last seconds of a session.
     func enqueueUsage() {
         let dropped = (try? outbox.droppedTotal()) ?? 0
-        enqueue(WireMapping.usage(engine.usage(), outboxDropped: dropped), topic: topics.usage)
+        enqueue(WireMapping.usage(engine.durableUsage(), outboxDropped: dropped), topic: topics.usage)
     }
 
     func statusBody() -> Status {
@@ -412,12 +434,11 @@ public final class AgentService: Service, Sendable {
         }
     }
 
-    /// Engine events → the outbox, in order. After a session ends: usage,
-    /// and any desired config that waited for it.
+    /// Reacts to engine events (they reach the outbox through the engine's
+    /// storage). After a session ends: its batch stored, then usage, and any
+    /// desired config that waited for it.
     private func pumpEngineEvents() async {
         for await event in engine.events {
-            enqueue(WireMapping.event(event), topic: topics.events)
-            eventCounts.stored.add(1, ordering: .relaxed)
             switch event.kind {
             case .sessionCompleted, .sessionAborted:
                 try? engine.flushPersistence()
@@ -445,9 +466,3 @@ struct DeviceTopics: Sendable {
     }
 }
 
-/// Engine events produced (counted by the engine's observer) and stored in
-/// the outbox (counted by the pump).
-final class EventCounts: Sendable {
-    let produced = Atomic<Int>(0)
-    let stored = Atomic<Int>(0)
-}

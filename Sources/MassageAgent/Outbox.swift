@@ -39,29 +39,34 @@ public final class Outbox: Sendable {
     /// Appends messages in one transaction; returns how many old ones were dropped to make room.
     @discardableResult
     public func enqueue(_ items: [(topic: String, payload: Data, qos: Int, retain: Bool)], at date: Date = Date()) throws -> Int {
-        try database.writer.write { db in
-            for item in items {
-                try db.execute(
-                    sql: "INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES (?, ?, ?, ?, ?)",
-                    arguments: [item.topic, item.payload, item.qos, item.retain, date.timeIntervalSince1970])
-            }
-            var dropped = 0
-            var (count, bytes) = try Self.size(db)
-            while count > limits.maxMessages || (bytes > limits.maxBytes && count > 1) {
-                guard let oldest = try Row.fetchOne(db, sql: "SELECT id, length(payload) AS n FROM outbox ORDER BY id LIMIT 1") else { break }
-                try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [oldest["id"] as Int64])
-                count -= 1
-                bytes -= oldest["n"] as Int
-                dropped += 1
-            }
-            if dropped > 0 {
-                try db.execute(sql: """
-                    INSERT INTO meta(key, value) VALUES ('outbox_dropped', ?)
-                    ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT)
-                    """, arguments: ["\(dropped)", dropped])
-            }
-            return dropped
+        try database.writer.write { db in try Self.insert(items, at: date, limits: limits, in: db) }
+    }
+
+    /// Appends messages inside the caller's transaction (the engine's batch
+    /// and its events go in together); returns how many old ones were
+    /// dropped to make room.
+    static func insert(_ items: [(topic: String, payload: Data, qos: Int, retain: Bool)], at date: Date, limits: OutboxLimits, in db: Database) throws -> Int {
+        for item in items {
+            try db.execute(
+                sql: "INSERT INTO outbox(topic, payload, qos, retain, created_at) VALUES (?, ?, ?, ?, ?)",
+                arguments: [item.topic, item.payload, item.qos, item.retain, date.timeIntervalSince1970])
         }
+        var dropped = 0
+        var (count, bytes) = try Self.size(db)
+        while count > limits.maxMessages || (bytes > limits.maxBytes && count > 1) {
+            guard let oldest = try Row.fetchOne(db, sql: "SELECT id, length(payload) AS n FROM outbox ORDER BY id LIMIT 1") else { break }
+            try db.execute(sql: "DELETE FROM outbox WHERE id = ?", arguments: [oldest["id"] as Int64])
+            count -= 1
+            bytes -= oldest["n"] as Int
+            dropped += 1
+        }
+        if dropped > 0 {
+            try db.execute(sql: """
+                INSERT INTO meta(key, value) VALUES ('outbox_dropped', ?)
+                ON CONFLICT(key) DO UPDATE SET value = CAST(CAST(value AS INTEGER) + ? AS TEXT)
+                """, arguments: ["\(dropped)", dropped])
+        }
+        return dropped
     }
 
     private static func size(_ db: Database) throws -> (Int, Int) {

@@ -63,7 +63,13 @@ enum WireMapping {
     static func telemetry(_ t: TelemetrySnapshot, interval: Double) -> Telemetry {
         let phase: SessionPhase
         switch t.state {
-        case .idle: phase = t.unsafeReason != nil ? (t.faults.isEmpty ? .cooldown : .fault) : .idle
+        case .idle:
+            switch t.unsafeReason {
+            case nil: phase = .idle
+            case .painLockout: phase = .lockedOut
+            case .cooldown, .overTemperature: phase = .cooldown
+            default: phase = t.faults.isEmpty ? .cooldown : .fault
+            }
         case .running: phase = .running
         case .paused: phase = .paused
         case .stopping: phase = .stopping
@@ -75,7 +81,17 @@ enum WireMapping {
         return Telemetry(sessionState: phase, sessionID: t.sessionID?.rawValue, program: programID(t.programID), step: step,
                          elapsedSeconds: t.sessionElapsedSeconds, pressureMMHg: t.pressuresMMHg.mapValues { ($0 * 10).rounded() / 10 },
                          motorTempC: (t.motorTemperatureC * 10).rounded() / 10, breathingBPM: t.breathingBPM,
-                         faults: t.faults.map(\.kind.rawValue), intervalSeconds: interval)
+                         faults: t.faults.map(\.kind.rawValue),
+                         acknowledgeable: t.acknowledgeableFaults.isEmpty ? nil : t.acknowledgeableFaults.map(\.kind.rawValue),
+                         lockout: t.painLockout.map { l in
+                             Telemetry.Lockout(reason: AbortReason.painSignal.rawValue, zone: l.zone.rawValue, point: l.point?.rawValue,
+                                               remainingSeconds: ((t.painLockoutRemainingSeconds ?? 0) * 10).rounded(.up) / 10)
+                         },
+                         intervalSeconds: interval)
+    }
+
+    static func faults(_ faults: [Fault]) -> [FaultReport] {
+        faults.map { FaultReport(fault: $0.kind.rawValue, zone: $0.zone?.rawValue, detail: $0.detail) }
     }
 
     static func errorCode(_ e: EngineError) -> ErrorCode { ErrorCode(rawValue: e.code.rawValue) }

@@ -292,7 +292,7 @@ struct SendCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "command", abstract: "Send any action (--params JSON), or --show ID to see a command's results.")
     @OptionGroup var options: ClientOptions
     @OptionGroup var targets: TargetOptions
-    @Argument(help: "start_session, schedule_session, cancel_scheduled, stop_session, pause_session, resume_session, adjust_intensity, get_status, resync, ping") var action: String?
+    @Argument(help: "start_session, schedule_session, cancel_scheduled, stop_session, pause_session, resume_session, adjust_intensity, get_status, resync, ping, clear_fault") var action: String?
     @Option(help: "The action's params as a JSON object.") var params: String?
     @Option(help: "Show an earlier command's results.") var show: String?
 
