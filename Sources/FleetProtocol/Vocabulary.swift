@@ -127,10 +127,12 @@ public struct SessionAbortReason: OpenVocabulary {
     public static let shutdown: SessionAbortReason = "shutdown"
     /// The agent died during the session; recorded at its next start.
     public static let interrupted: SessionAbortReason = "interrupted"
+    /// The control loop ran too late to be trusted with pressure on.
+    public static let controlOverrun: SessionAbortReason = "control_overrun"
 
     public static let known: [SessionAbortReason] = [
         .painSignal, .overpressure, .overheat, .sensorFault, .hardwareFault, .timeLimit, .remoteStop, .shutdown,
-        .interrupted,
+        .interrupted, .controlOverrun,
     ]
 }
 

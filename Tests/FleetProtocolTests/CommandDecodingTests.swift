@@ -142,7 +142,7 @@ struct CommandDecodingTests {
     func unknownAction() {
         let r = rejection(#"{"id":"c-8","action":"dance"}"#)
         #expect(r?.error.code == .unknownAction)
-        #expect(r?.error.message == "unknown action \"dance\"; known: start_session, schedule_session, cancel_scheduled, stop_session, pause_session, resume_session, adjust_intensity, get_status, resync, ping")
+        #expect(r?.error.message == "unknown action \"dance\"; known: start_session, schedule_session, cancel_scheduled, stop_session, pause_session, resume_session, adjust_intensity, get_status, resync, ping, clear_fault")
         #expect(r?.id == "c-8")
     }
 

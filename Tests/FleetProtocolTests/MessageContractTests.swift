@@ -97,11 +97,11 @@ struct MessageContractTests {
         ])
         #expect(SessionAbortReason.known.map(\.rawValue) == [
             "pain_signal", "overpressure", "overheat", "sensor_fault", "hardware_fault", "time_limit", "remote_stop",
-            "shutdown", "interrupted",
+            "shutdown", "interrupted", "control_overrun",
         ])
         #expect(Action.known.map(\.rawValue) == [
             "start_session", "schedule_session", "cancel_scheduled", "stop_session", "pause_session",
-            "resume_session", "adjust_intensity", "get_status", "resync", "ping",
+            "resume_session", "adjust_intensity", "get_status", "resync", "ping", "clear_fault",
         ])
         #expect(ErrorCode.known.map(\.rawValue) == [
             "bad_request", "unknown_action", "invalid_params", "busy", "unsafe", "not_found", "expired", "internal",
