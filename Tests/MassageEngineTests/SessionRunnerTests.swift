@@ -137,6 +137,19 @@ struct SessionRunnerTests {
         #expect(telemetry.targetPressureMMHg == 30)
     }
 
+    @Test("a calibration step stays at level 3 or below whatever is adjusted, from the device or the console")
+    func calibrationStaysGentle() throws {
+        let h = try Harness()
+        try h.engine.start(.program("calf-release"))  // step 0: SP6 calibration at level 2
+        h.run(seconds: 2)
+        let error = #expect(throws: EngineError.self) { try h.engine.adjustIntensity(10) }
+        #expect(error?.code == .invalidParams)
+        #expect(error?.message.contains("calibration step") == true)
+        #expect(h.engine.telemetry().intensity == 2)
+        try h.engine.adjustIntensity(3)
+        #expect(h.engine.telemetry().intensity == 3)
+    }
+
     @Test("an adjustment over what the current step allows is refused with the highest level")
     func adjustOverLimit() throws {
         let h = try Harness()
