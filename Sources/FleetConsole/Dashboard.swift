@@ -289,6 +289,7 @@ final class Dashboard: Sendable {
             switch action {
             case "start": submission = CommandSubmission(action: "start_session", params: .object(["program": .string(form["program"] ?? "")]), targets: .init(devices: ["\(site)/\(device)"]))
             case "stop": submission = CommandSubmission(action: "stop_session", targets: .init(devices: ["\(site)/\(device)"]))
+            case "clear-fault": submission = CommandSubmission(action: "clear_fault", targets: .init(devices: ["\(site)/\(device)"]))
             default: return Self.text(.notFound, "unknown action")
             }
             return await self.run(submission, by: s.principal, back: back)
@@ -403,7 +404,7 @@ final class Dashboard: Sendable {
     }
 
     static func live(_ t: Telemetry?, at: Date?) -> [String: String] {
-        guard let t else { return ["state": "no telemetry yet", "step": "", "target": "", "technique": "", "intensity": "", "pressure": "", "motor_temp": "", "breathing": "", "updated": ""] }
+        guard let t else { return ["state": "no telemetry yet", "step": "", "target": "", "technique": "", "intensity": "", "pressure": "", "motor_temp": "", "breathing": "", "faults": "", "lockout": "", "updated": ""] }
         let step = t.step
         return [
             "state": t.sessionState.rawValue,
@@ -414,6 +415,9 @@ final class Dashboard: Sendable {
             "pressure": t.pressureMMHg.isEmpty ? "–" : t.pressureMMHg.sorted { $0.key < $1.key }.map { "\($0.key) \(Int($0.value.rounded())) mmHg" }.joined(separator: ", "),
             "motor_temp": String(format: "%.1f °C", t.motorTempC),
             "breathing": t.breathingBPM.map { "\($0) breaths/min" } ?? "–",
+            "faults": t.faults.isEmpty ? "none" : t.faults.joined(separator: ", ")
+                + ((t.acknowledgeable ?? []).isEmpty ? "" : " (healthy again, waiting for acknowledgement: \(t.acknowledgeable!.joined(separator: ", ")))"),
+            "lockout": t.lockout.map { l in "after a pain signal at \(l.point.map { "\($0.uppercased()) (\(l.zone))" } ?? l.zone): remote starts refused for \(Int(l.remainingSeconds.rounded(.up))) s more" } ?? "none",
             "updated": when(at),
         ]
     }

@@ -125,6 +125,8 @@ enum DashboardTemplates {
         <div><dt>Pressure</dt><dd data-live="pressure">{{live.pressure}}</dd></div>
         <div><dt>Motor</dt><dd data-live="motor_temp">{{live.motor_temp}}</dd></div>
         <div><dt>Breathing cue</dt><dd data-live="breathing">{{live.breathing}}</dd></div>
+        <div><dt>Faults</dt><dd data-live="faults">{{live.faults}}</dd></div>
+        <div><dt>Pain lockout</dt><dd data-live="lockout">{{live.lockout}}</dd></div>
         <div><dt>Updated</dt><dd data-live="updated">{{live.updated}}</dd></div>
       </dl>
     </section>
@@ -140,6 +142,10 @@ enum DashboardTemplates {
       <form id="stop" method="post" action="/ui/devices/{{site}}/{{device}}/stop">
         <input type="hidden" name="csrf" value="{{csrf}}">
         <button type="submit">Stop session</button>
+      </form>
+      <form id="clear-fault" method="post" action="/ui/devices/{{site}}/{{device}}/clear-fault">
+        <input type="hidden" name="csrf" value="{{csrf}}">
+        <button type="submit" title="Acknowledge the latched faults once someone has looked at the massager; only faults that read healthy again are cleared">Acknowledge faults</button>
       </form>
     </section>
     {{/canOperate}}
