@@ -42,6 +42,10 @@ public struct HealthThresholds: Sendable, Equatable {
     public var painSignalWindowHours: Double = 24
     /// A sent command with no reply after this is `timed_out`.
     public var commandTimeoutSeconds: Double = 30
+    /// The longest `ttl_s` of a command that starts a session
+    /// (`start_session`, `schedule_session`): a start must not wait long for
+    /// a massager that is offline (someone else may be seated when it returns).
+    public var maxStartTTLSeconds: Double = 300
     /// At most one `resync` per device in this many seconds; a gap seen in
     /// between is asked for once the interval has passed.
     public var resyncIntervalSeconds: Double = 30
@@ -106,7 +110,7 @@ extension ConsoleConfiguration {
         "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
-        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s"],
+        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s", "max_start_ttl_s"],
     ]
 
     /// Loads and validates the console's YAML file; `FLEET_CONSOLE_ADMIN_TOKEN`
@@ -187,6 +191,7 @@ extension ConsoleConfiguration {
         if let v = r.int("health.pain_signal_count", in: 1...1000) { c.health.painSignalCount = v }
         if let v = r.double("health.pain_signal_window_h", in: 0.1...720) { c.health.painSignalWindowHours = v }
         if let v = r.double("health.command_timeout_s", in: 1...3600) { c.health.commandTimeoutSeconds = v }
+        if let v = r.double("health.max_start_ttl_s", in: 10...3600) { c.health.maxStartTTLSeconds = v }
         if let v = r.double("health.resync_interval_s", in: 1...3600) { c.health.resyncIntervalSeconds = v }
         // Tokens: inline, and/or from a secrets file only its owner can read.
         if let tokens = r.value("tokens") { c.tokens += readTokens(tokens, key: "tokens", into: &r) }

@@ -34,6 +34,9 @@ extension ConsoleCore {
         }
         let ttl = submission.ttlSeconds ?? 60
         guard ttl >= 1, ttl <= 7 * 86_400 else { throw .badRequest("ttl_s: expected seconds from 1 to 604800, got \(ttl)") }
+        if Command.startingActions.contains(action), ttl > configuration.health.maxStartTTLSeconds {
+            throw .badRequest("ttl_s: \(action) may wait at most \(Int(configuration.health.maxStartTTLSeconds)) s for a device (health.max_start_ttl_s), got \(ttl): a massager that returns later may have someone else seated")
+        }
         let targets = try resolveTargets(submission.targets, for: principal)
         guard !targets.isEmpty else {
             throw .badRequest("targets: no device matches (site \(submission.targets.site ?? "any"), devices \(submission.targets.devices?.joined(separator: ",") ?? "all")\(submission.targets.idleOnly == true ? ", idle and online only" : ""))")

@@ -41,6 +41,26 @@ public struct Command: Codable, Sendable, Equatable {
         return expiresAt <= now
     }
 
+    /// Actions that put pressure on a person: a device refuses them without
+    /// `expires_at`, or with one further ahead than it allows, so a command
+    /// cannot wait for a massager that comes back hours later with someone
+    /// else seated.
+    public static let startingActions: Set<Action> = [.startSession, .scheduleSession]
+
+    /// For a starting action: why its `expires_at` is refused (missing, or
+    /// more than `maxTTL` seconds after `now`), else nil.
+    public func startWindowError(now: Date, maxTTL: TimeInterval) -> ProtocolError? {
+        guard Self.startingActions.contains(action) else { return nil }
+        guard let expiresAt else {
+            return .badRequest("expires_at: required for \(action) (a start must not wait for a device that comes back later); give a time at most \(Int(maxTTL)) s ahead")
+        }
+        let ahead = expiresAt.timeIntervalSince(now)
+        if ahead > maxTTL {
+            return .invalidParams("expires_at: \(RFC3339.string(from: expiresAt)) is \(Int(ahead.rounded())) s ahead; \(action) may wait at most \(Int(maxTTL)) s for this device")
+        }
+        return nil
+    }
+
     /// `expired` when `expires_at` is not after `now`, else nil.
     public func expiryError(now: Date) -> ProtocolError? {
         guard let expiresAt, isExpired(now: now) else { return nil }

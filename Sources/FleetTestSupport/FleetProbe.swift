@@ -655,7 +655,8 @@ public final class FleetProbe: Sendable {
     /// Sends a command `{ "id", "action", "params"?, "expires_at"? }` to
     /// `device` (QoS 1, with Response Topic ``replyTopic`` and fresh
     /// Correlation Data) and returns the reply with the same correlation
-    /// data. `id` defaults to a fresh unique id.
+    /// data. `id` defaults to a fresh unique id; a start without
+    /// `expiresAt` expires in two minutes, as the console's would.
     @discardableResult
     public func send(
         action: String,
@@ -667,7 +668,9 @@ public final class FleetProbe: Sendable {
     ) async throws -> Reply {
         var command: WireJSON = ["id": .string(id ?? "cmd-\(UUID().uuidString.prefix(12).lowercased())"), "action": .string(action)]
         if let params { command = command.setting("params", to: params) }
-        if let expiresAt { command = command.setting("expires_at", to: .string(FleetProbe.timestamp(expiresAt))) }
+        // As the console does: a start always carries its expiry (a device refuses one without).
+        let expiry = expiresAt ?? (["start_session", "schedule_session"].contains(action) ? Date().addingTimeInterval(120) : nil)
+        if let expiry { command = command.setting("expires_at", to: .string(FleetProbe.timestamp(expiry))) }
         return try await sendCommand(command, to: device, timeout: timeout)
     }
 

@@ -21,6 +21,9 @@ public struct AgentConfiguration: Sendable {
     public var outbox = OutboxLimits()
     /// Simulated time runs this many times faster (demos, tests).
     public var speed: Double = 1
+    /// A start (`start_session`, `schedule_session`) must carry `expires_at`
+    /// at most this far ahead: it may not wait long for this device.
+    public var maxStartTTLSeconds: Double = 600
     /// `SCHED_FIFO` priority for the engine's control thread (nil: the normal scheduler).
     public var realtimePriority: Int32?
 
@@ -62,7 +65,8 @@ public struct AgentOverrides: Sendable {
 extension AgentConfiguration {
     static let knownKeys: [String: Set<String>] = [
         "": ["site", "device", "topic_root", "data_dir", "programs_dir", "broker", "telemetry_interval_s", "usage_interval_s",
-             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level", "realtime_priority"],
+             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level", "realtime_priority", "commands"],
+        "commands": ["max_start_ttl_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
         "hardware": ["kind", "seed"],
@@ -151,6 +155,7 @@ extension AgentConfiguration {
         }
         if let grace = reader.double("schedule_grace_s", in: 0...86_400) { config.scheduleGraceSeconds = grace }
         if let priority = reader.int("realtime_priority", in: 1...99) { config.realtimePriority = Int32(priority) }
+        if let ttl = reader.double("commands.max_start_ttl_s", in: 10...3600) { config.maxStartTTLSeconds = ttl }
         if let level = overrides.logLevel ?? reader.string("log_level") {
             if let parsed = Logger.Level(rawValue: level) { config.logLevel = parsed } else {
                 reader.problem(overrides.logLevel != nil ? "--log-level" : "log_level", "expected one of trace, debug, info, notice, warning, error, critical; got \"\(level)\"")

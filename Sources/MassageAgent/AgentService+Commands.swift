@@ -5,7 +5,8 @@ import Mosquitto
 
 extension AgentService {
     /// Answers one message on the `cmd` topic. Order: decode → repeated id
-    /// (first reply again, nothing runs) → expiry → run. Any payload gets a
+    /// (first reply again, nothing runs) → expiry → a start's `expires_at`
+    /// required and at most `commands.max_start_ttl_s` ahead → run. Any payload gets a
     /// reply when there is somewhere to send it; nothing here can stop the agent.
     func handleCommand(_ message: MQTTMessage) async {
         let responseTopic = message.properties.responseTopic
@@ -25,8 +26,11 @@ extension AgentService {
                 return
             }
             let reply: OutgoingReply
-            if let expired = command.expiryError(now: Date()) {
+            let now = Date()
+            if let expired = command.expiryError(now: now) {
                 reply = .failure(id: command.id, error: expired)
+            } else if let refused = command.startWindowError(now: now, maxTTL: configuration.maxStartTTLSeconds) {
+                reply = .failure(id: command.id, error: refused)
             } else {
                 reply = await execute(incoming.request, id: command.id)
             }

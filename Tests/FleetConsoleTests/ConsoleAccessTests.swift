@@ -248,6 +248,10 @@ extension ConsoleEndToEndTests {
                 [400], naming: ["colour"])
             expectError(try await post((["action": "ping", "targets": north, "ttl_s": -5] as WireJSON).bytes), [400], naming: ["ttl_s"])
             expectError(try await post((["action": "ping", "targets": north, "ttl_s": "soon"] as WireJSON).bytes), [400], naming: ["ttl_s"])
+            // A start may not wait days for a massager that is offline.
+            expectError(
+                try await post((["action": "start_session", "params": ["program": "sole-vitality"], "targets": north, "ttl_s": 86_400] as WireJSON).bytes),
+                [400], naming: ["ttl_s", "max_start_ttl_s"])
             expectError(try await post((["action": "ping", "targets": ["devices": ["Not An Id!"]]] as WireJSON).bytes), [400], naming: ["devices"])
             expectError(try await post((["action": "ping", "targets": ["site": "nowhere"]] as WireJSON).bytes), [400, 404], naming: ["nowhere"])
             expectError(try await post((["action": "ping", "targets": ["idle_only": "yes", "site": .string(Fleet.north)]] as WireJSON).bytes),

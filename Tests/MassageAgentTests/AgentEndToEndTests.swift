@@ -114,6 +114,16 @@ extension AgentEndToEndTests {
             #expect(expired.errorCode == "expired", "\(expired)")
             #expect(try await rig.status()["session_state"]?.string == "idle", "an expired start_session ran")
 
+            // A start must say when it expires, and not wait hours for the device.
+            let forever = try await probe.sendCommand(
+                ["id": "e2e-no-expiry", "action": "start_session", "params": ["program": "sole-vitality"]], to: device)
+            #expect(forever.errorCode == "bad_request" && forever.errorMessage?.contains("expires_at") == true, "\(forever)")
+            let tooLong = try await probe.send(
+                action: "start_session", params: ["program": "sole-vitality"], to: device, id: "e2e-week",
+                expiresAt: Date().addingTimeInterval(7 * 86_400))
+            #expect(tooLong.errorCode == "invalid_params" && tooLong.errorMessage?.contains("at most 600 s") == true, "\(tooLong)")
+            #expect(try await rig.status()["session_state"]?.string == "idle", "a start without a short expiry ran")
+
             // One session starts; a second start is busy; the first id again gets the first reply.
             let first = try await probe.send(
                 action: "start_session", params: ["program": "sole-vitality"], to: device, id: "e2e-start")
