@@ -137,7 +137,7 @@ extension ConsoleCore {
                 r.telemetry = t.body
                 r.telemetryAt = now
                 if r.epoch == nil || envelope.epoch >= (r.epoch ?? 0) { r.online = true; r.epoch = envelope.epoch }
-                if t.body.sessionState == .idle || t.body.sessionState == .cooldown || t.body.sessionState == .fault {
+                if ![SessionPhase.running, .paused, .stopping].contains(t.body.sessionState) {  // idle, cooldown, fault, locked_out, …
                     r.session = nil
                 } else if let id = t.body.sessionID {
                     if r.session?.sessionID != id { r.session = SessionNow(sessionID: id, program: t.body.program, startedAt: nil, state: t.body.sessionState.rawValue) }
