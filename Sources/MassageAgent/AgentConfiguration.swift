@@ -24,6 +24,10 @@ public struct AgentConfiguration: Sendable {
     /// A start (`start_session`, `schedule_session`) must carry `expires_at`
     /// at most this far ahead: it may not wait long for this device.
     public var maxStartTTLSeconds: Double = 600
+    /// `SCHED_FIFO` priority for the engine's control thread (nil: the normal
+    /// scheduler). A configuration file gets `defaultRealtimePriority` unless
+    /// it sets `realtime_priority: 0`.
+    public static let defaultRealtimePriority = 10
     /// `SCHED_FIFO` priority for the engine's control thread (nil: the normal scheduler).
     public var realtimePriority: Int32?
 
@@ -154,7 +158,10 @@ extension AgentConfiguration {
             if (0.01...1000).contains(speed) { config.speed = speed } else { reader.problem("--speed", "expected a number from 0.01 to 1000, got \(speed)") }
         }
         if let grace = reader.double("schedule_grace_s", in: 0...86_400) { config.scheduleGraceSeconds = grace }
-        if let priority = reader.int("realtime_priority", in: 1...99) { config.realtimePriority = Int32(priority) }
+        // The control loop runs at a real-time priority unless the file says 0:
+        // nothing else on the board may delay a tick (docs/safety.md, H7).
+        let priority = reader.int("realtime_priority", in: 0...99) ?? AgentConfiguration.defaultRealtimePriority
+        config.realtimePriority = priority == 0 ? nil : Int32(priority)
         if let ttl = reader.double("commands.max_start_ttl_s", in: 10...3600) { config.maxStartTTLSeconds = ttl }
         if let level = overrides.logLevel ?? reader.string("log_level") {
             if let parsed = Logger.Level(rawValue: level) { config.logLevel = parsed } else {

@@ -148,6 +148,30 @@ extension AgentEndToEndTests {
         }
     }
 
+    @Test("schedule_session is answered only once the booking is stored: SIGKILL right after the reply loses nothing")
+    func scheduleStoredBeforeReply() async throws {
+        try await AgentRig.run { rig in
+            let probe = rig.probe
+            let device = rig.device
+            var booked: [String] = []
+            // Five bookings, each followed at once by a kill: the reply must
+            // never run ahead of storage (the persistence loop writes only
+            // every 100 ms, so a reply sent before the write would lose it).
+            for round in 0..<5 {
+                let at = Date().addingTimeInterval(TimeInterval(3600 * (round + 1)))
+                let reply = try await probe.send(action: "schedule_session",
+                                                 params: ["program": "sole-vitality", "at": .string(FleetProbe.timestamp(at))], to: device)
+                try #require(reply.ok, "\(reply)")
+                booked.append(try #require(reply.result?["schedule_id"]?.string))
+                rig.agent.kill()
+                #expect(try await rig.agent.waitForExit() == .signalled(SIGKILL))
+                _ = try await rig.agent.restart(probe: probe)
+                let scheduled = try await rig.status()["scheduled"]?.array?.compactMap { $0["schedule_id"]?.string } ?? []
+                #expect(scheduled == booked, "after the kill of round \(round), the device still has every acknowledged booking")
+            }
+        }
+    }
+
     @Test("SIGTERM during a session: the massager is released, the session reported aborted shutdown, the status offline with reason shutdown, exit 0")
     func gracefulShutdownDuringSession() async throws {
         try await AgentRig.run { rig in

@@ -1,4 +1,5 @@
 import Foundation
+import Glibc
 import MassageEngine
 import Synchronization
 import Testing
@@ -21,7 +22,7 @@ struct EngineDriverTests {
         let h = try Harness()
         // 20 s of engine time; at speed 200 it takes about 0.1 s of real time.
         try h.engine.start(.steps([step("calf", "kneading", 5, 20)]))
-        let driver = EngineDriver(engine: h.engine, speed: 200)
+        let driver = EngineDriver(engine: h.engine, speed: 200, realtimePriority: 10)
         let started = ContinuousClock.now
         let run = Task { await driver.run() }
         let finished = await waitUntil(deadline: 60) { h.journal.types.contains("session_completed") }
@@ -44,7 +45,7 @@ struct EngineDriverTests {
     func cancellation() async throws {
         let h = try Harness()
         try h.engine.start(.program("calf-release"))
-        let run = Task { await EngineDriver(engine: h.engine, speed: 10).run() }
+        let run = Task { await EngineDriver(engine: h.engine, speed: 10, realtimePriority: 10).run() }
         #expect(await waitUntil(deadline: 60) { h.engine.tickCount > 100 })
         run.cancel()
         await run.value
@@ -58,7 +59,7 @@ struct EngineDriverTests {
     @Test("the persistence loop writes changes while the driver ticks")
     func persistenceLoop() async throws {
         let h = try Harness()
-        let run = Task { await EngineDriver(engine: h.engine, persistenceInterval: .milliseconds(10)).run() }
+        let run = Task { await EngineDriver(engine: h.engine, persistenceInterval: .milliseconds(10), realtimePriority: 10).run() }
         // Ten minutes in real time: the session is still running whenever the
         // loop first writes, however busy the machine. (At 50× speed it
         // lasted 1.2 s, and a CI run whose pool was busy that long saw it
@@ -67,6 +68,21 @@ struct EngineDriverTests {
         #expect(await waitUntil(deadline: 60) { h.storage.persisted.activeSession != nil })
         run.cancel()
         await run.value
+    }
+
+    @Test("the control thread asks for SCHED_FIFO: granted with the privilege (root, or RLIMIT_RTPRIO as the systemd unit sets it), else EPERM reported")
+    func realtimePriority() async throws {
+        let h = try Harness()
+        let driver = EngineDriver(engine: h.engine, realtimePriority: 10)
+        #expect(driver.realtimeResult == -1)
+        let run = Task { await driver.run() }
+        #expect(await waitUntil(deadline: 60) { driver.realtimeResult != -1 })
+        run.cancel()
+        await run.value
+        var limit = rlimit()
+        getrlimit(__rlimit_resource_t(14), &limit)  // RLIMIT_RTPRIO (not exported by the Glibc module)
+        let privileged = geteuid() == 0 || limit.rlim_cur >= 10
+        #expect(driver.realtimeResult == (privileged ? 0 : EPERM), "pthread_setschedparam gave \(driver.realtimeResult)")
     }
 
     @Test("every tick runs on the driver's own thread, outside Swift's cooperative pool, so a busy pool cannot delay one")
