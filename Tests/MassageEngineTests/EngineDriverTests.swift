@@ -6,16 +6,6 @@ import Testing
 
 @Suite("Live driver")
 struct EngineDriverTests {
-    /// Waits for `condition` with a deadline (real time), polling.
-    func waitUntil(deadline seconds: Double, _ condition: () -> Bool) async -> Bool {
-        let clock = ContinuousClock()
-        let end = clock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
-        while clock.now < end {
-            if condition() { return true }
-            try? await Task.sleep(for: .milliseconds(5)) // poll until the deadline
-        }
-        return condition()
-    }
 
     @Test("at speed N the driver runs N ticks per real tick, with the same physics")
     func speedFactor() async throws {

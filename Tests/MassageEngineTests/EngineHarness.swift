@@ -1,6 +1,7 @@
 import Foundation
 import MassageEngine
 import Synchronization
+import Testing
 
 /// Records what happened, in order: events from the engine's observer and,
 /// where a test wants it, hardware calls (see `RecordingMassager`).
@@ -117,6 +118,15 @@ struct Harness {
         return engine.telemetry().state == .idle
     }
 
+    /// A session at level 8 on the thigh (144 mmHg), settled after 6 s.
+    static func pressing(recordHardware: Bool = false, configuration: EngineConfiguration = EngineConfiguration()) throws -> Harness {
+        let h = try Harness(configuration: configuration, recordHardware: recordHardware)
+        try h.engine.start(.steps([step("thigh", "compression", 8, 600), step("calf", "compression", 5, 300)]))
+        h.run(seconds: 6)
+        #expect(h.simulator.snapshot().pressuresMMHg.thigh > 140)
+        return h
+    }
+
     // MARK: - Built-in programs
 
     static var repositoryRoot: URL {
@@ -140,4 +150,15 @@ extension Array where Element == ZoneValues<Double> {
 
 func step(_ target: String, _ technique: String, _ intensity: Int, _ seconds: Int, bpm: Int? = nil) -> StepSpec {
     StepSpec(target: target, technique: technique, intensity: intensity, durationSeconds: seconds, breathingBPM: bpm)
+}
+
+/// Waits for `condition` with a deadline (real time), polling.
+func waitUntil(deadline seconds: Double, _ condition: () -> Bool) async -> Bool {
+    let clock = ContinuousClock()
+    let end = clock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
+    while clock.now < end {
+        if condition() { return true }
+        try? await Task.sleep(for: .milliseconds(5))  // poll until the deadline
+    }
+    return condition()
 }

@@ -9,13 +9,8 @@ import Testing
 /// follow commanded, and the control loop is itself watched.
 @Suite("Protective actions are monitored")
 struct ProtectiveActionTests {
-    /// A session at level 8 on the thigh (144 mmHg), settled.
-    func pressing(recordHardware: Bool = false, configuration: EngineConfiguration = EngineConfiguration()) throws -> Harness {
-        let h = try Harness(configuration: configuration, recordHardware: recordHardware)
-        try h.engine.start(.steps([step("thigh", "compression", 8, 600), step("calf", "compression", 5, 300)]))
-        h.run(seconds: 6)
-        #expect(h.simulator.snapshot().pressuresMMHg.thigh > 140)
-        return h
+    func pressing(recordHardware: Bool = false) throws -> Harness {
+        try Harness.pressing(recordHardware: recordHardware)
     }
 
     func releases(_ h: Harness) -> Int { h.journal.all.filter { $0 == .release }.count }
@@ -201,17 +196,6 @@ struct ProtectiveActionTests {
         await run.value
         #expect(engine.faults.map(\.kind) == [.controlOverrun])
     }
-}
-
-/// Waits for `condition` with a deadline (real time), polling.
-func waitUntil(deadline seconds: Double, _ condition: () -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let end = clock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
-    while clock.now < end {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))  // poll until the deadline
-    }
-    return condition()
 }
 
 /// A massager whose next sensor read, when armed, takes 150 ms: a bus that

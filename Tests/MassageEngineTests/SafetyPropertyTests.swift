@@ -6,16 +6,20 @@ import Testing
 /// A seeded, reproducible random run over programs, commands, limits, pain
 /// presses and injected hardware faults, checking the safety invariants on
 /// every tick (docs/safety.md). A failure prints the seed and the tick.
-@Suite("Randomized safety run")
+@Suite("Randomized safety run", .serialized)
 struct SafetyPropertyTests {
     static let seeds: [UInt64] = [1, 2, 3]
     static let ticksPerSeed = 110_000
 
     @Test("on every tick: commanded ≤ ceiling; pain → release in the same tick; measured over the ceiling → abort within the window; no start while locked out or latched; the time limit holds", arguments: seeds)
-    func randomizedRun(seed: UInt64) throws {
-        var run = try RandomRun(seed: seed)
-        try run.go(ticks: Self.ticksPerSeed)
-        let c = run.coverage
+    func randomizedRun(seed: UInt64) async throws {
+        // Seconds of synchronous ticks: on a thread of their own, so Swift's
+        // cooperative pool (two threads here) stays free for the other tests.
+        let c = try await onOwnThread {
+            var run = try RandomRun(seed: seed)
+            try run.go(ticks: Self.ticksPerSeed)
+            return run.coverage
+        }
         print("randomized safety run (seed \(seed)): \(c.ticks) ticks, \(c.sessions) sessions, \(c.presses) pain presses, \(c.faults) injected faults, \(c.aborts) aborts, \(c.refusedStarts) refused starts, \(c.acknowledgements) acknowledgements")
         #expect(c.ticks == Self.ticksPerSeed)
         #expect(c.presses >= 50, "the run must press the pain button often")
@@ -59,7 +63,7 @@ private final class TickLog: MassagerHardware {
 }
 
 private struct RandomRun {
-    struct Coverage { var ticks = 0, sessions = 0, presses = 0, faults = 0, aborts = 0, refusedStarts = 0, acknowledgements = 0 }
+    struct Coverage: Sendable { var ticks = 0, sessions = 0, presses = 0, faults = 0, aborts = 0, refusedStarts = 0, acknowledgements = 0 }
 
     var rng: SplitMix64
     let seed: UInt64
@@ -240,5 +244,15 @@ private struct RandomRun {
             if sessionTicks > bound { fail("a session ran \(sessionTicks) ticks, over the time limit") }
         }
         coverage.aborts = aborts.count.load(ordering: .relaxed)
+    }
+}
+
+/// Runs `body` on a new thread and returns its result without holding a
+/// thread of Swift's cooperative pool meanwhile.
+func onOwnThread<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+    try await withCheckedThrowingContinuation { (done: CheckedContinuation<T, any Error>) in
+        Thread {
+            do { done.resume(returning: try body()) } catch { done.resume(throwing: error) }
+        }.start()
     }
 }

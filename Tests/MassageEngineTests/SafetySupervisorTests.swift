@@ -4,13 +4,8 @@ import Testing
 
 @Suite("Safety supervisor")
 struct SafetySupervisorTests {
-    /// A harness with a session at full pressure on the thigh.
     func pressing(recordHardware: Bool = false, configuration: EngineConfiguration = EngineConfiguration()) throws -> Harness {
-        let h = try Harness(configuration: configuration, recordHardware: recordHardware)
-        try h.engine.start(.steps([step("thigh", "compression", 8, 600), step("calf", "compression", 5, 300)]))
-        h.run(seconds: 6)
-        #expect(h.simulator.snapshot().pressuresMMHg.thigh > 140)
-        return h
+        try Harness.pressing(recordHardware: recordHardware, configuration: configuration)
     }
 
     @Test("pain signal releases all pressure within one tick")
