@@ -116,7 +116,7 @@ struct SafetySupervisor {
         var allReleased = true
 
         if let reported = r.hardwareFault {
-            raise(Fault(kind: .hardwareFault, zone: reported.zone, detail: reported.detail), into: &verdict)
+            raise(kind: .hardwareFault, zone: reported.zone, detail: reported.detail, into: &verdict)
             hardware = true
         }
 
@@ -142,7 +142,7 @@ struct SafetySupervisor {
                 let detail = stale
                     ? "\(zone.rawValue) pressure sensor gave no new sample for \(format(Double(unchangedPressureSamples[zone]) * timing.tickSeconds * 1000)) ms"
                     : "\(zone.rawValue) pressure sensor reads \(pressure) mmHg, outside \(format(HardLimits.plausiblePressureMMHg.lowerBound))…\(format(HardLimits.plausiblePressureMMHg.upperBound))"
-                raise(Fault(kind: .sensorFault, zone: zone, detail: detail), into: &verdict)
+                raise(kind: .sensorFault, zone: zone, detail: detail, into: &verdict)
                 sensor = true
                 continue
             }
@@ -154,7 +154,7 @@ struct SafetySupervisor {
             if over == 1 { overHealthy[zone] = false }
             let overCount = overHistory[zone].nonzeroBitCount
             if overCount > HardLimits.overpressureToleratedTicks {
-                raise(Fault(kind: .overpressure, zone: zone, detail: "\(zone.rawValue) at \(format(pressure.rounded())) mmHg, over its ceiling of \(format(ceiling)) mmHg on \(overCount) of the last \(HardLimits.overpressureWindowTicks) readings"), into: &verdict)
+                raise(kind: .overpressure, zone: zone, detail: "\(zone.rawValue) at \(format(pressure.rounded())) mmHg, over its ceiling of \(format(ceiling)) mmHg on \(overCount) of the last \(HardLimits.overpressureWindowTicks) readings", into: &verdict)
                 overpressure = true
             }
 
@@ -163,7 +163,8 @@ struct SafetySupervisor {
                 aboveEnvelopeTicks[zone] += 1
                 trackingHealthy[zone] = false
                 if aboveEnvelopeTicks[zone] >= timing.trackingTripTicks {
-                    raise(Fault(kind: .pressureTracking, zone: zone, detail: "\(zone.rawValue) reads \(format(pressure.rounded())) mmHg, above the \(format(upperEnvelope[zone].rounded())) mmHg commanded, for \(format(Double(aboveEnvelopeTicks[zone]) * timing.tickSeconds * 1000)) ms: a runaway pump or a valve that does not open"), into: &verdict)
+                    let envelope = upperEnvelope[zone], milliseconds = Double(aboveEnvelopeTicks[zone]) * timing.tickSeconds * 1000
+                    raise(kind: .pressureTracking, zone: zone, detail: "\(zone.rawValue) reads \(format(pressure.rounded())) mmHg, above the \(format(envelope.rounded())) mmHg commanded, for \(format(milliseconds)) ms: a runaway pump or a valve that does not open", into: &verdict)
                     hardware = true
                 }
             } else {
@@ -173,7 +174,8 @@ struct SafetySupervisor {
                 belowEnvelopeTicks[zone] += 1
                 trackingHealthy[zone] = false
                 if belowEnvelopeTicks[zone] >= timing.followLossTicks {
-                    raise(Fault(kind: .pressureTracking, zone: zone, detail: "\(zone.rawValue) reads \(format(pressure.rounded())) mmHg for \(format(Double(belowEnvelopeTicks[zone]) * timing.tickSeconds)) s while about \(format(lowerEnvelope[zone].rounded())) mmHg is commanded: a frozen sensor, a leak or a failed pump"), into: &verdict)
+                    let envelope = lowerEnvelope[zone], seconds = Double(belowEnvelopeTicks[zone]) * timing.tickSeconds
+                    raise(kind: .pressureTracking, zone: zone, detail: "\(zone.rawValue) reads \(format(pressure.rounded())) mmHg for \(format(seconds)) s while about \(format(envelope.rounded())) mmHg is commanded: a frozen sensor, a leak or a failed pump", into: &verdict)
                     hardware = true
                 }
             } else {
@@ -194,12 +196,12 @@ struct SafetySupervisor {
             let detail = temperatureStale
                 ? "motor temperature sensor gave no new sample for \(format(Double(unchangedTemperatureSamples) * timing.tickSeconds * 1000)) ms"
                 : "motor temperature sensor reads \(temperature) °C, outside \(format(HardLimits.plausibleTemperatureC.lowerBound))…\(format(HardLimits.plausibleTemperatureC.upperBound))"
-            raise(Fault(kind: .sensorFault, zone: nil, detail: detail), into: &verdict)
+            raise(kind: .sensorFault, zone: nil, detail: detail, into: &verdict)
             sensor = true
         } else {
             let overheatKey = Fault.Key(kind: .overheat, zone: nil)
             if temperature > limits.maxMotorTemperatureC {
-                raise(Fault(kind: .overheat, zone: nil, detail: "motor at \(format(temperature.rounded())) °C, over its maximum of \(format(limits.maxMotorTemperatureC)) °C"), into: &verdict)
+                raise(kind: .overheat, zone: nil, detail: "motor at \(format(temperature.rounded())) °C, over its maximum of \(format(limits.maxMotorTemperatureC)) °C", into: &verdict)
                 overheat = true
             } else if let active = faults[overheatKey], temperature < limits.motorResumeTemperatureC {
                 faults[overheatKey] = nil
@@ -214,7 +216,8 @@ struct SafetySupervisor {
             } else if left <= 1 {
                 releaseTicksLeft = nil
                 let worst = Zone.allCases.max { measured[$0] < measured[$1] } ?? .thigh
-                raise(Fault(kind: .releaseFailed, zone: nil, detail: "pressure did not fall after a release: \(worst.rawValue) still at \(format(measured[worst].rounded())) mmHg after \(format(Double(timing.releaseVerifyTicks) * timing.tickSeconds)) s (safe: below \(format(HardLimits.releaseSafeMMHg)) mmHg)"), into: &verdict)
+                let still = measured[worst], after = Double(timing.releaseVerifyTicks) * timing.tickSeconds
+                raise(kind: .releaseFailed, zone: nil, detail: "pressure did not fall after a release: \(worst.rawValue) still at \(format(still.rounded())) mmHg after \(format(after)) s (safe: below \(format(HardLimits.releaseSafeMMHg)) mmHg)", into: &verdict)
                 releaseFailed = true
             } else {
                 releaseTicksLeft = left - 1
@@ -249,13 +252,18 @@ struct SafetySupervisor {
         return verdict
     }
 
-    private mutating func raise(_ fault: Fault, into verdict: inout SupervisorVerdict) {
-        if var active = faults[fault.key] {
+    /// Raises a fault, or keeps an active one from counting as healthy. The
+    /// detail is only built for a new fault: a condition that persists costs
+    /// the tick no formatting.
+    private mutating func raise(kind: Fault.Kind, zone: Zone?, detail: @autoclosure () -> String, into verdict: inout SupervisorVerdict) {
+        let key = Fault.Key(kind: kind, zone: zone)
+        if var active = faults[key] {
             active.healthyTicks = 0
-            faults[fault.key] = active
+            faults[key] = active
             return
         }
-        faults[fault.key] = ActiveFault(fault: fault)
+        let fault = Fault(kind: kind, zone: zone, detail: detail())
+        faults[key] = ActiveFault(fault: fault)
         verdict.raised.append(fault)
     }
 
@@ -277,7 +285,7 @@ struct SafetySupervisor {
     /// Raises a fault found outside the reading (a late control loop); true if new.
     mutating func raise(_ fault: Fault) -> Bool {
         var verdict = SupervisorVerdict()
-        raise(fault, into: &verdict)
+        raise(kind: fault.kind, zone: fault.zone, detail: fault.detail, into: &verdict)
         return !verdict.raised.isEmpty
     }
 
