@@ -199,8 +199,10 @@ public struct DesiredConfig: Codable, Sendable, Equatable {
         }
         var version: UInt64?
         if let raw = try? container.decode(JSONValue.self, forKey: AnyCodingKey("version")) {
-            if case .integer(let v) = raw, v >= 1 {
+            if case .integer(let v) = raw, v >= 1, UInt64(v) <= ProtocolLimits.maxInteger {
                 version = UInt64(v)
+            } else if case .integer(let v) = raw, v >= 1 {
+                reasons.append("version: expected an integer 1–\(ProtocolLimits.maxInteger) (2^53), got \(v)")
             } else {
                 reasons.append("version: expected a positive integer, got \(raw.briefDescription)")
             }

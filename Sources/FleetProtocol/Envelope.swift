@@ -33,8 +33,8 @@ public struct Envelope: Codable, Sendable, Equatable, Hashable {
     /// (see `AgentMessage.decodeWithEnvelope`).
     public init<Key: EnvelopeCodingKey>(from c: KeyedDecodingContainer<Key>) throws {
         ts = try c.decodeRFC3339(forKey: .ts)
-        epoch = try c.decodeChecked(UInt64.self, .epoch, "expected a non-negative integer")
-        seq = try c.decodeChecked(UInt64.self, .seq, "expected a non-negative integer")
+        epoch = try c.decodeCount(.epoch)
+        seq = try c.decodeCount(.seq)
         historical = try c.decodeCheckedIfPresent(Bool.self, .historical, "expected true or false") ?? false
     }
 

@@ -13,6 +13,35 @@ public enum ProtocolLimits {
     public static let maxSteps = 100
     /// Most programs in one desired config.
     public static let maxPrograms = 200
+
+    // Numbers a device sends (docs/protocol.md, "Limits"). Each is checked
+    // when a message is decoded, so nothing past here ever sees a number
+    // that overflows when it is added to, converted or shown.
+
+    /// Largest integer an agent message may carry (2^53): `epoch`, `seq`,
+    /// versions and usage counters. Exact in a JSON reader that uses doubles,
+    /// and far enough below `UInt64.max` that the console's sums of them
+    /// saturate instead of wrapping.
+    public static let maxInteger: UInt64 = 1 << 53
+    /// `pressure_mmhg` values: what a pressure sensor can physically read
+    /// (the engine's ceilings are at most 180 mmHg; a faulty sensor may read
+    /// more, and its telemetry must still be accepted to show the fault).
+    public static let pressureMMHg: ClosedRange<Double> = -1_000...10_000
+    /// `motor_temp_c`: from absolute zero to far past any motor's limit.
+    public static let motorTemperatureC: ClosedRange<Double> = -273.15...1_000
+    /// `elapsed_s`, `remaining_s`, `duration_s`: a session is at most 30
+    /// minutes long (the engine's hard limit); a day is generous.
+    public static let sessionSeconds: ClosedRange<Double> = 0...86_400
+    /// `interval_s` of telemetry: positive, at most a day.
+    public static let telemetryIntervalSeconds: ClosedRange<Double> = 0.001...86_400
+    /// `intensity`, everywhere.
+    public static let intensity: ClosedRange<Int> = 1...10
+    /// `breathing_bpm`.
+    public static let breathingBPM: ClosedRange<Int> = 1...60
+    /// `step.index` of telemetry and `step_index` of `session_step` (0-based).
+    public static let stepIndex: ClosedRange<Int> = 0...(maxSteps - 1)
+    /// `step_count` of `session_step`.
+    public static let stepCount: ClosedRange<Int> = 1...maxSteps
 }
 
 /// The one JSON configuration agent and console share, so both encode the

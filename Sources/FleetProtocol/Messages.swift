@@ -41,6 +41,17 @@ public struct Status: AgentMessage {
         self.reason = reason
     }
 
+    /// Reads a status; `config_version` is bounded (docs/protocol.md, "Limits").
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        state = try c.decode(PresenceState.self, forKey: .state)
+        agentVersion = try c.decodeIfPresent(String.self, forKey: .agentVersion)
+        programs = try c.decodeIfPresent([String].self, forKey: .programs)
+        configVersion = try c.decodeCountIfPresent(.configVersion)
+        capabilities = try c.decodeIfPresent([Capability].self, forKey: .capabilities)
+        reason = try c.decodeIfPresent(OfflineReason.self, forKey: .reason)
+    }
+
     /// The birth message.
     public static func online(agentVersion: String, programs: [String], configVersion: UInt64,
                               capabilities: [Capability]) -> Status
@@ -88,6 +99,18 @@ public struct CurrentStep: Codable, Sendable, Equatable {
         self.technique = technique
         self.intensity = intensity
         self.remainingSeconds = remainingSeconds
+    }
+
+    /// Reads a step; `index`, `intensity` and `remaining_s` are bounded.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        index = try c.decodeInt(.index, in: ProtocolLimits.stepIndex)
+        target = try c.decode(String.self, forKey: .target)
+        zone = try c.decode(String.self, forKey: .zone)
+        point = try c.decodeIfPresent(String.self, forKey: .point)
+        technique = try c.decode(String.self, forKey: .technique)
+        intensity = try c.decodeInt(.intensity, in: ProtocolLimits.intensity)
+        remainingSeconds = try c.decodeNumberIfPresent(.remainingSeconds, in: ProtocolLimits.sessionSeconds)
     }
 }
 
@@ -171,6 +194,21 @@ public struct Telemetry: AgentMessage {
         self.breathingBPM = breathingBPM
         self.faults = faults
         self.intervalSeconds = intervalSeconds
+    }
+
+    /// Reads telemetry; every number is bounded (docs/protocol.md, "Limits").
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sessionState = try c.decode(SessionPhase.self, forKey: .sessionState)
+        sessionID = try c.decodeIfPresent(String.self, forKey: .sessionID)
+        program = try c.decodeIfPresent(String.self, forKey: .program)
+        step = try c.decodeIfPresent(CurrentStep.self, forKey: .step)
+        elapsedSeconds = try c.decodeNumberIfPresent(.elapsedSeconds, in: ProtocolLimits.sessionSeconds)
+        pressureMMHg = try c.decodeNumbers(.pressureMMHg, in: ProtocolLimits.pressureMMHg)
+        motorTempC = try c.decodeNumber(.motorTempC, in: ProtocolLimits.motorTemperatureC)
+        breathingBPM = try c.decodeIntIfPresent(.breathingBPM, in: ProtocolLimits.breathingBPM)
+        faults = try c.decode([String].self, forKey: .faults)
+        intervalSeconds = try c.decodeNumber(.intervalSeconds, in: ProtocolLimits.telemetryIntervalSeconds)
     }
 }
 
@@ -284,21 +322,21 @@ public struct Event: AgentMessage {
         reason = try c.decodeIfPresent(SessionAbortReason.self, forKey: .reason)
         source = try c.decodeIfPresent(String.self, forKey: .source)
         commandID = try c.decodeIfPresent(String.self, forKey: .commandID)
-        intensity = try c.decodeIfPresent(Int.self, forKey: .intensity)
-        elapsedSeconds = try c.decodeIfPresent(Double.self, forKey: .elapsedSeconds)
-        stepIndex = try c.decodeIfPresent(Int.self, forKey: .stepIndex)
-        stepCount = try c.decodeIfPresent(Int.self, forKey: .stepCount)
+        intensity = try c.decodeIntIfPresent(.intensity, in: ProtocolLimits.intensity)
+        elapsedSeconds = try c.decodeNumberIfPresent(.elapsedSeconds, in: ProtocolLimits.sessionSeconds)
+        stepIndex = try c.decodeIntIfPresent(.stepIndex, in: ProtocolLimits.stepIndex)
+        stepCount = try c.decodeIntIfPresent(.stepCount, in: ProtocolLimits.stepCount)
         target = try c.decodeIfPresent(String.self, forKey: .target)
         zone = try c.decodeIfPresent(String.self, forKey: .zone)
         point = try c.decodeIfPresent(String.self, forKey: .point)
         technique = try c.decodeIfPresent(String.self, forKey: .technique)
-        durationSeconds = try c.decodeIfPresent(Int.self, forKey: .durationSeconds)
+        durationSeconds = try c.decodeIntIfPresent(.durationSeconds, in: 0...Int(ProtocolLimits.sessionSeconds.upperBound))
         scheduleID = try c.decodeIfPresent(String.self, forKey: .scheduleID)
         at = try c.decodeRFC3339IfPresent(forKey: .at)
         error = try c.decodeIfPresent(ProtocolError.self, forKey: .error)
         fault = try c.decodeIfPresent(String.self, forKey: .fault)
         message = try c.decodeIfPresent(String.self, forKey: .message)
-        configVersion = try c.decodeIfPresent(UInt64.self, forKey: .configVersion)
+        configVersion = try c.decodeCountIfPresent(.configVersion)
         reasons = try c.decodeIfPresent([String].self, forKey: .reasons)
     }
 
@@ -345,6 +383,16 @@ public struct SessionCounts: Codable, Sendable, Equatable {
     }
 
     public var abortedTotal: UInt64 { aborted.values.reduce(0, &+) }
+
+    enum CodingKeys: String, CodingKey { case started, completed, aborted }
+
+    /// Reads the counts; each is an integer 0–2^53.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        started = try c.decodeCount(.started)
+        completed = try c.decodeCount(.completed)
+        aborted = try c.decodeCounts(.aborted)
+    }
 }
 
 /// Massage seconds of `usage.seconds`, by zone, point, technique and program id.
@@ -369,6 +417,15 @@ public struct UsageSeconds: Codable, Sendable, Equatable {
         self.byTechnique = byTechnique
         self.byProgram = byProgram
     }
+
+    /// Reads the seconds; each is an integer 0–2^53.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        byZone = try c.decodeCounts(.byZone)
+        byPoint = try c.decodeCounts(.byPoint)
+        byTechnique = try c.decodeCounts(.byTechnique)
+        byProgram = try c.decodeCounts(.byProgram)
+    }
 }
 
 /// `{root}/{site}/{device}/usage` (agent → console, QoS 1, retained):
@@ -392,6 +449,14 @@ public struct Usage: AgentMessage {
         self.sessions = sessions
         self.seconds = seconds
         self.outboxDropped = outboxDropped
+    }
+
+    /// Reads usage; every counter is an integer 0–2^53.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        sessions = try c.decode(SessionCounts.self, forKey: .sessions)
+        seconds = try c.decode(UsageSeconds.self, forKey: .seconds)
+        outboxDropped = try c.decodeCount(.outboxDropped)
     }
 }
 
@@ -425,6 +490,16 @@ public struct ReportedConfig: AgentMessage {
         self.appliedVersion = appliedVersion
         self.error = error
         self.reasons = reasons
+    }
+
+    /// Reads a report; versions are integers 0–2^53.
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        version = try c.decodeCount(.version)
+        state = try c.decode(ConfigApplyState.self, forKey: .state)
+        appliedVersion = try c.decodeCountIfPresent(.appliedVersion)
+        error = try c.decodeIfPresent(String.self, forKey: .error)
+        reasons = try c.decodeIfPresent([String].self, forKey: .reasons)
     }
 }
 

@@ -208,10 +208,73 @@ extension KeyedDecodingContainer {
         return value
     }
 
+    /// A count, sequence number, epoch or version: an integer from 0 to
+    /// `ProtocolLimits.maxInteger` (2^53).
+    func decodeCount(_ key: Key) throws -> UInt64 {
+        try decodeChecked(UInt64.self, key, countExpectation) { $0 <= ProtocolLimits.maxInteger }
+    }
+
+    func decodeCountIfPresent(_ key: Key) throws -> UInt64? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        return try decodeCount(key)
+    }
+
+    /// An object of counts (`{"calf": 1800, …}`), each checked as
+    /// `decodeCount`: a bad entry is named by its own path
+    /// (`seconds.by_zone.calf`).
+    func decodeCounts(_ key: Key) throws -> [String: UInt64] {
+        try decodeEntries(key, "expected an object of integers 0–\(ProtocolLimits.maxInteger)") { c, k in try c.decodeCount(k) }
+    }
+
+    /// A finite number in `range` (measurements, durations).
+    func decodeNumber(_ key: Key, in range: ClosedRange<Double>) throws -> Double {
+        try decodeChecked(Double.self, key, numberExpectation(range)) { $0.isFinite && range.contains($0) }
+    }
+
+    func decodeNumberIfPresent(_ key: Key, in range: ClosedRange<Double>) throws -> Double? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        return try decodeNumber(key, in: range)
+    }
+
+    /// An object of numbers in `range` (`{"shin": 38.5}`), each named by its path.
+    func decodeNumbers(_ key: Key, in range: ClosedRange<Double>) throws -> [String: Double] {
+        try decodeEntries(key, "expected an object of numbers \(plainNumber(range.lowerBound))–\(plainNumber(range.upperBound))") { c, k in
+            try c.decodeNumber(k, in: range)
+        }
+    }
+
+    private func decodeEntries<T>(
+        _ key: Key, _ expectation: String, _ entry: (KeyedDecodingContainer<AnyCodingKey>, AnyCodingKey) throws -> T
+    ) throws -> [String: T] {
+        let inner: KeyedDecodingContainer<AnyCodingKey>
+        do {
+            inner = try nestedContainer(keyedBy: AnyCodingKey.self, forKey: key)
+        } catch DecodingError.keyNotFound(let k, let context) {
+            throw DecodingError.keyNotFound(k, context)
+        } catch {
+            throw DecodingError.typeMismatch([String: T].self, .init(codingPath: codingPath + [key], debugDescription: expectation))
+        }
+        var out: [String: T] = [:]
+        for k in inner.allKeys { out[k.stringValue] = try entry(inner, k) }
+        return out
+    }
+
     func decodeCheckedIfPresent<T: Decodable>(
         _ type: T.Type, _ key: Key, _ expectation: String, check: (T) -> Bool = { _ in true }
     ) throws -> T? {
         guard contains(key), try !decodeNil(forKey: key) else { return nil }
         return try decodeChecked(type, key, expectation, check: check)
     }
+}
+
+/// `expected an integer 0–9007199254740992 (2^53)`.
+let countExpectation = "expected an integer 0–\(ProtocolLimits.maxInteger) (2^53)"
+
+/// `expected a number 0–86400` (no `.0` on whole bounds).
+func numberExpectation(_ range: ClosedRange<Double>) -> String {
+    "expected a number \(plainNumber(range.lowerBound))–\(plainNumber(range.upperBound))"
+}
+
+func plainNumber(_ value: Double) -> String {
+    value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : String(value)
 }

@@ -96,7 +96,7 @@ struct DateAndEnvelopeTests {
         #expect(result == .failure(.badRequest("missing field \"ts\"")))
         let badSeq = FleetJSON.decode(StatusMessage.self,
                                       from: Data(#"{"state":"online","ts":"2025-03-01T10:00:00Z","epoch":1,"seq":-1}"#.utf8))
-        #expect(badSeq == .failure(.badRequest("seq: expected a non-negative integer, got -1")))
+        #expect(badSeq == .failure(.badRequest("seq: expected an integer 0–9007199254740992 (2^53), got -1")))
         let badTs = FleetJSON.decode(StatusMessage.self,
                                      from: Data(#"{"state":"online","ts":"yesterday","epoch":1,"seq":1}"#.utf8))
         #expect(badTs == .failure(.badRequest("ts: \(RFC3339.expectation), got \"yesterday\"")))

@@ -252,9 +252,9 @@ struct MessageContractTests {
         #expect(FleetJSON.decode(EventMessage.self, from: Data("{\(head)}".utf8))
             == .failure(.badRequest("missing field \"type\"")))
         #expect(FleetJSON.decode(UsageMessage.self, from: Data(#"{\#(head),"sessions":{"started":"3","completed":0,"aborted":{}},"seconds":{"by_zone":{},"by_point":{},"by_technique":{},"by_program":{}},"outbox_dropped":0}"#.utf8))
-            == .failure(.badRequest("sessions.started: expected a non-negative integer, got \"3\"")))
+            == .failure(.badRequest("sessions.started: expected an integer 0–9007199254740992 (2^53), got \"3\"")))
         #expect(FleetJSON.decode(TelemetryMessage.self, from: Data(#"{\#(head),"session_state":"idle","pressure_mmhg":{},"motor_temp_c":30,"faults":[],"interval_s":1,"breathing_bpm":6.5}"#.utf8))
-            == .failure(.badRequest("a number does not fit its field (expected an integer in range): check breathing_bpm = 6.5")))
+            == .failure(.badRequest("breathing_bpm: expected an integer 1–60, got 6.5")))
     }
 
     @Test("no message body uses an envelope key")
