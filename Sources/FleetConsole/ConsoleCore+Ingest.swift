@@ -132,7 +132,10 @@ extension ConsoleCore {
                     r.session = nil // a new epoch: whatever ran before was interrupted
                 }
             case .telemetry(let t):
-                if let last = r.lastTelemetrySeq, r.epoch == envelope.epoch, envelope.seq > last + 1 { r.telemetryGaps += Int(envelope.seq - last - 1) }
+                // seq ≤ 2^53 (decoding), so neither `+ 1` nor `Int(…)` can trap; the count saturates.
+                if let last = r.lastTelemetrySeq, r.epoch == envelope.epoch, envelope.seq > last + 1 {
+                    r.telemetryGaps = .saturatingSum(r.telemetryGaps, Int(envelope.seq - last - 1))
+                }
                 r.lastTelemetrySeq = envelope.seq
                 r.telemetry = t.body
                 r.telemetryAt = now

@@ -38,7 +38,8 @@ enum RolloutRunner {
         func write(_ i: Int) {
             guard let address = r.devices[i].address, let o = observe(address) else { return }
             if r.devices[i].previous == nil { r.devices[i].previous = o.desired?.config ?? DeviceConfig() }
-            let version = max(o.desired?.version ?? 0, o.reported?.version ?? 0, o.reported?.appliedVersion ?? 0, r.devices[i].version ?? 0) + 1
+            // Reported versions come from the device: bounded at decoding, and `nextVersion` saturates.
+            let version = max(o.desired?.version ?? 0, o.reported?.version ?? 0, o.reported?.appliedVersion ?? 0, r.devices[i].version ?? 0).nextVersion
             r.devices[i].version = version
             r.devices[i].state = .applying
             r.devices[i].since = now
@@ -179,8 +180,8 @@ enum RolloutRunner {
             let d = r.devices[i]
             guard let address = d.address, let version = d.version, let previous = d.previous,
                   [.applying, .deferred, .verifying, .succeeded, .failed, .timedOut].contains(d.state) else { continue }
-            let back = DesiredConfig(version: version + 1, config: previous)
-            r.devices[i].version = version + 1
+            let back = DesiredConfig(version: version.nextVersion, config: previous)
+            r.devices[i].version = version.nextVersion
             r.devices[i].state = .rolledBack
             r.devices[i].since = now
             actions.append(.writeDesired(address, back))
