@@ -111,8 +111,9 @@ extension ConsoleCore {
         let (devices, alerts) = model.withLock { ($0.devices, $0.activeAlerts.count) }
         metrics.alertsActive.set(Double(alerts))
         var counts: [String: [DeviceState: Int]] = [:]
-        for site in configuration.sites { counts[site.id] = [:] }
-        for (a, r) in devices { counts[a.site.rawValue, default: [:]][r.state, default: 0] += 1 }
+        let configured = Set(configuration.sites.map(\.id))
+        for site in configured { counts[site] = [:] }
+        for (a, r) in devices { counts[metrics.siteLabel(a.site.rawValue, configured: configured), default: [:]][r.state, default: 0] += 1 }
         for (site, byState) in counts {
             metrics.setDevices(site: site, counts: DeviceState.allCases.map { ($0.rawValue, byState[$0] ?? 0) })
         }
