@@ -49,6 +49,9 @@ public struct HealthThresholds: Sendable, Equatable {
     /// At most one `resync` per device in this many seconds; a gap seen in
     /// between is asked for once the interval has passed.
     public var resyncIntervalSeconds: Double = 30
+    /// `outbox_drops` is raised while a device's `usage.outbox_dropped` grew
+    /// within this many seconds, and clears once it has not for this long.
+    public var outboxDropWindowSeconds: Double = 3600
     public init() {}
 }
 
@@ -110,7 +113,7 @@ extension ConsoleConfiguration {
         "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
-        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s", "max_start_ttl_s"],
+        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s", "max_start_ttl_s", "outbox_drop_window_s"],
     ]
 
     /// Loads and validates the console's YAML file; `FLEET_CONSOLE_ADMIN_TOKEN`
@@ -193,6 +196,7 @@ extension ConsoleConfiguration {
         if let v = r.double("health.command_timeout_s", in: 1...3600) { c.health.commandTimeoutSeconds = v }
         if let v = r.double("health.max_start_ttl_s", in: 10...3600) { c.health.maxStartTTLSeconds = v }
         if let v = r.double("health.resync_interval_s", in: 1...3600) { c.health.resyncIntervalSeconds = v }
+        if let v = r.double("health.outbox_drop_window_s", in: 1...604_800) { c.health.outboxDropWindowSeconds = v }
         // Tokens: inline, and/or from a secrets file only its owner can read.
         if let tokens = r.value("tokens") { c.tokens += readTokens(tokens, key: "tokens", into: &r) }
         if let path = r.string("tokens_file") {

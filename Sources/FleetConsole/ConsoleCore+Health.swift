@@ -60,8 +60,12 @@ extension ConsoleCore {
             if r.configDiffers, let since = r.desiredSince, now.timeIntervalSince(since) > h.configDriftSeconds {
                 raise("config_drift", .warning, "\(address) runs config \(r.reported?.appliedVersion.map(String.init) ?? "none"), desired \(r.desired?.version ?? 0), for \(Int(now.timeIntervalSince(since))) s")
             }
-            if let dropped = r.usage?.outboxDropped, dropped > 0 {
-                raise("outbox_drops", .warning, "\(address) dropped \(dropped) undelivered messages from its outbox")
+            // The counter only grows: the alert follows its growth within the window, so it clears.
+            if let grew = r.outboxDropsGrewAt, now.timeIntervalSince(grew) < h.outboxDropWindowSeconds {
+                raise("outbox_drops", .warning, "\(address) dropped undelivered messages from its outbox in the last \(Int(h.outboxDropWindowSeconds)) s (\(r.usage?.outboxDropped ?? 0) in all)")
+            }
+            if let at = r.sequenceFaultAt, now.timeIntervalSince(at) < FleetModel.sequenceFaultAlertSeconds {
+                raise("sequence_fault", .warning, "\(address) sent \(r.sequenceFaults ?? 1) event(s) with an implausible seq, refused; the last: \(r.sequenceFaultDetail ?? "?")")
             }
         }
         for p in pain where p.count >= h.painSignalCount {

@@ -111,6 +111,16 @@ extension ConsoleCore {
             var r = m.takeRecord(address) // put back below, on every path
             var items = PendingItems()
             let envelope = payload.envelope
+            /// Asks the device for a `resync` now, or once `health.resync_interval_s` has passed since the last.
+            func askResync() {
+                if (r.lastResyncRequest.map { now.timeIntervalSince($0) > configuration.health.resyncIntervalSeconds } ?? true) {
+                    r.lastResyncRequest = now
+                    m.resyncAttempts[address, default: 0] += 1
+                    resync = true
+                } else {
+                    m.resyncOwed.insert(address) // asked too recently: asked again later, never dropped
+                }
+            }
             if !envelope.historical { r.lastSeen = max(r.lastSeen ?? .distantPast, now) }
             switch payload {
             case .status(let s):
@@ -122,6 +132,14 @@ extension ConsoleCore {
                 let isWill = envelope.seq == 0 && body.state == .offline
                 if !isWill, let last = r.lastStatus, !Self.isNewer(envelope, than: last) { break }
                 if !isWill { r.lastStatus = [envelope.epoch, envelope.seq] }
+                // A device we have seen events from came back with a newer epoch: the last
+                // events of its previous epoch may have been lost with no gap to show it
+                // (a broker or console that died after the agent's PUBACK). Ask once per epoch.
+                if body.state == .online, let known = r.epoch, envelope.epoch > known, r.lastEventEpoch != nil,
+                   (r.epochResyncAsked ?? 0) < envelope.epoch, !isReplica {
+                    r.epochResyncAsked = envelope.epoch
+                    askResync()
+                }
                 r.epoch = envelope.epoch
                 r.online = body.state == .online
                 r.offlineReason = body.reason?.rawValue
@@ -149,24 +167,37 @@ extension ConsoleCore {
             case .event(let e):
                 let last = r.lastEventEpoch.flatMap { epoch in r.lastEventSeq.map { (epoch: epoch, seq: $0) } }
                 let check = SequenceCheck.classify(last: last, incoming: (envelope.epoch, envelope.seq))
+                if let last, let jump = Self.implausibleJump(check) {
+                    // A device fault, not a gap: refused (not stored, not applied), counted and alerted.
+                    r.sequenceFaults = .saturatingSum(r.sequenceFaults ?? 0, 1)
+                    r.sequenceFaultAt = now
+                    r.sequenceFaultDetail = "event seq \(envelope.seq) of epoch \(envelope.epoch) after seq \(last.seq) of epoch \(last.epoch) skips \(jump)"
+                    items.sequenceFault = true
+                    break
+                }
                 switch check {
-                case .next, .newEpoch(missing: 0):
+                case .next:
                     r.lastEventEpoch = envelope.epoch
                     r.lastEventSeq = envelope.seq
+                case .newEpoch(missing: 0):
+                    r.lastEventEpoch = envelope.epoch
+                    r.lastEventSeq = envelope.seq
+                    // The previous epoch's last events may be lost without a gap to show it (see status).
+                    if (r.epochResyncAsked ?? 0) < envelope.epoch, !isReplica {
+                        r.epochResyncAsked = envelope.epoch
+                        askResync()
+                    }
                 case .gap, .newEpoch:
                     r.lastEventEpoch = envelope.epoch
                     r.lastEventSeq = envelope.seq
                     // A replica sees only its share of the events: there, gaps are found in the event table (scanForGaps).
                     if isReplica { break }
                     if case .gap = check, let last { m.addHoles(address, epoch: envelope.epoch, (last.seq + 1)..<envelope.seq) }
-                    if case .newEpoch = check { m.addHoles(address, epoch: envelope.epoch, 1..<envelope.seq) }
-                    if (r.lastResyncRequest.map { now.timeIntervalSince($0) > configuration.health.resyncIntervalSeconds } ?? true) {
-                        r.lastResyncRequest = now
-                        m.resyncAttempts[address, default: 0] += 1
-                        resync = true
-                    } else {
-                        m.resyncOwed.insert(address) // asked too recently: asked again later, never dropped
+                    if case .newEpoch = check {
+                        m.addHoles(address, epoch: envelope.epoch, 1..<envelope.seq)
+                        r.epochResyncAsked = max(r.epochResyncAsked ?? 0, envelope.epoch)
                     }
+                    askResync()
                 case .notNewer, .olderEpoch:
                     m.fillHole(address, epoch: envelope.epoch, seq: envelope.seq) // stored by key below: a duplicate is a no-op
                 }
@@ -192,6 +223,8 @@ extension ConsoleCore {
                 } else {
                     delta = u.body
                 }
+                // `outbox_drops` follows the counter's growth, not its value (which only grows).
+                if delta.outboxDropped > 0 { r.outboxDropsGrewAt = now }
                 let total = (previous?.total ?? Usage()).adding(delta)
                 m.usage[address] = (u.body, total)
                 items.usage = (u.body, total)
@@ -210,6 +243,12 @@ extension ConsoleCore {
             }
             m.devices[address] = r
             return items
+        }
+        if batchItems.sequenceFault {
+            pending.withLock { _ = $0.dirtyDevices.insert(address) } // the fault is kept in the device's row
+            metrics.sequenceFaults.increment()
+            logger.warning("refused an event with an implausible seq: a device fault", metadata: ["device": "\(address)", "epoch": "\(payload.envelope.epoch)", "seq": "\(payload.envelope.seq)"])
+            return
         }
         let size = pending.withLock { b -> Int in
             b.dirtyDevices.insert(address)
@@ -269,6 +308,15 @@ extension ConsoleCore {
         }
     }
 
+    /// The number of events `check` says were skipped, when that is more
+    /// than `FleetModel.maxEventGap`; nil for a believable arrival.
+    static func implausibleJump(_ check: SequenceCheck) -> UInt64? {
+        switch check {
+        case .gap(let missing), .newEpoch(let missing): missing > FleetModel.maxEventGap ? missing : nil
+        default: nil
+        }
+    }
+
     static func isNewer(_ e: Envelope, than last: [UInt64]) -> Bool {
         guard last.count == 2 else { return true }
         return e.epoch > last[0] || (e.epoch == last[0] && e.seq > last[1])
@@ -277,6 +325,8 @@ extension ConsoleCore {
     struct PendingItems {
         /// The event was the next of its device (not a duplicate or a late replay).
         var isNewEvent = false
+        /// The event was refused for an implausible jump of its seq.
+        var sequenceFault = false
         var event: (Stamped<Event>, Data)?
         var session: SessionRecord?
         var sessionOnly: SessionRecord?

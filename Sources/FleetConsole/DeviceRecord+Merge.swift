@@ -48,6 +48,13 @@ extension DeviceRecord {
             lastEventSeq = other.lastEventSeq
         }
         if let theirs = other.lastResyncRequest, theirs > (lastResyncRequest ?? .distantPast) { lastResyncRequest = theirs }
+        if let theirs = other.sequenceFaultAt, theirs > (sequenceFaultAt ?? .distantPast) {
+            sequenceFaultAt = theirs
+            sequenceFaultDetail = other.sequenceFaultDetail
+        }
+        if let theirs = other.sequenceFaults { sequenceFaults = max(sequenceFaults ?? 0, theirs) }
+        if let theirs = other.epochResyncAsked { epochResyncAsked = max(epochResyncAsked ?? 0, theirs) }
+        if let theirs = other.outboxDropsGrewAt, theirs > (outboxDropsGrewAt ?? .distantPast) { outboxDropsGrewAt = theirs }
     }
 
     /// `[epoch, seq]` pairs: is `a` strictly newer than `b` (nil is oldest)?

@@ -29,6 +29,17 @@ struct DeviceRecord: Codable, Sendable {
     var lastStatus: [UInt64]?
     var lastUsage: [UInt64]?
     var lastReported: [UInt64]?
+    // The fields below are optional so that device rows written before them still decode.
+    /// Events refused for an implausible jump of `seq` (`FleetModel.maxEventGap`),
+    /// the last one's time and what it was: a device fault, alerted as `sequence_fault`.
+    var sequenceFaults: Int?
+    var sequenceFaultAt: Date?
+    var sequenceFaultDetail: String?
+    /// The epoch whose start made the console ask for a `resync` (once per epoch).
+    var epochResyncAsked: UInt64?
+    /// When `usage.outbox_dropped` last grew: `outbox_drops` is raised while
+    /// this is within `health.outbox_drop_window_s`.
+    var outboxDropsGrewAt: Date?
 
     init(site: String, device: String) {
         self.site = site
@@ -73,11 +84,27 @@ struct FleetModel: Sendable {
     var resyncAttempts: [DeviceAddress: Int] = [:]
     static let maxHolesPerDevice = 1_000
     static let maxResyncAttempts = 3
+    /// The largest jump of an event `seq` the console believes (within an
+    /// epoch, or to the first event of a new one): a million events, more
+    /// than a device sends in years. A larger jump is a device fault: the
+    /// event is refused (counted in `fleet_ingest_sequence_faults_total`) and
+    /// `sequence_fault` is raised, so one bad message cannot make every later
+    /// event of the device look like a late duplicate.
+    static let maxEventGap: UInt64 = 1_000_000
+    /// How long `sequence_fault` stays raised after the last refused event.
+    static let sequenceFaultAlertSeconds: TimeInterval = 600
 
-    /// Notes the seqs `range` of `epoch` as missing for `address` (bounded).
+    /// Notes the seqs `range` of `epoch` as missing for `address`. Bounded
+    /// work, not just bounded memory: it stops after the first
+    /// `maxHolesPerDevice` seqs, however large the range (a huge gap used to
+    /// be walked to its end inside the model lock, stopping the console).
     mutating func addHoles(_ address: DeviceAddress, epoch: UInt64, _ range: Range<UInt64>) {
         var set = holes[address] ?? []
-        for seq in range where set.count < Self.maxHolesPerDevice { set.insert(EventKey(epoch: epoch, seq: seq)) }
+        var seq = range.lowerBound
+        while seq < range.upperBound, set.count < Self.maxHolesPerDevice {
+            set.insert(EventKey(epoch: epoch, seq: seq))
+            seq += 1
+        }
         holes[address] = set
     }
 

@@ -105,6 +105,8 @@ public final class ConsoleProcess: Sendable {
         public var commandTimeoutSeconds: Double?
         /// `health.resync_interval_s`.
         public var resyncIntervalSeconds: Double?
+        /// `health.outbox_drop_window_s`.
+        public var outboxDropWindowSeconds: Double?
 
         public init(
             staleFactor: Double? = nil,
@@ -133,6 +135,7 @@ public final class ConsoleProcess: Sendable {
             if let painSignalWindowHours { health = health.setting("pain_signal_window_h", to: .double(painSignalWindowHours)) }
             if let commandTimeoutSeconds { health = health.setting("command_timeout_s", to: .double(commandTimeoutSeconds)) }
             if let resyncIntervalSeconds { health = health.setting("resync_interval_s", to: .double(resyncIntervalSeconds)) }
+            if let outboxDropWindowSeconds { health = health.setting("outbox_drop_window_s", to: .double(outboxDropWindowSeconds)) }
             return health
         }
     }
