@@ -14,7 +14,7 @@ extension ConsoleCore {
         let handoff = IngestHandoff(capacity: Self.handoffCapacity)
         await withDiscardingTaskGroup { group in
             group.addTask {
-                await handoff.drain { self.handle($0) }
+                await handoff.drain { item in self.liveness.applying { self.handle(item) } }
             }
             for await message in client.messages {
                 await handoff.append(classify(message))
@@ -464,6 +464,7 @@ extension ConsoleCore {
         batch.writer = configuration.instance
         do {
             let inserted = try await store.commit(batch)
+            liveness.commitSucceeded()
             metrics.eventsStored.increment(by: Int64(inserted.count))
             metrics.eventsDuplicate.increment(by: Int64(batch.events.count - inserted.count))
             // Session metrics count stored events, so a duplicate or replay counts once.
@@ -472,6 +473,7 @@ extension ConsoleCore {
                 if e.type == .sessionAborted, let reason = e.reason { metrics.aborted(reason.rawValue) }
             }
         } catch {
+            liveness.commitFailed()
             logger.error("could not commit ingested data; retrying with the next batch", metadata: ["error": "\(error)"])
             pending.withLock { $0.requeue(batch) }
         }

@@ -20,6 +20,8 @@ public final class ConsoleCore: Service, Sendable {
     let deviceRowsDue = Mutex(ContinuousClock.now)
     let commands: Mutex<[String: CommandRecord]>
     let metrics: ConsoleMetrics
+    /// Ingest and store progress, for /healthz and the systemd watchdog.
+    let liveness = Liveness()
     let replyTopic: String
     /// Wakes the flusher when a batch grew large.
     let flushSignal: AsyncStream<Void>.Continuation
@@ -134,7 +136,9 @@ public final class ConsoleCore: Service, Sendable {
                 group.addTask { await self.rolloutLoop() }
                 group.addTask { await self.leaseLoop() }
                 group.addTask { await self.deviceSyncLoop() }
+                group.addTask { await self.systemdLoop() }
                 await (try? gracefulShutdown())
+                SystemdNotifier()?.send("STOPPING=1")
                 group.cancelAll()
             }
         } onGracefulShutdown: {}

@@ -66,7 +66,13 @@ public enum HTTPAPI {
             request.uri.queryParameters.get(name).flatMap { $0.isEmpty ? nil : $0 }
         }
 
-        router.get("/healthz") { _, _ in "ok\n" }
+        // Liveness (no token): 200 while ingest makes progress and the store
+        // commits, 503 naming what is stuck. Reads atomics only, so it
+        // answers even when ingest is stuck holding the fleet model's lock.
+        router.get("/healthz") { _, _ -> Response in
+            let health = core.health()
+            return respond(health.status == "ok" ? .ok : .serviceUnavailable, (try? encoder.encode(health)) ?? Data())
+        }
 
         router.get("/metrics") { _, _ -> Response in
             var headers = HTTPFields()

@@ -85,4 +85,15 @@ struct SystemdUnitTests {
         #expect(!lines.contains { $0.hasPrefix("User=root") || $0.hasPrefix("DynamicUser=") })
         #expect(lines.contains { $0.hasPrefix("ExecStart=/usr/local/bin/\(name) ") })
     }
+
+    /// Issue 20, item 2: a console stuck on one message (ingest stalled) stops
+    /// sending WATCHDOG=1, and systemd restarts it instead of leaving it up.
+    @Test("the console's unit waits for READY=1 and restarts it when its watchdog (fed by ingest's progress) stops")
+    func consoleWatchdog() throws {
+        let text = try String(contentsOf: Deploy.systemdDirectory.appendingPathComponent("fleet-console.service"), encoding: .utf8)
+        let lines = Set(text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
+        for directive in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s", "Restart=on-failure"] {
+            #expect(lines.contains(directive), "fleet-console.service lacks \(directive)")
+        }
+    }
 }
