@@ -163,6 +163,15 @@ public struct Telemetry: AgentMessage {
             self.point = point
             self.remainingSeconds = remainingSeconds
         }
+
+        /// Reads a lockout; `remaining_s` is bounded like the other durations.
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            reason = try c.decode(String.self, forKey: .reason)
+            zone = try c.decode(String.self, forKey: .zone)
+            point = try c.decodeIfPresent(String.self, forKey: .point)
+            remainingSeconds = try c.decodeNumber(.remainingSeconds, in: ProtocolLimits.sessionSeconds)
+        }
     }
 
     enum CodingKeys: String, CodingKey {
@@ -208,6 +217,8 @@ public struct Telemetry: AgentMessage {
         motorTempC = try c.decodeNumber(.motorTempC, in: ProtocolLimits.motorTemperatureC)
         breathingBPM = try c.decodeIntIfPresent(.breathingBPM, in: ProtocolLimits.breathingBPM)
         faults = try c.decode([String].self, forKey: .faults)
+        acknowledgeable = try c.decodeIfPresent([String].self, forKey: .acknowledgeable)
+        lockout = try c.decodeIfPresent(Lockout.self, forKey: .lockout)
         intervalSeconds = try c.decodeNumber(.intervalSeconds, in: ProtocolLimits.telemetryIntervalSeconds)
     }
 }
