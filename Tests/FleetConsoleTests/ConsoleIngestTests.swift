@@ -482,15 +482,19 @@ struct ConsoleSnapshot: Equatable, CustomStringConvertible {
             "totals": .object((usage["totals"]?.object ?? [:]).filter { sites.contains($0.key) }),
         ]
         let siteList = (try await rig.getJSON("/api/v1/sites")["sites"]?.array ?? []).filter { sites.contains($0["site"]?.string ?? "") }
-        // The device gauges follow the console's health tick: wait until they agree with the API.
-        var perSite: [String: Int] = [:]
-        for site in sites { perSite[site] = try await rig.devices("?site=\(site)").count }
-        // Every state of every site is exposed (the first tick registers them together), and they add up.
+        // The device gauges follow the console's health tick (every second): wait until they
+        // agree with the API state by state, or a session that ended within the last tick
+        // would still count as in_session in one snapshot and not in the next.
         let states = ["in_session", "idle", "offline", "faulted"]
+        var perSite: [String: [String: Int]] = [:]
+        for site in sites {
+            let listed = try await rig.devices("?site=\(site)")
+            perSite[site] = Dictionary(uniqueKeysWithValues: states.map { state in (state, listed.filter { $0["state"]?.string == state }.count) })
+        }
+        // Every state of every site is exposed (the first tick registers them together), and each agrees.
         let settled = try await rig.waitForMetrics("fleet_devices has every state and agrees with the API: \(perSite)") { metrics in
-            perSite.allSatisfy { site, count in
-                states.allSatisfy { metrics.value("fleet_devices", ["site": site, "state": $0]) != nil }
-                    && metrics.value("fleet_devices", ["site": site]) == Double(count)
+            perSite.allSatisfy { site, byState in
+                states.allSatisfy { metrics.value("fleet_devices", ["site": site, "state": $0]) == Double(byState[$0] ?? 0) }
             }
         }
         let metrics = settled.lines(of: fleetMetrics).filter { !$0.contains("site=\"\(Fleet.lab)\"") }
