@@ -136,7 +136,7 @@ let package = Package(
         ),
         .testTarget(name: "FleetTestSupportTests", dependencies: ["FleetTestSupport"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
-        .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
+        .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetProtocol", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
         .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),

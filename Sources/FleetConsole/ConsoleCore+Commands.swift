@@ -145,7 +145,7 @@ extension ConsoleCore {
         do {
             let payload = Array(try FleetJSON.encode(command))
             try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: payload, qos: .atLeastOnce,
-                                     properties: MQTTProperties(responseTopic: replyTopic, correlationData: Array("\(record.id)\n\(address)\n\(result.nonce ?? "")".utf8),
+                                     properties: MQTTProperties(responseTopic: replyTopic(for: address), correlationData: Array("\(record.id)\n\(address)\n\(result.nonce ?? "")".utf8),
                                                                 messageExpiryInterval: UInt32(max(1, record.expiresAt.timeIntervalSince(now).rounded(.up))),
                                                                 contentType: "application/json"))
         } catch {
@@ -166,6 +166,8 @@ extension ConsoleCore {
     }
 
     func handleReply(_ message: MQTTMessage) {
+        // Retained, or not on a device's own reply topic: dropped (ConsoleCore+Replies).
+        guard let sender = replyingDevice(message) else { return }
         guard let correlation = message.properties.correlationData,
               let text = String(bytes: correlation, encoding: .utf8) else {
             metrics.malformed.increment()
@@ -174,6 +176,12 @@ extension ConsoleCore {
         let parts = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         guard parts.count >= 2, let address = try? DeviceAddress(site: String(parts[1].split(separator: "/").first ?? ""), device: String(parts[1].split(separator: "/").last ?? "")) else {
             metrics.malformed.increment()
+            return
+        }
+        // The broker let only `sender` write this topic: it answers for itself only.
+        guard address == sender else {
+            metrics.malformed.increment()
+            logger.warning("ignored a command reply for another device", metadata: ["command.id": "\(parts[0])", "device": "\(address)", "sender": "\(sender)"])
             return
         }
         // Only the device the copy was sent to knows its nonce (resync requests carry none).
@@ -262,7 +270,7 @@ extension ConsoleCore {
         let command = Command(id: "resync-\(UUID().uuidString.lowercased())", request: .resync, expiresAt: Date().addingTimeInterval(60))
         do {
             try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: Array(try FleetJSON.encode(command)), qos: .atLeastOnce,
-                                     properties: MQTTProperties(responseTopic: replyTopic, correlationData: Array("\(command.id)\n\(address)".utf8)))
+                                     properties: MQTTProperties(responseTopic: replyTopic(for: address), correlationData: Array("\(command.id)\n\(address)".utf8)))
             metrics.resyncs.increment()
         } catch {
             logger.warning("could not send resync", metadata: ["device": "\(address)", "error": "\(error)"])

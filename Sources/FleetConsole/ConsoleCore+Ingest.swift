@@ -47,7 +47,7 @@ extension ConsoleCore {
     /// The first stage: what the message is. Pure: it reads no model.
     func classify(_ message: MQTTMessage) -> Received {
         metrics.ingested.increment()
-        if message.topic == replyTopic { return .reply(message) }
+        if isReplyTopic(message.topic) { return .reply(message) }
         guard let topic = configuration.topicRoot.parse(message.topic) else {
             return .rejected(message, why: "topic outside the contract")
         }

@@ -44,18 +44,20 @@ extension ConsoleCore {
     }
 
     /// What a console subscribes to: everything under the root, or for a
-    /// replica the high-rate device topics through the shared group.
+    /// replica the high-rate device topics through the shared group; and its
+    /// reply topics, without the broker's retained copies (a retained reply
+    /// is never a live answer, and the console drops one anyway).
     var subscriptions: [Subscription] {
         let root = configuration.topicRoot
         guard isReplica else {
-            return [Subscription(root.everythingFilter, qos: .atLeastOnce), Subscription(replyTopic, qos: .atLeastOnce)]
+            return [Subscription(root.everythingFilter, qos: .atLeastOnce), Subscription(replyFilter, qos: .atLeastOnce, retainHandling: .never)]
         }
         let shared: [DeviceTopicKind] = [.telemetry, .events]
         let everyone: [DeviceTopicKind] = [.status, .usage, .configReported, .configDesired]
         // (The group is a constant that the contract's rules accept, so the `try?` never drops one.)
         return shared.compactMap { (try? TopicRoot.sharedSubscription(group: Self.shareGroup, filter: root.filter($0))).map { Subscription($0, qos: .atLeastOnce) } }
             + everyone.map { Subscription(root.filter($0), qos: .atLeastOnce) }
-            + [Subscription(replyTopic, qos: .atLeastOnce)]
+            + [Subscription(replyFilter, qos: .atLeastOnce, retainHandling: .never)]
     }
 
     // MARK: The coordinator lease

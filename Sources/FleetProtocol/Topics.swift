@@ -129,6 +129,32 @@ public struct TopicRoot: Hashable, Sendable, CustomStringConvertible {
         "\(rawValue)/\(Self.consoleLevel)/reply/\(instance.rawValue)"
     }
 
+    /// `{root}/_console/reply/{instance}/{site}/{device}`: the Response Topic
+    /// a console instance gives one device's copy of a command. The broker's
+    /// ACL lets each device write exactly its own reply topic of each
+    /// provisioned console instance (deploy/provision.sh), so the topic, not
+    /// the payload, says who answered, and a device has no other reply topic
+    /// to fill with retained messages (docs/security.md).
+    public func consoleReplyTopic(instance: Identifier, for device: DeviceAddress) -> String {
+        "\(consoleReplyTopic(instance: instance))/\(device.site.rawValue)/\(device.device.rawValue)"
+    }
+
+    /// `{root}/_console/reply/{instance}/+/+`: every device's reply topic of
+    /// a console instance (what that instance subscribes to).
+    public func consoleReplyFilter(instance: Identifier) -> String {
+        "\(consoleReplyTopic(instance: instance))/+/+"
+    }
+
+    /// The device whose reply topic of `instance` `topic` is, or nil when it
+    /// is not exactly `{root}/_console/reply/{instance}/{site}/{device}`.
+    public func replyingDevice(_ topic: String, instance: Identifier) -> DeviceAddress? {
+        let prefix = consoleReplyTopic(instance: instance) + "/"
+        guard topic.hasPrefix(prefix) else { return nil }
+        let levels = topic.utf8.dropFirst(prefix.utf8.count).split(separator: UInt8(ascii: "/"), omittingEmptySubsequences: false)
+        guard levels.count == 2 else { return nil }
+        return try? DeviceAddress(site: String(decoding: levels[0], as: UTF8.self), device: String(decoding: levels[1], as: UTF8.self))
+    }
+
     // MARK: Filters
 
     /// `{root}/#`: everything under the root (what the console subscribes to).

@@ -32,8 +32,9 @@ struct AgentEndToEndTests {
         }
 
         // A command through the ACLs both ways: the console writes cmd, the
-        // agent reads it and writes the reply to the console's reply topic.
-        let replyTopic = "\(Deploy.root)/_console/reply/console"
+        // agent reads it and writes the reply to its own reply topic of
+        // the console instance (the only reply topic the ACL lets it write).
+        let replyTopic = "\(Deploy.root)/_console/reply/console/clinic-north/massager-01"
         try await console.publish(
             device.topic("cmd"), payload: bytes(#"{"id": "cmd-deploy-1", "action": "ping"}"#), qos: .atLeastOnce,
             properties: MQTTProperties(responseTopic: replyTopic, correlationData: bytes("cmd-deploy-1")))

@@ -162,6 +162,9 @@ struct DeviceBundle: Sendable {
     var agentConfig: URL { directory.appendingPathComponent("agent.yaml") }
     var identity: String { "\(site).\(device)" }
     func topic(_ kind: String) -> String { "\(Deploy.root)/\(site)/\(device)/\(kind)" }
+    /// This device's reply topic of a console instance (the Response Topic
+    /// that console gives it; the only reply topic the ACL lets it write).
+    func replyTopic(instance: String = "console") -> String { "\(Deploy.root)/_console/reply/\(instance)/\(site)/\(device)" }
 
     /// The bundle copied to `directory` as an installer would copy it to
     /// the massager's /etc/massage-agent (relative paths keep working).

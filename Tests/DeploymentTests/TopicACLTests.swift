@@ -1,4 +1,5 @@
 import FleetTestSupport
+import FleetProtocol
 import Foundation
 import Mosquitto
 import Testing
@@ -66,7 +67,7 @@ struct TopicACLTests {
         let f = try await Fleet.start()
         let device = try await connectedClient(f.a.settings, name: "a")
         let own = ["status", "telemetry", "events", "usage", "config/reported"].map { f.a.topic($0) }
-            + ["\(Deploy.root)/_console/reply/console"]
+            + [f.a.replyTopic()]
         for topic in own {
             try await device.publish(topic, payload: bytes("own \(topic)"), qos: .atLeastOnce, retain: topic.hasSuffix("status"))
         }
@@ -186,7 +187,7 @@ struct TopicACLTests {
         try await f.console.publish(f.b.topic("cmd"), payload: bytes("secret cmd b"), qos: .atLeastOnce)
         try await f.console.publish(f.twin.topic("cmd"), payload: bytes("secret cmd twin"), qos: .atLeastOnce)
         try await b.publish(f.b.topic("telemetry"), payload: bytes("secret telemetry"), qos: .atLeastOnce)
-        try await b.publish("\(Deploy.root)/_console/reply/console", payload: bytes("secret reply"), qos: .atLeastOnce)
+        try await b.publish(f.b.replyTopic(), payload: bytes("secret reply"), qos: .atLeastOnce)
         try await f.console.publish(f.a.topic("cmd"), payload: bytes("own cmd"), qos: .atLeastOnce)
 
         try await waitUntil(timeout: .seconds(10), "A to receive its own command and retained desired config") {
@@ -214,6 +215,81 @@ struct TopicACLTests {
             f.consoleInbox.messages(on: "\(Deploy.root)/_console/state").contains { text($0.payload) == "online" }
         }
         #expect(f.consoleInbox.messages.allSatisfy { !text($0.payload).hasPrefix("forged") })
+        await f.stop()
+    }
+
+    @Test("a device writes exactly its own reply topic of each provisioned console; every other reply topic is refused, retained or not")
+    func replyTopicsExact() async throws {
+        let f = try await Fleet.start()
+        // A second console instance: every device gets its reply topic there too.
+        try await f.fleet.provisionAndWaitForReload(["console", "replica-2"], on: f.broker)
+        let device = try await connectedClient(f.a.settings, name: "a")
+        let own = [f.a.replyTopic(), f.a.replyTopic(instance: "replica-2")]
+        for topic in own {
+            try await device.publish(topic, payload: bytes("own \(topic)"), qos: .atLeastOnce)
+        }
+        let reply = "\(Deploy.root)/_console/reply"
+        let foreign = [
+            // Another device's reply topics, at the same site and at another.
+            f.b.replyTopic(), f.twin.replyTopic(), f.b.replyTopic(instance: "replica-2"),
+            // The shared reply topic of old, and around the device's own.
+            "\(reply)/console", "\(reply)/console/clinic-north", "\(f.a.replyTopic())/x",
+            // A console instance that was never provisioned, and arbitrary topics
+            // (each would have been one more retained message for the broker to keep).
+            "\(reply)/console-9/clinic-north/massager-01", "\(reply)/x", "\(reply)/x/y/z", "\(reply)",
+        ]
+        for topic in foreign {
+            await expectRefused(device, topic, retain: true)
+            await expectRefused(device, topic, retain: false)
+        }
+        try await f.flush(device, via: f.a.topic("status"), marker: "a-marker")
+        for topic in own {
+            #expect(f.consoleInbox.messages(on: topic).contains { text($0.payload) == "own \(topic)" }, "\(topic) did not arrive")
+        }
+        let forged = f.consoleInbox.messages.filter { text($0.payload).hasPrefix("forged") }
+        #expect(forged.isEmpty, "the console received \(forged.map(\.topic))")
+        await device.shutdown()
+        await f.stop()
+    }
+
+    @Test("the broker refuses a packet over the protocol's payload limit (plus headers) and tells MQTT 5 clients the limit")
+    func oversizedPacketRefused() async throws {
+        let f = try await Fleet.start()
+        let device = try await connectedClient(f.a.settings, name: "a")
+        // The largest payload the protocol allows passes, on the longest topic a device writes.
+        let largest = [UInt8](repeating: UInt8(ascii: "x"), count: ProtocolLimits.maxPayloadBytes)
+        try await device.publish(f.a.replyTopic(), payload: largest, qos: .atLeastOnce)
+        try await waitUntil(timeout: .seconds(10), "the console to receive the largest allowed payload") {
+            f.consoleInbox.messages(on: f.a.replyTopic()).contains { $0.payload.count == largest.count }
+        }
+        // An MQTT 5 client learned the broker's maximum from the CONNACK and
+        // refuses a bigger packet itself.
+        let oversized = [UInt8](repeating: UInt8(ascii: "y"), count: ProtocolLimits.maxPayloadBytes + 8192)
+        let error = await #expect(throws: MQTTError.self) {
+            try await device.publish(f.a.topic("status"), payload: oversized, qos: .atLeastOnce, retain: true)
+        }
+        #expect(error?.code == .invalidArgument, "\(String(describing: error))")
+        await device.shutdown()
+
+        // An MQTT 3.1.1 client is not told: it sends the packet, and the broker
+        // drops the connection instead of storing the retained message.
+        let file = f.fleet.directory.file("oversized.bin")
+        try Data(oversized).write(to: file)
+        let settings = f.a.settings
+        let pub = try await ProcessRunner.run(
+            try ExecutableLocator.find("mosquitto_pub"),
+            arguments: ["-h", settings.host, "-p", "\(settings.port)", "-V", "mqttv311", "-i", "\(f.a.identity)-v311",
+                        "-u", settings.username, "-P", settings.password,
+                        "--cafile", settings.caFile.path, "--cert", try #require(settings.certificateFile).path,
+                        "--key", try #require(settings.keyFile).path,
+                        "-q", "1", "-r", "-t", f.a.topic("status"), "-f", file.path],
+            timeout: .seconds(30))
+        #expect(!pub.succeeded, "mosquitto_pub reported success: \(pub)")
+        try await f.broker.waitForLog(containing: "Client \(f.a.identity) disconnected due to oversize packet")
+        let honest = try await connectedClient(f.a.settings, name: "a")
+        try await f.flush(honest, via: f.a.topic("telemetry"), marker: "after-oversized")
+        #expect(!f.consoleInbox.messages(on: f.a.topic("status")).contains { $0.payload.count == oversized.count })
+        await honest.shutdown()
         await f.stop()
     }
 }
