@@ -61,7 +61,8 @@ Commands
             console.key, ca.crt and broker.yaml      (--rotate: new ones)
   token NAME ROLE [SITE...]
             an API token for fleet-console (ROLE admin, operator or viewer;
-            operators and viewers see only the SITEs given). Its SHA-256 goes
+            operators and viewers see only the SITEs given, or every site
+            with the single SITE '*'). Its SHA-256 goes
             to DIR/console/tokens.yaml (the console's tokens_file), the token
             itself to DIR/console/tokens/NAME.token    (--rotate: a new one)
   revoke-token NAME
@@ -781,10 +782,14 @@ cmd_token() {
     check_id "token name" "$name"
     case $role in
         admin) ((${#sites[@]} == 0)) || usage_error "an admin token sees every site; give no SITE" ;;
-        operator | viewer) ((${#sites[@]})) || usage_error "an $role token needs at least one SITE it may see" ;;
+        operator | viewer) ((${#sites[@]})) || usage_error "an $role token needs at least one SITE it may see, or '*' for every site" ;;
         *) usage_error "role \"$role\": expected admin, operator or viewer" ;;
     esac
-    for site in "${sites[@]}"; do check_id site "$site"; done
+    # '*' alone: every site, said explicitly (the console refuses a viewer
+    # or operator token without sites).
+    if [[ ${sites[*]-} != "*" ]]; then
+        for site in "${sites[@]}"; do check_id site "$site"; done
+    fi
     mkdir -p "$DIR/console/tokens"
     chmod 0700 "$DIR/console" "$DIR/console/tokens"
     local file="$DIR/console/tokens.yaml"

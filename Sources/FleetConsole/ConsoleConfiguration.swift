@@ -19,6 +19,10 @@ public struct TokenEntry: Sendable, Equatable {
         self.sites = sites
     }
 
+    /// `sites: ["*"]`: every site, said explicitly (a viewer or operator
+    /// token without `sites` is refused at start-up).
+    public static let everySite = "*"
+
     public static func hash(_ token: String) -> [UInt8] { Array(SHA256.hash(data: Data(token.utf8))) }
     public static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 }
@@ -247,10 +251,29 @@ extension ConsoleConfiguration {
             guard let roleText = t["role"] as? String, let role = Principal.Role(rawValue: roleText) else {
                 r.problem("\(k).role", "expected viewer, operator or admin"); continue
             }
+            // Site scope (issue 20, item 7): never open by default. A viewer or
+            // operator names its sites, or `["*"]` for every site; an admin
+            // without `sites` sees every site.
             var sites: Set<String>?
             if let s = t["sites"] {
-                guard let list = s as? [String] else { r.problem("\(k).sites", "expected a list of site ids"); continue }
-                sites = Set(list)
+                guard let list = s as? [String], !list.isEmpty else {
+                    r.problem("\(k).sites", "token '\(name)': expected a list of site ids, or [\"*\"] for every site"); continue
+                }
+                if list.contains(TokenEntry.everySite) {
+                    guard list == [TokenEntry.everySite] else {
+                        r.problem("\(k).sites", "token '\(name)': \"*\" (every site) cannot be combined with site ids"); continue
+                    }
+                    sites = nil
+                } else {
+                    let bad = list.filter { !Identifier.isValid($0) }
+                    guard bad.isEmpty else {
+                        r.problem("\(k).sites", "token '\(name)': \(bad.map { "\"\($0)\"" }.joined(separator: ", ")) is not a site id (\(Identifier.ruleInWords))"); continue
+                    }
+                    sites = Set(list)
+                }
+            } else if role != .admin {
+                r.problem("\(k).sites", "token '\(name)' (\(role.rawValue)) has no sites: list the sites it may see, or write sites: [\"*\"] to let it see every site")
+                continue
             }
             out.append(TokenEntry(name: name, sha256: digest, role: role, sites: sites))
         }

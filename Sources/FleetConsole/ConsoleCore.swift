@@ -181,6 +181,11 @@ public final class ConsoleCore: Service, Sendable {
 
     public func auditEntries(for principal: Principal, limit: Int) async throws(ConsoleError) -> [AuditEntry] {
         guard principal.role >= .admin else { throw .forbidden("the audit log needs the admin role; token '\(principal.name)' is \(principal.role.rawValue)") }
+        // The log covers every site (sign-ins, rollouts, commands anywhere):
+        // an admin limited to some sites may not read it (issue 20, item 7).
+        if let sites = principal.sites {
+            throw .forbidden("the audit log covers every site; token '\(principal.name)' is limited to \(sites.sorted().joined(separator: ", "))")
+        }
         do { return try await store.auditEntries(limit: max(1, min(limit, 10_000))) } catch { throw .unavailable("the audit log cannot be read: \(error)") }
     }
 

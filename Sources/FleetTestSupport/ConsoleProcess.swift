@@ -299,7 +299,10 @@ public final class ConsoleProcess: Sendable {
             "sites": .array(options.sites.map { ["id": .string($0.id), "name": .string($0.name), "timezone": .string($0.timezone)] }),
             "tokens": .array(tokens.map { token in
                 var entry: WireJSON = ["name": .string(token.name), "role": .string(token.role), "sha256": .string(token.sha256)]
-                if let sites = token.sites { entry = entry.setting("sites", to: .array(sites.map { .string($0) })) }
+                // Every site is said explicitly (`["*"]`): the console refuses
+                // a viewer or operator token without sites.
+                let sites = token.sites ?? (token.role == "admin" ? nil : ["*"])
+                if let sites { entry = entry.setting("sites", to: .array(sites.map { .string($0) })) }
                 return entry
             }),
         ]

@@ -300,6 +300,23 @@ extension ConsoleEndToEndTests {
         #expect(flag.standardError.contains("--http"), "\(flag.standardError)")
     }
 
+    @Test("a viewer or operator token without sites stops the console at start-up: exit 2, naming the key and the token")
+    func tokenWithoutSites() async throws {
+        let config = """
+            sites:
+              - {id: clinic-north, name: Clinic North, timezone: Europe/Berlin}
+            tokens:
+              - {name: head-office, role: admin, sha256: "\(ConsoleProcess.sha256Hex("a"))"}
+              - {name: support, role: viewer, sha256: "\(ConsoleProcess.sha256Hex("b"))", sites: ["*"]}
+              - {name: north-desk, role: operator, sha256: "\(ConsoleProcess.sha256Hex("c"))"}
+            """
+        let bad = try await ConsoleProcess.runToCompletion(config: config)
+        #expect(bad.status == .exited(2), "\(bad)")
+        #expect(bad.standardError.contains("tokens[2].sites"), "\(bad.standardError)")
+        #expect(bad.standardError.contains("north-desk"), "\(bad.standardError)")
+        #expect(!bad.standardError.contains("tokens[0]") && !bad.standardError.contains("tokens[1]"), "\(bad.standardError)")
+    }
+
     @Test("the harness hashes tokens as SHA-256 (FIPS 180-4 test vectors)")
     func tokenDigest() {
         #expect(ConsoleProcess.sha256Hex("") == "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
