@@ -27,6 +27,20 @@ public struct TokenEntry: Sendable, Equatable {
     public static func hex(_ bytes: [UInt8]) -> String { bytes.map { String(format: "%02x", $0) }.joined() }
 }
 
+/// How the dashboard marks its session cookie (`secure_cookies`).
+public enum CookieSecurity: Sendable, Equatable {
+    /// `false` (the default): `fc_session` without `Secure`, for a console
+    /// reached over plain HTTP (a browser on the same machine).
+    case off
+    /// `true`: every response is served over TLS (a TLS proxy in front):
+    /// `__Host-fc_session`, `Secure`.
+    case always
+    /// `forwarded`: `Secure` and `__Host-` for requests a proxy marked
+    /// `X-Forwarded-Proto: https`, plain for the others. Only set it when
+    /// the console is reachable through that proxy alone.
+    case forwardedProto
+}
+
 public struct SiteConfiguration: Sendable, Equatable {
     public var id: String
     public var name: String
@@ -80,6 +94,8 @@ public struct ConsoleConfiguration: Sendable {
     public var tokens: [TokenEntry] = []
     public var logLevel: Logger.Level = .info
     public var maxRequestBodyBytes = 1 << 20
+    /// `secure_cookies`: whether the session cookie is `Secure` (and `__Host-`).
+    public var secureCookies: CookieSecurity = .off
 
     public init(database: StoreLocation) {
         self.database = database
@@ -113,7 +129,7 @@ public struct ConsoleOverrides: Sendable {
 
 extension ConsoleConfiguration {
     static let knownKeys: [String: Set<String>] = [
-        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes"],
+        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies"],
         "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
@@ -160,6 +176,13 @@ extension ConsoleConfiguration {
             if Identifier.isValid(instance) { c.instance = instance } else { r.problem("instance", "\"\(instance)\" is not valid: \(Identifier.ruleInWords)") }
         }
         if let v = r.int("max_request_body_bytes", in: 1024...(64 << 20)) { c.maxRequestBodyBytes = v }
+        if let v = r.value("secure_cookies") {
+            switch v {
+            case let b as Bool: c.secureCookies = b ? .always : .off
+            case let s as String where s == "forwarded": c.secureCookies = .forwardedProto
+            default: r.problem("secure_cookies", "expected true (TLS in front of every request), false, or \"forwarded\" (trust X-Forwarded-Proto from the proxy); got \(v)")
+            }
+        }
         // Replicas
         if let v = r.double("replica.lease_s", in: 2...300) { c.leaseSeconds = v }
         if let name = overrides.replica ?? r.string("replica.name") {

@@ -41,8 +41,36 @@ final class Dashboard: Sendable {
         return (0..<32).map { _ in String(format: "%02x", UInt8.random(in: 0...255, using: &g)) }.joined()
     }
 
+    /// Whether `request` reached the browser over TLS, as far as the console
+    /// may know (`secure_cookies`): always, never, or when a proxy said so
+    /// with `X-Forwarded-Proto: https` — a header trusted only when
+    /// configured, since anyone can send it to a console reached directly.
+    static func isSecure(_ request: Request, _ mode: CookieSecurity) -> Bool {
+        switch mode {
+        case .off: return false
+        case .always: return true
+        case .forwardedProto:
+            guard let name = HTTPField.Name("X-Forwarded-Proto"), let value = request.headers[name] else { return false }
+            // A chain of proxies appends: the first value is what the browser used.
+            return value.split(separator: ",").first?.trimmingCharacters(in: .whitespaces).lowercased() == "https"
+        }
+    }
+
+    /// The session cookie's name: `__Host-fc_session` over TLS (the browser
+    /// then insists on Secure, Path=/ and no Domain), else `fc_session`.
+    static func sessionCookieName(secure: Bool) -> String { secure ? "__Host-" + cookie : cookie }
+
+    /// `Set-Cookie` for the session `id` (empty and `Max-Age=0` to clear it).
+    static func sessionCookie(_ id: String, secure: Bool, maxAge: Int) -> String {
+        "\(sessionCookieName(secure: secure))=\(id); Path=/; HttpOnly; SameSite=Strict\(secure ? "; Secure" : ""); Max-Age=\(maxAge)"
+    }
+
+    func sessionID(_ request: Request) -> String? {
+        Self.cookieValue(request, Self.sessionCookieName(secure: Self.isSecure(request, core.configuration.secureCookies)))
+    }
+
     func session(_ request: Request) -> Session? {
-        guard let id = Self.cookieValue(request, Self.cookie) else { return nil }
+        guard let id = sessionID(request) else { return nil }
         return sessions.withLock { all in
             guard let s = all[id] else { return nil }
             if s.expires < Date() { all[id] = nil; return nil }
@@ -175,17 +203,18 @@ final class Dashboard: Sendable {
                 let id = Self.randomToken()
                 self.sessions.withLock { $0[id] = Session(principal: principal, csrf: Self.randomToken(), expires: Date().addingTimeInterval(Self.lifetime)) }
                 await core.audit(principal, "dashboard.sign_in", targets: "-", outcome: "ok")
-                return Self.redirect("/", cookie: "\(Self.cookie)=\(id); Path=/; HttpOnly; SameSite=Strict; Max-Age=\(Int(Self.lifetime))")
+                let secure = Self.isSecure(request, core.configuration.secureCookies)
+                return Self.redirect("/", cookie: Self.sessionCookie(id, secure: secure, maxAge: Int(Self.lifetime)))
             } catch {
                 return self.page("login", title: "Sign in", session: nil, status: .unauthorized, ["error": "That token is not valid."])
             }
         }
         router.post("/logout") { request, _ -> Response in
             let form = await Self.form(request, limit: limit)
-            if case .success = self.authorize(request, form, role: .viewer), let id = Self.cookieValue(request, Self.cookie) {
+            if case .success = self.authorize(request, form, role: .viewer), let id = self.sessionID(request) {
                 _ = self.sessions.withLock { $0.removeValue(forKey: id) }
             }
-            return Self.redirect("/login", cookie: "\(Self.cookie)=; Path=/; HttpOnly; SameSite=Strict; Max-Age=0")
+            return Self.redirect("/login", cookie: Self.sessionCookie("", secure: Self.isSecure(request, core.configuration.secureCookies), maxAge: 0))
         }
 
         router.get("/") { request, _ -> Response in
