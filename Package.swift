@@ -1,6 +1,11 @@
 // swift-tools-version:6.0
 import PackageDescription
 
+// ThreadSanitizer builds (deploy/test.sh sets MASSAGEFLEET_TSAN=1): our
+// modules that use Synchronization.Mutex swap it for a pthread-backed one
+// TSan can see (Mutex+ThreadSanitizer.swift in each). Normal builds: nothing.
+let tsanShadow: [SwiftSetting] = Context.environment["MASSAGEFLEET_TSAN"] == "1" ? [.define("MASSAGEFLEET_TSAN")] : []
+
 let package = Package(
     name: "MassageFleet",
     platforms: [.macOS(.v15)],
@@ -44,7 +49,8 @@ let package = Package(
                 "CMosquitto",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]
+            ],
+            swiftSettings: tsanShadow
         ),
         // Pure domain: no MQTT, no database.
         .target(
@@ -67,7 +73,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Yams", package: "Yams"),
-            ]
+            ],
+            swiftSettings: tsanShadow
         ),
         .executableTarget(
             name: "massage-agent",
@@ -106,7 +113,8 @@ let package = Package(
         // Fixtures shared by every test target (real mosquitto, temp dirs).
         .target(
             name: "FleetTestSupport",
-            dependencies: ["Mosquitto"]
+            dependencies: ["Mosquitto"],
+            swiftSettings: tsanShadow
         ),
         .executableTarget(
             name: "mqtt-bench",

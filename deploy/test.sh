@@ -61,18 +61,19 @@ fi
 # suppressions, each with its reason. Skipped when arguments narrow the run;
 # TSAN=0 skips it too.
 #
-# -DMASSAGEFLEET_TSAN swaps Synchronization.Mutex for a pthread-backed one in
-# our modules (Mutex+ThreadSanitizer.swift): TSan cannot see the uninstrumented
-# libswiftSynchronization lock, and reported every Mutex-protected access.
+# MASSAGEFLEET_TSAN=1 makes Package.swift define MASSAGEFLEET_TSAN for the
+# modules that swap Synchronization.Mutex for a pthread-backed one
+# (Mutex+ThreadSanitizer.swift): TSan cannot see the uninstrumented
+# libswiftSynchronization lock and reported every Mutex-protected access.
 # The agent's end-to-end tests (built executables as processes) are left out:
 # under TSan they take many times their plain run; its unit suites run.
 TSAN_FILTER='MosquittoTests|MassageAgentTests\.(OutboxTests|ConfigurationTests|AgentFuzzCorpusTests|AgentEngineStorageTests)'
 if (($# == 0)) && [ "${TSAN:-1}" != 0 ]; then
     echo "==> ThreadSanitizer: building (debug, -sanitize=thread, .build-tsan)"
     tsan_started=$SECONDS
-    swift build --build-tests -c debug --sanitize=thread --scratch-path .build-tsan -Xswiftc -DMASSAGEFLEET_TSAN
+    MASSAGEFLEET_TSAN=1 swift build --build-tests -c debug --sanitize=thread --scratch-path .build-tsan
     echo "==> ThreadSanitizer: the Mosquitto and agent suites"
-    TSAN_OPTIONS="second_deadlock_stack=1 suppressions=$PWD/deploy/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}" \
+    MASSAGEFLEET_TSAN=1 TSAN_OPTIONS="second_deadlock_stack=1 suppressions=$PWD/deploy/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}" \
         swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
         --filter "$TSAN_FILTER"
     echo "==> ThreadSanitizer pass: $((SECONDS - tsan_started)) s"

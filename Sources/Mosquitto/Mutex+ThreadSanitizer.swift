@@ -3,8 +3,8 @@
 import Glibc
 #endif
 
-// ThreadSanitizer builds only (deploy/test.sh builds them with
-// -Xswiftc -DMASSAGEFLEET_TSAN). Synchronization.Mutex locks through
+// ThreadSanitizer builds only (deploy/test.sh sets MASSAGEFLEET_TSAN=1, and
+// Package.swift then defines MASSAGEFLEET_TSAN for this module). Synchronization.Mutex locks through
 // libswiftSynchronization, which is not built with TSan: TSan sees neither
 // its lock nor its unlock, so it orders no critical section after another
 // and reports every Mutex-protected access from two threads as a race (a
