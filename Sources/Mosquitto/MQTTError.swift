@@ -1,4 +1,5 @@
 import CMosquitto
+import Glibc
 
 /// The one error type of the Mosquitto module. Every `MOSQ_ERR_*` value and
 /// every MQTT 5 reason code a broker can send back becomes an `MQTTError`
@@ -89,6 +90,10 @@ extension MQTTError {
             return err(.connectionLost, "the broker stopped answering within the keepalive interval")
         case MOSQ_ERR_CONN_REFUSED.rawValue:
             return err(.connectionRefused, "the broker refused the connection")
+        case MOSQ_ERR_ERRNO.rawValue where [EBADF, EPIPE, ECONNRESET, ENOTCONN].contains(Glibc.errno):
+            // A write on a socket the event loop just closed (libmosquitto
+            // writes on the caller's thread): the connection is gone.
+            return err(.connectionLost, "the connection to the broker was closed (\(systemErrorText()))")
         case MOSQ_ERR_ERRNO.rawValue:
             return err(.connectionRefused, "\(systemErrorText()); check that the broker is running and the host and port are right")
         case MOSQ_ERR_EAI.rawValue, MOSQ_ERR_LOOKUP.rawValue:
