@@ -20,6 +20,8 @@ public struct AgentConfiguration: Sendable {
     /// TEST ONLY: the UNIX socket of the simulator's test control
     /// (`hardware.test_control`; `TestControlServer`), nil = off.
     public var testControlSocket: URL?
+    /// Lock the agent's memory at start-up (`lock_memory`; `MemoryLock`).
+    public var lockMemory = true
     public var limits = EngineLimits.Overrides()
     public var outbox = OutboxLimits()
     /// Simulated time runs this many times faster (demos, tests).
@@ -72,7 +74,7 @@ public struct AgentOverrides: Sendable {
 extension AgentConfiguration {
     static let knownKeys: [String: Set<String>] = [
         "": ["site", "device", "topic_root", "data_dir", "programs_dir", "broker", "telemetry_interval_s", "usage_interval_s",
-             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level", "realtime_priority", "commands"],
+             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level", "realtime_priority", "commands", "lock_memory"],
         "commands": ["max_start_ttl_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
@@ -143,6 +145,7 @@ extension AgentConfiguration {
                 config.testControlSocket = socket
             }
         }
+        if let lock = reader.bool("lock_memory") { config.lockMemory = lock }
         var overridesLimits = EngineLimits.Overrides()
         if let minutes = reader.int("limits.max_session_minutes", in: 1...Int.max) { overridesLimits.maxSessionMinutes = minutes }
         if let temp = reader.double("limits.max_motor_temp_c", in: -100...1000) { overridesLimits.maxMotorTemperatureC = temp }

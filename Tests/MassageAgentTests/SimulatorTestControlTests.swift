@@ -20,24 +20,27 @@ struct SimulatorTestControlTests {
         data_dir: data
         """
 
-    @Test("hardware.test_control is off by default, resolves against the file")
+    @Test("hardware.test_control is off by default, resolves against the file, and lock_memory defaults to on")
     func keysAndDefaults() throws {
         let plain = try load(minimal)
         #expect(plain.testControlSocket == nil)
-        let set = try load(minimal + "\nhardware: {kind: simulated, seed: 3, test_control: run/control.sock}\n")
+        #expect(plain.lockMemory)
+        let set = try load(minimal + "\nhardware: {kind: simulated, seed: 3, test_control: run/control.sock}\nlock_memory: false\n")
         #expect(set.testControlSocket?.path.hasSuffix("/run/control.sock") == true)
         #expect(set.hardwareSeed == 3)
+        #expect(!set.lockMemory)
     }
 
-    @Test("a bad test_control value, and unknown hardware keys, are refused naming the key")
+    @Test("bad test_control and lock_memory values, and unknown hardware keys, are refused naming the key")
     func badValues() {
         let long = "/tmp/" + String(repeating: "s", count: 120)
         let error = #expect(throws: ConfigurationError.self) {
-            try load(minimal + "\nhardware: {kind: simulated, test_control: \(long), test_contrl: x}\n")
+            try load(minimal + "\nhardware: {kind: simulated, test_control: \(long), test_contrl: x}\nlock_memory: maybe\n")
         }
         let problems = Dictionary((error?.problems ?? []).map { ($0.key, $0.message) }, uniquingKeysWith: { a, _ in a })
         #expect(problems["hardware.test_control"]?.contains("at most 107 bytes") == true, "\(problems)")
         #expect(problems["hardware.test_contrl"]?.contains("unknown key") == true, "\(problems)")
+        #expect(problems["lock_memory"] == "expected true or false, got maybe", "\(problems)")
     }
 
     @Test("the decorator times a press: the read that saw it, then the release after it; reads are counted as tick intervals")
