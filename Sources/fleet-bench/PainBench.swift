@@ -80,15 +80,15 @@ struct PainBench: AsyncParsableCommand {
         }
         let hand = control!
 
-        // The load, before the first press.
-        for _ in 0..<burners {
-            children.append(try ProcessRunner.start(tool: "sh", arguments: ["-c", "while :; do :; done"]))
-        }
+        // The load, before the first press: the memory first (it fills faster alone), then the burners.
         if memoryFloorMib > 0 {
             let pressure = try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-bench"),
                                                    arguments: ["pressure", "--floor-mib", "\(memoryFloorMib)", "--seconds", "\(maxMinutes * 60 + 60)"])
             children.append(pressure)
-            try await pressure.waitForOutput("pressure ready", timeout: .seconds(300))
+            try await pressure.waitForOutput("pressure ready", timeout: .seconds(600))
+        }
+        for _ in 0..<burners {
+            children.append(try ProcessRunner.start(tool: "sh", arguments: ["-c", "while :; do :; done"]))
         }
         let loadText = "\(burners) CPU burner(s), " + (memoryFloorMib > 0 ? "memory held down to \(memoryFloorMib) MiB available" : "no memory pressure")
 
@@ -255,8 +255,10 @@ struct MemoryPressure: ParsableCommand {
         while Date() < end {
             guard let available = Self.availableMiB() else { throw ValidationError("cannot read MemAvailable from /proc/meminfo") }
             if available > floorMib + chunkMib {
-                guard let memory = mmap(nil, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0), memory != MAP_FAILED else { continue }
-                memset(memory, 0x5A, chunk)
+                // MAP_POPULATE: the kernel allocates every page now (a page fault each would take minutes on a busy machine).
+                guard let memory = mmap(nil, chunk, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_POPULATE, -1, 0),
+                      memory != MAP_FAILED
+                else { usleep(20_000); continue }
                 held.append(memory)
                 continue  // fill quickly, then settle
             }

@@ -55,10 +55,8 @@ struct AgentCommand: AsyncParsableCommand {
         var logger = Logger(label: "massage-agent")
         logger[metadataKey: "device"] = "\(configuration.address)"
         // Before anything else runs: from here on the code stays resident.
-        var locked = false
         if configuration.lockMemory {
             let report = MemoryLock.lock()
-            locked = report.locked
             if let problem = report.problem {
                 logger.warning("memory not locked: the control path may wait for storage under memory pressure",
                                metadata: ["memory.problem": "\(problem)"])
@@ -69,9 +67,7 @@ struct AgentCommand: AsyncParsableCommand {
         let hardware = AgentHardware(configuration: configuration)
         let agent: AgentService
         do {
-            // Locked pages cannot be given back (ColdPages), and need not be.
-            agent = try AgentService(configuration: configuration, dependencies: .init(hardware: hardware.hardware, releasesColdPages: !locked),
-                                     logger: logger)
+            agent = try AgentService(configuration: configuration, dependencies: .init(hardware: hardware.hardware), logger: logger)
         } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
             throw ExitCode(2)
