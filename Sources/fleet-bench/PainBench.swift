@@ -29,6 +29,8 @@ struct PainBench: AsyncParsableCommand {
     @Option(help: "Seed of the random press moments.") var seed: UInt64 = 1
     @Option(help: "lock_memory in the agent's config (default: the agent's default).") var lockMemory: Bool?
     @Option(help: "Give up after this many minutes.") var maxMinutes = 60
+    @Option(help: "Run the agent under `chrt --fifo N` (every thread SCHED_FIFO at priority N; needs root): what a real-time control thread would buy. Default: as the unit runs it (SCHED_OTHER).")
+    var realtimePriority: Int?
 
     static let tickMilliseconds = 20.0
 
@@ -61,7 +63,10 @@ struct PainBench: AsyncParsableCommand {
         // guard if this process dies first).
         var children: [ProcessRunner] = []
         defer { for child in children { child.kill() } }
-        let agentProcess = try ProcessRunner.start(binary, arguments: ["--config", config.path])
+        let agentProcess = try realtimePriority.map { priority in
+            // chrt execs the agent: the same process, pid and threads.
+            try ProcessRunner.start(tool: "chrt", arguments: ["--fifo", "\(priority)", binary.path, "--config", config.path])
+        } ?? ProcessRunner.start(binary, arguments: ["--config", config.path])
         children.append(agentProcess)
 
         let probe = try MQTTClient(configuration: MQTTConfiguration(host: broker.host, port: broker.port, clientID: "pain-probe"))
@@ -91,6 +96,7 @@ struct PainBench: AsyncParsableCommand {
             children.append(try ProcessRunner.start(tool: "sh", arguments: ["-c", "while :; do :; done"]))
         }
         let loadText = "\(burners) CPU burner(s), " + (memoryFloorMib > 0 ? "memory held down to \(memoryFloorMib) MiB available" : "no memory pressure")
+            + (lockMemory == false ? ", lock_memory: false" : "") + (realtimePriority.map { ", agent under chrt --fifo \($0)" } ?? "")
 
         var rng = BenchRandom(seed: seed)
         var latencies: [Double] = []    // press → release reached the hardware (ms)
