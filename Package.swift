@@ -41,8 +41,6 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
-        // glibc's malloc.h (malloc_trim), not in the Glibc module.
-        .systemLibrary(name: "CGlibcMalloc"),
         .target(
             name: "Mosquitto",
             dependencies: [
@@ -67,7 +65,7 @@ let package = Package(
         .target(
             name: "MassageAgent",
             dependencies: [
-                "Mosquitto", "MassageEngine", "FleetProtocol", "CGlibcMalloc",
+                "Mosquitto", "MassageEngine", "FleetProtocol",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),

@@ -80,10 +80,10 @@ if (($# == 0)) && [ "${TSAN:-0}" != 0 ]; then
     echo "==> ThreadSanitizer pass: $((SECONDS - tsan_started)) s"
 fi
 
-# The agent as massagers run it (deploy/build-agent.sh: the Swift runtime
-# linked in, each function in its own section, linked by lld in the profiled
-# order): its end-to-end suite again, against that binary. Skipped when
-# arguments narrow the run.
+# The agent as massagers run it (deploy/build-agent.sh: release, the Swift
+# runtime linked in; it locks its memory when it runs): its end-to-end suite
+# again, against that binary, including the simulator test control that
+# `fleet-bench pain` uses. Skipped when arguments narrow the run.
 if (($# == 0)); then
     echo "==> building the massagers' agent (deploy/build-agent.sh) and running its end-to-end tests"
     deploy/build-agent.sh

@@ -17,6 +17,11 @@ public struct AgentConfiguration: Sendable {
     public var telemetryIntervalSeconds: Double = 5
     public var usageIntervalSeconds: Double = 60
     public var hardwareSeed: UInt64 = 1
+    /// TEST ONLY: the UNIX socket of the simulator's test control
+    /// (`hardware.test_control`; `TestControlServer`), nil = off.
+    public var testControlSocket: URL?
+    /// Lock the agent's memory at start-up (`lock_memory`; `MemoryLock`).
+    public var lockMemory = true
     public var limits = EngineLimits.Overrides()
     public var outbox = OutboxLimits()
     /// Simulated time runs this many times faster (demos, tests).
@@ -69,11 +74,11 @@ public struct AgentOverrides: Sendable {
 extension AgentConfiguration {
     static let knownKeys: [String: Set<String>] = [
         "": ["site", "device", "topic_root", "data_dir", "programs_dir", "broker", "telemetry_interval_s", "usage_interval_s",
-             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level", "realtime_priority", "commands"],
+             "hardware", "limits", "outbox", "speed", "schedule_grace_s", "log_level", "realtime_priority", "commands", "lock_memory"],
         "commands": ["max_start_ttl_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
-        "hardware": ["kind", "seed"],
+        "hardware": ["kind", "seed", "test_control"],
         "limits": ["pressure_ceiling_mmhg", "max_session_minutes", "max_motor_temp_c", "pain_lockout_s"],
         "outbox": ["max_messages", "max_bytes"],
     ]
@@ -131,6 +136,16 @@ extension AgentConfiguration {
             reader.problem("hardware.kind", "expected \"simulated\" (the only hardware driver in this build), got \"\(kind)\"")
         }
         if let seed = reader.int("hardware.seed", in: 0...Int.max) { config.hardwareSeed = UInt64(seed) }
+        if let path = reader.string("hardware.test_control") {
+            let socket = URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL
+            // sun_path holds 108 bytes with the terminating zero.
+            if path.isEmpty || socket.path.utf8.count > 107 {
+                reader.problem("hardware.test_control", "expected the path of a UNIX socket to create (at most 107 bytes), got \"\(path)\"")
+            } else {
+                config.testControlSocket = socket
+            }
+        }
+        if let lock = reader.bool("lock_memory") { config.lockMemory = lock }
         var overridesLimits = EngineLimits.Overrides()
         if let minutes = reader.int("limits.max_session_minutes", in: 1...Int.max) { overridesLimits.maxSessionMinutes = minutes }
         if let temp = reader.double("limits.max_motor_temp_c", in: -100...1000) { overridesLimits.maxMotorTemperatureC = temp }

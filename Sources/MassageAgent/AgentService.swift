@@ -36,15 +36,12 @@ public final class AgentService: Service, Sendable {
     private let outboxWakeups: AsyncStream<Void>
     /// Numbers messages and orders their writes to the outbox.
     let stamper: MessageStamper
-    /// See `Dependencies.releasesColdPages`.
-    let releasesColdPages: Bool
 
     struct AgentState {
         var connectedSince: Date?
         var applied: AppliedConfig
         var pendingDesired: DesiredConfig?
         var lastReported: ReportedConfig?
-        var connectedOnce = false
     }
 
     /// What `massage-agent` needs besides the configuration; tests inject these.
@@ -52,18 +49,10 @@ public final class AgentService: Service, Sendable {
         public var hardware: any MassagerHardware
         public var clock: any WallClock
         public var eventLoopGroup: MQTTEventLoopGroup
-        /// Give back start-up-only pages of the binary and libraries once
-        /// start-up is done and again after the first connection
-        /// (`ColdPages`). The `massage-agent` process does; an agent inside
-        /// a test process does not advise pages that are not its own.
-        public var releasesColdPages: Bool
-        public init(hardware: (any MassagerHardware)? = nil, clock: any WallClock = SystemWallClock(), eventLoopGroup: MQTTEventLoopGroup = .shared,
-                    releasesColdPages: Bool = false)
-        {
+        public init(hardware: (any MassagerHardware)? = nil, clock: any WallClock = SystemWallClock(), eventLoopGroup: MQTTEventLoopGroup = .shared) {
             self.hardware = hardware ?? SimulatedMassager()
             self.clock = clock
             self.eventLoopGroup = eventLoopGroup
-            self.releasesColdPages = releasesColdPages
         }
     }
 
@@ -128,7 +117,6 @@ public final class AgentService: Service, Sendable {
         mqtt.will = Will(topic: topics.status, payload: Array(try FleetJSON.encode(willBody)), qos: .atLeastOnce, retain: true,
                          properties: MQTTProperties(contentType: "application/json"))
         client = try MQTTClient(configuration: mqtt, eventLoopGroup: dependencies.eventLoopGroup, logger: logger)
-        releasesColdPages = dependencies.releasesColdPages
     }
 
     var appliedVersion: UInt64 { state.withLock { $0.applied.version } }
@@ -140,7 +128,6 @@ public final class AgentService: Service, Sendable {
             "device": "\(configuration.address)", "epoch": "\(epoch)", "broker": "\(configuration.broker.host):\(configuration.broker.port)",
             "programs": "\(engine.programs.ids.joined(separator: ","))", "speed": "\(configuration.speed)"])
         let (shutdownRequests, requestShutdown) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
-        releaseColdPages(after: "start-up")
         client.start()
         outboxSignal.yield()
         await withGracefulShutdownHandler {
@@ -307,25 +294,7 @@ public final class AgentService: Service, Sendable {
             }
             await publishStatus()
             outboxSignal.yield()
-            // The handshake's code (TLS above all) is cold from here on. Not
-            // while a session runs: the control thread would fault its code
-            // back in from storage between two ticks.
-            let first = state.withLock { state in
-                defer { state.connectedOnce = true }
-                return !state.connectedOnce
-            }
-            if first, engine.telemetry().state == .idle { releaseColdPages(after: "the first connection") }
         }
-    }
-
-    private func releaseColdPages(after stage: String) {
-        guard releasesColdPages else { return }
-        let report = ColdPages.release()
-        let kib = { (value: Int?) in value.map { "\($0) KiB" } ?? "-" }
-        logger.info("gave start-up pages back to the kernel", metadata: [
-            "after": "\(stage)", "rss.before": "\(kib(report.residentKiBBefore))", "rss.after": "\(kib(report.residentKiBAfter))",
-            "mappings": "\(report.mappings)", "advised": "\(report.advisedBytes >> 20) MiB",
-            "unmapped": "\(report.unmappedBytes >> 10) KiB", "refused": "\(report.refused)"])
     }
 
     private func receiveMessages() async {

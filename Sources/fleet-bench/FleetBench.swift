@@ -17,8 +17,8 @@ import FoundationNetworking
 struct FleetBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-bench",
-        abstract: "Agent footprint and command round trip; console ingest vs mosquitto_sub.",
-        subcommands: [AgentBench.self, IngestBench.self, RolloutBench.self, LoadBench.self, StormBench.self, EchoResponder.self])
+        abstract: "Agent footprint, command round trip and pain-to-release; console ingest vs mosquitto_sub.",
+        subcommands: [AgentBench.self, PainBench.self, IngestBench.self, RolloutBench.self, LoadBench.self, StormBench.self, EchoResponder.self, MemoryPressure.self])
 }
 
 /// The directory holding this binary and the other products.
@@ -46,8 +46,7 @@ struct AgentBench: AsyncParsableCommand {
     @Option(help: "Round trips to time.") var roundTrips = 1000
     @Option(help: "Seconds of idle to measure CPU over.") var idleSeconds = 20
     @Option(help: "The massage-agent binary to measure (default: the one beside this benchmark), e.g. a --static-swift-stdlib build.") var agent: String?
-    @Option(help: "At the end, write the functions on the agent's resident code pages to this file, one name per line: the profile deploy/build-agent.sh --profile turns into the link order.")
-    var codeProfile: String?
+    @Option(help: "lock_memory in the agent's config (default: the agent's default, on).") var lockMemory: Bool?
 
     func run() async throws {
         // set_tcp_nodelay: small replies go out at once (docs/operations.md).
@@ -64,6 +63,7 @@ struct AgentBench: AsyncParsableCommand {
             telemetry_interval_s: 1
             usage_interval_s: 60
             log_level: warning
+            \(lockMemory.map { "lock_memory: \($0)" } ?? "")
             """.write(to: config, atomically: true, encoding: .utf8)
         let binary = agent.map { URL(fileURLWithPath: $0) } ?? productsDirectory.appendingPathComponent("massage-agent")
         let agent = try ProcessRunner.start(binary, arguments: ["--config", config.path])
@@ -77,16 +77,6 @@ struct AgentBench: AsyncParsableCommand {
         try await probe.subscribe("bench/replies/#", qos: .atLeastOnce)
         try await waitUntil(timeout: .seconds(30), "the agent is online") {
             inbox.messages(on: "massage/v1/bench/agent-1/status").contains { String(decoding: $0.payload, as: UTF8.self).contains("\"online\"") }
-        }
-        if codeProfile != nil {
-            // From here on only what the agent runs is read from storage: the
-            // start-up's code leaves the page cache (the agent has given its
-            // pages back already), so the profile is what the running agent touches.
-            let fd = open(binary.path, O_RDONLY)
-            if fd >= 0 {
-                _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
-                close(fd)
-            }
         }
         // Settle, then measure idle CPU over a window (a measurement, not a wait for a condition).
         // RSS idle: the largest of one sample a second over the window, so
@@ -159,20 +149,6 @@ struct AgentBench: AsyncParsableCommand {
             if sample.rssMiB > busy.rssMiB { busy = sample }
             busyPSS = max(busyPSS, ProcessStatistics.proportionalSetMiB(pid))
         }
-        if let codeProfile {
-            // What an operator does next, so that its code is in the profile too.
-            for (index, request) in [CommandRequest.adjustIntensity(AdjustIntensityParams(intensity: 3)), .getStatus, .pauseSession(.init()),
-                                     .resumeSession(.init()), .stopSession(.init())].enumerated() {
-                let before = inbox.count
-                try await probe.publish(cmdTopic, payload: Array(try FleetJSON.encode(Command(id: "bench-\(index)", request: request))),
-                                        qos: .atLeastOnce, properties: MQTTProperties(responseTopic: "bench/replies/agent"))
-                try await waitUntil(timeout: .seconds(5), "reply to \(request.action)") { inbox.count > before }
-            }
-            let pages = try ProcessStatistics.residentCodePages(pid)
-            let symbols = try await CodeProfile.functions(onPages: pages, of: binary)
-            try symbols.map { $0 + "\n" }.joined().write(toFile: codeProfile, atomically: true, encoding: .utf8)
-            print("wrote the \(symbols.count) functions on the agent's \(pages.count) resident code pages to \(codeProfile)")
-        }
         await probe.shutdown()
 
         print("| agent measurement | value | reference / goal |")
@@ -188,31 +164,6 @@ struct AgentBench: AsyncParsableCommand {
             print("| command round trip \(name) (ping) | \(String(format: "%.3f", agent)) ms | through an echo responder (two broker passes, as a command takes) \(String(format: "%.3f", echoed)) ms: **\(String(format: "%.2f", agent / echoed))×** (goal ≤ 2×); one broker pass \(String(format: "%.3f", bare)) ms: \(String(format: "%.2f", agent / bare))× |")
         }
         print("| CPU per command (ping) | \(String(format: "%.0f", agentCPU)) µs | echo responder \(String(format: "%.0f", echoCPU)) µs per reply (both include their keepalive; the agent also its 1 s telemetry and engine ticks during the loop) |")
-    }
-}
-
-/// What the agent's code profile is made of (deploy/build-agent.sh --profile).
-enum CodeProfile {
-    /// The functions of `binary` (from `nm`) that overlap any of `pages`
-    /// (addresses relative to the load address), in address order. A page
-    /// holds several functions, so this is a superset of what ran; the
-    /// script intersects profiles of differently ordered links.
-    static func functions(onPages pages: [UInt], of binary: URL, pageSize: UInt = UInt(sysconf(Int32(_SC_PAGESIZE)))) async throws -> [String] {
-        let nm = try await ProcessRunner.run(tool: "nm", arguments: ["--defined-only", "--print-size", "--numeric-sort", binary.path], timeout: .seconds(120))
-        guard nm.status == .exited(0) else { throw ValidationError("nm \(binary.path) failed: \(nm.standardError)") }
-        let resident = Set(pages.map { $0 / pageSize })
-        var names: [String] = []
-        var seen: Set<String> = []
-        for line in nm.standardOutput.split(separator: "\n") {
-            // address size type name; code is t/T (local/global) or w/W (weak)
-            let fields = line.split(separator: " ", maxSplits: 3)
-            guard fields.count == 4, "tTwW".contains(fields[2]),
-                  let start = UInt(fields[0], radix: 16), let size = UInt(fields[1], radix: 16), size > 0 else { continue }
-            let name = String(fields[3])
-            guard (start / pageSize...(start + size - 1) / pageSize).contains(where: resident.contains), seen.insert(name).inserted else { continue }
-            names.append(name)
-        }
-        return names
     }
 }
 

@@ -54,9 +54,20 @@ struct AgentCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "massage-agent")
         logger[metadataKey: "device"] = "\(configuration.address)"
+        // Before anything else runs: from here on the code stays resident.
+        if configuration.lockMemory {
+            let report = MemoryLock.lock()
+            if let problem = report.problem {
+                logger.warning("memory not locked: the control path may wait for storage under memory pressure",
+                               metadata: ["memory.problem": "\(problem)"])
+            } else {
+                logger.info("memory locked", metadata: ["memory.code_locked": "\(report.codeBytes >> 10) KiB"])
+            }
+        }
+        let hardware = AgentHardware(configuration: configuration)
         let agent: AgentService
         do {
-            agent = try AgentService(configuration: configuration, dependencies: .init(releasesColdPages: true), logger: logger)
+            agent = try AgentService(configuration: configuration, dependencies: .init(hardware: hardware.hardware), logger: logger)
         } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
             throw ExitCode(2)
@@ -64,7 +75,12 @@ struct AgentCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("massage-agent: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        var services: [any Service] = [agent]
+        if let control = hardware.testControl, let socket = configuration.testControlSocket {
+            // Test only (hardware.test_control). Last, so it stops first.
+            services.append(TestControlServer(path: socket.path, control: control, panel: .init(agent: agent), logger: logger))
+        }
+        let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

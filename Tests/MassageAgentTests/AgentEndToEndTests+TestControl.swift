@@ -1,0 +1,101 @@
+import FleetTestSupport
+import Foundation
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// The simulator's test control (hardware.test_control, test only), in the
+// built agent: what `fleet-bench pain` relies on.
+extension AgentEndToEndTests {
+    @Test("test control: a press during a locally started session is released after the press, and the session ends aborted pain_signal")
+    func testControlPainPress() async throws {
+        let directory = try TemporaryDirectory(prefix: "test-control")
+        defer { directory.remove() }
+        let socket = directory.file("control.sock").path
+        try await AgentRig.run(agent: { $0.settings = ["hardware": ["test_control": .string(socket)]] }) { rig in
+            let hand = try await waitForValue(timeout: .seconds(10), "the agent's test control socket accepts") {
+                try? TestControlClient(path: socket)
+            }
+            let started = try hand.call("start calf-release")
+            let sessionID = try #require(started.dropFirst().first, "no session id in \(started)")
+            try await waitUntil(timeout: .seconds(10), "the session puts pressure on the leg") {
+                (Double(try hand.call("pressure")[1]) ?? 0) >= 2
+            }
+            let pressed = try #require(Int64(try hand.call("press")[1]))
+            let timing = try await waitForValue(timeout: .seconds(5), "the engine released the hardware") { () throws -> [Int64]? in
+                let words = try hand.call("release 0").dropFirst().compactMap { Int64($0) }
+                return words.count == 3 && words[2] != 0 ? words : nil
+            }
+            #expect(timing[0] == pressed)
+            #expect(timing[1] >= pressed, "the tick that read the press came after it: \(timing)")
+            #expect(timing[2] >= timing[1], "the release came after that read: \(timing)")
+            let last = try hand.call("last-release").dropFirst().compactMap { Int64($0) }
+            #expect(last.count == 2 && last[0] >= timing[2] && last[1] >= 1, "last-release \(last)")
+
+            let aborted = try await rig.probe.waitForEvent(type: "session_aborted", sessionID: sessionID, on: rig.device, timeout: .seconds(10))
+            #expect(aborted["reason"]?.string == "pain_signal", "\(aborted)")
+
+            // While the button is held a new session is refused; once it is let go, one starts.
+            let refused = try hand.call("start calf-release", allowError: true)
+            #expect(refused.first == "error" && refused.dropFirst().first == "unsafe", "\(refused)")
+            _ = try hand.call("unpress")
+            try await waitUntil(timeout: .seconds(5), "a local start is accepted after the button is let go") {
+                try hand.call("start calf-release", allowError: true).first == "ok"
+            }
+            let ticks = try hand.call("ticks")
+            #expect(ticks.contains { $0.hasPrefix("count=") && $0 != "count=0" }, "\(ticks)")
+            #expect(try hand.call("frobnicate", allowError: true).first == "error")
+
+            // A graceful stop ends the server too, and removes its socket.
+            let exit = try await rig.agent.stop()
+            #expect(exit == .exited(0), "\(exit)")
+        }
+        #expect(!FileManager.default.fileExists(atPath: socket), "the socket file is removed at shutdown")
+    }
+}
+
+/// A client of the agent's test control socket (the protocol is in
+/// Sources/MassageAgent/TestControlServer.swift).
+final class TestControlClient {
+    private let fd: Int32
+
+    init(path: String) throws {
+        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw FixtureError("socket(): errno \(errno)") }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(path.utf8)
+        withUnsafeMutableBytes(of: &address.sun_path) { $0.copyBytes(from: bytes.prefix($0.count - 1)) }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0 else {
+            close(fd)
+            throw FixtureError("cannot connect to \(path): errno \(errno)")
+        }
+        var timeout = timeval(tv_sec: 15, tv_usec: 0)
+        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+    }
+
+    deinit { close(fd) }
+
+    /// Sends `line`, returns the reply's words; throws on `error …` unless `allowError`.
+    func call(_ line: String, allowError: Bool = false) throws -> [String] {
+        let request = Array((line + "\n").utf8)
+        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
+            throw FixtureError("test control: cannot send \"\(line)\"")
+        }
+        var reply: [UInt8] = []
+        var byte: UInt8 = 0
+        while reply.count < 4096 {
+            guard read(fd, &byte, 1) == 1 else { throw FixtureError("test control: no reply to \"\(line)\"") }
+            if byte == UInt8(ascii: "\n") { break }
+            reply.append(byte)
+        }
+        let words = String(decoding: reply, as: UTF8.self).split(separator: " ").map(String.init)
+        if words.first != "ok", !allowError { throw FixtureError("test control: \"\(line)\" → \(words.joined(separator: " "))") }
+        return words
+    }
+}
