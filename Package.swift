@@ -41,6 +41,12 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
+        // libmodbus: the link to a real massager's controller board.
+        .systemLibrary(
+            name: "CModbus",
+            pkgConfig: "libmodbus",
+            providers: [.apt(["libmodbus-dev"])]
+        ),
         // glibc's malloc.h (malloc_trim), not in the Glibc module.
         .systemLibrary(name: "CGlibcMalloc"),
         .target(
