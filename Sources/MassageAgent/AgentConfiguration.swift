@@ -17,6 +17,8 @@ public struct AgentConfiguration: Sendable {
     public var telemetryIntervalSeconds: Double = 5
     public var usageIntervalSeconds: Double = 60
     public var hardwareSeed: UInt64 = 1
+    /// The massager driven: the simulator, or a controller board over Modbus.
+    public var hardware: HardwareSettings = .simulated
     public var limits = EngineLimits.Overrides()
     public var outbox = OutboxLimits()
     /// Simulated time runs this many times faster (demos, tests).
@@ -73,7 +75,7 @@ extension AgentConfiguration {
         "commands": ["max_start_ttl_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
-        "hardware": ["kind", "seed"],
+        "hardware": HardwareSettings.keys,
         "limits": ["pressure_ceiling_mmhg", "max_session_minutes", "max_motor_temp_c", "pain_lockout_s"],
         "outbox": ["max_messages", "max_bytes"],
     ]
@@ -127,9 +129,7 @@ extension AgentConfiguration {
         // Intervals and engine
         if let v = reader.double("telemetry_interval_s", in: DeviceConfig.telemetryIntervalRange) { config.telemetryIntervalSeconds = v }
         if let v = reader.double("usage_interval_s", in: DeviceConfig.usageIntervalRange) { config.usageIntervalSeconds = v }
-        if let kind = reader.string("hardware.kind"), kind != "simulated" {
-            reader.problem("hardware.kind", "expected \"simulated\" (the only hardware driver in this build), got \"\(kind)\"")
-        }
+        config.hardware = HardwareSettings.read(&reader)
         if let seed = reader.int("hardware.seed", in: 0...Int.max) { config.hardwareSeed = UInt64(seed) }
         var overridesLimits = EngineLimits.Overrides()
         if let minutes = reader.int("limits.max_session_minutes", in: 1...Int.max) { overridesLimits.maxSessionMinutes = minutes }

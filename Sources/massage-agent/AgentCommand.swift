@@ -3,6 +3,8 @@ import Foundation
 import Logging
 import FleetProtocol
 import MassageAgent
+import MassageEngine
+import MassagerLink
 import ServiceLifecycle
 
 /// `massage-agent --config FILE [overrides]`: parses arguments, loads the
@@ -54,9 +56,16 @@ struct AgentCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "massage-agent")
         logger[metadataKey: "device"] = "\(configuration.address)"
+        let hardware: (any MassagerHardware)?
+        do {
+            hardware = try Self.openHardware(configuration)
+        } catch {
+            FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
         let agent: AgentService
         do {
-            agent = try AgentService(configuration: configuration, dependencies: .init(releasesColdPages: true), logger: logger)
+            agent = try AgentService(configuration: configuration, dependencies: .init(hardware: hardware, releasesColdPages: true), logger: logger)
         } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
             throw ExitCode(2)
@@ -66,5 +75,26 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(configuration: .init(services: [agent], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// The controller board named by `hardware:`, its link open and its
+    /// ceilings checked against the agent's limits; nil for the simulator.
+    static func openHardware(_ configuration: AgentConfiguration) throws(ModbusLinkError) -> (any MassagerHardware)? {
+        let settings: LinkSettings
+        switch configuration.hardware {
+        case .simulated: return nil
+        case .modbusTCP(let host, let port, let unit, let timeout):
+            settings = LinkSettings(transport: .tcp(host: host, port: port), unit: unit, timeoutMilliseconds: timeout)
+        case .modbusRTU(let device, let baud, let parity, let unit, let timeout):
+            settings = LinkSettings(transport: .rtu(device: device, baud: baud, parity: LinkSettings.Parity(rawValue: parity) ?? .none),
+                                    unit: unit, timeoutMilliseconds: timeout)
+        }
+        let massager = try ModbusMassager(settings: settings)
+        let limits: EngineLimits
+        do { limits = try EngineLimits(overrides: configuration.limits) } catch {
+            throw ModbusLinkError(.settings, "limits: \(error)")
+        }
+        try massager.check(limits: limits)
+        return massager
     }
 }
