@@ -14,7 +14,7 @@ struct ControllerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "massager-controller",
         abstract: "The reference massager controller board: serves the MassageFleet register map over Modbus TCP with a simulated massager behind it.",
-        subcommands: [Serve.self])
+        subcommands: [Serve.self, Check.self, Bench.self])
 }
 
 struct Serve: ParsableCommand {
@@ -81,6 +81,68 @@ struct Serve: ParsableCommand {
             return "status released=\(s.released) faults=\(s.faults) stop_latched=\(s.stopLatched) commands=\(s.commandsAccepted) client=\(s.clientConnected)"
         case nil: return "error: empty line"
         default: return "error: unknown command \"\(words[0])\"; known: press, letgo, freeze, thaw, drop, fault, status"
+        }
+    }
+}
+
+/// `massager-controller check --tcp HOST:PORT`: the conformance check of a
+/// controller's duties; one PASS/FAIL line per duty, exit 1 if any failed.
+struct Check: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a controller's duties (ceilings, watchdog, stop button) over Modbus TCP; one PASS/FAIL line each, exit 1 on a failure.",
+        discussion: "The stop-button check prints `ACTION: press the stop button` and later `ACTION: let go of the stop button` and waits for the controller to report it.")
+
+    @Option(help: "The controller's HOST:PORT.") var tcp: String
+    @Option(help: "Modbus unit id.") var unit = 1
+    @Option(name: .customLong("timeout-ms"), help: "Response timeout per transaction (ms).") var timeoutMilliseconds = 50
+    @Option(name: .customLong("button-wait-s"), help: "How long to wait for the stop button after asking (s).") var buttonWaitSeconds = 30
+    @Option(name: .customLong("duty"), help: "Check only these duties (repeatable): ceilings, watchdog, stop-button. Default: all.") var duties: [String] = []
+
+    func run() throws {
+        let parts = tcp.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]), (1...65_535).contains(port) else {
+            throw ValidationError("--tcp: expected HOST:PORT, got \"\(tcp)\"")
+        }
+        var selected: [ControllerDuties.Duty] = []
+        for name in duties {
+            guard let duty = ControllerDuties.Duty(rawValue: name) else {
+                throw ValidationError("--duty: expected one of \(ControllerDuties.Duty.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(name)\"")
+            }
+            selected.append(duty)
+        }
+        let settings = LinkSettings(transport: .tcp(host: String(parts[0]), port: port), unit: unit, timeoutMilliseconds: timeoutMilliseconds)
+        let check = ConformanceCheck(settings: settings, buttonWaitSeconds: buttonWaitSeconds) { FileHandle.standardOutput.write(Data("ACTION: \($0)\n".utf8)) }
+        let results: [ConformanceCheck.Result]
+        do { results = try check.run(selected.isEmpty ? ControllerDuties.Duty.allCases : selected) } catch {
+            FileHandle.standardError.write(Data("massager-controller check: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+        for result in results { FileHandle.standardOutput.write(Data("\(result)\n".utf8)) }
+        if results.contains(where: { !$0.passed }) { throw ExitCode(1) }
+    }
+}
+
+/// `massager-controller bench --tcp HOST:PORT`: the link's cost per tick
+/// (docs/BENCHMARKS.md).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time one tick's read + write against a controller, paced at 20 ms, as the engine makes them.")
+
+    @Option(help: "The controller's HOST:PORT.") var tcp: String
+    @Option(help: "Ticks to time.") var ticks = 1000
+    @Option(name: .customLong("timeout-ms"), help: "Response timeout per transaction (ms).") var timeoutMilliseconds = 8
+
+    func run() throws {
+        let parts = tcp.split(separator: ":", omittingEmptySubsequences: false)
+        guard parts.count == 2, let port = Int(parts[1]), (1...65_535).contains(port) else {
+            throw ValidationError("--tcp: expected HOST:PORT, got \"\(tcp)\"")
+        }
+        let settings = LinkSettings(transport: .tcp(host: String(parts[0]), port: port), timeoutMilliseconds: timeoutMilliseconds)
+        do {
+            let figures = try LinkBenchmark.run(settings: settings, ticks: ticks)
+            FileHandle.standardOutput.write(Data("\(figures)\n".utf8))
+        } catch {
+            FileHandle.standardError.write(Data("massager-controller bench: \(error.message)\n".utf8))
+            throw ExitCode(1)
         }
     }
 }
