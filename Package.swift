@@ -41,6 +41,12 @@ let package = Package(
             pkgConfig: "libmosquitto",
             providers: [.apt(["libmosquitto-dev"])]
         ),
+        // libmodbus: the link to a real massager's controller board.
+        .systemLibrary(
+            name: "CModbus",
+            pkgConfig: "libmodbus",
+            providers: [.apt(["libmodbus-dev"])]
+        ),
         .target(
             name: "Mosquitto",
             dependencies: [
@@ -74,10 +80,24 @@ let package = Package(
             ],
             swiftSettings: tsanShadow
         ),
+        // The hardware link: MassagerHardware over Modbus RTU/TCP and the
+        // reference controller that serves the same register map; the only
+        // place that sees libmodbus.
+        .target(
+            name: "MassagerLink",
+            dependencies: ["CModbus", "MassageEngine"]
+        ),
+        .executableTarget(
+            name: "massager-controller",
+            dependencies: [
+                "MassagerLink", "MassageEngine",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
         .executableTarget(
             name: "massage-agent",
             dependencies: [
-                "MassageAgent", "FleetProtocol",
+                "MassageAgent", "FleetProtocol", "MassagerLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -145,6 +165,7 @@ let package = Package(
         .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetProtocol", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
+        .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "FleetTestSupport"]),
         .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "FleetConsoleTests",

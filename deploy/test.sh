@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-packages=(mosquitto mosquitto-clients libmosquitto-dev libsqlite3-dev openssl pkg-config systemd)
+packages=(mosquitto mosquitto-clients libmosquitto-dev libmodbus-dev libsqlite3-dev openssl pkg-config systemd)
 # The console's PostgreSQL backend tests start their own server through this fixture (FleetTestSupport's PostgresServer); the packaged cluster service is not used.
 packages+=(postgresql)
 # The dashboard's browser tests: Debian's Chromium, driven by Playwright for

@@ -22,6 +22,8 @@ public struct AgentConfiguration: Sendable {
     public var testControlSocket: URL?
     /// Lock the agent's memory at start-up (`lock_memory`; `MemoryLock`).
     public var lockMemory = true
+    /// The massager driven: the simulator, or a controller board over Modbus.
+    public var hardware: HardwareSettings = .simulated
     public var limits = EngineLimits.Overrides()
     public var outbox = OutboxLimits()
     /// Simulated time runs this many times faster (demos, tests).
@@ -78,7 +80,7 @@ extension AgentConfiguration {
         "commands": ["max_start_ttl_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
-        "hardware": ["kind", "seed", "test_control"],
+        "hardware": HardwareSettings.keys.union(["test_control"]),
         "limits": ["pressure_ceiling_mmhg", "max_session_minutes", "max_motor_temp_c", "pain_lockout_s"],
         "outbox": ["max_messages", "max_bytes"],
     ]
@@ -132,11 +134,10 @@ extension AgentConfiguration {
         // Intervals and engine
         if let v = reader.double("telemetry_interval_s", in: DeviceConfig.telemetryIntervalRange) { config.telemetryIntervalSeconds = v }
         if let v = reader.double("usage_interval_s", in: DeviceConfig.usageIntervalRange) { config.usageIntervalSeconds = v }
-        if let kind = reader.string("hardware.kind"), kind != "simulated" {
-            reader.problem("hardware.kind", "expected \"simulated\" (the only hardware driver in this build), got \"\(kind)\"")
-        }
+        config.hardware = HardwareSettings.read(&reader)
         if let seed = reader.int("hardware.seed", in: 0...Int.max) { config.hardwareSeed = UInt64(seed) }
         if let path = reader.string("hardware.test_control") {
+            if config.hardware != .simulated { reader.problem("hardware.test_control", "only the simulated hardware has a test control") }
             let socket = URL(fileURLWithPath: path, relativeTo: base).standardizedFileURL
             // sun_path holds 108 bytes with the terminating zero.
             if path.isEmpty || socket.path.utf8.count > 107 {

@@ -19,6 +19,8 @@ import Synchronization
 ///     session               -> ok idle|running
 ///     pressure              -> ok MAX_MMHG                        (what the simulated cells really hold)
 ///     now                   -> ok NS
+///     fault actuator ZONE   -> ok                                 (the zone's actuator fails; the hardware reports it)
+///     clear-faults          -> ok                                 (every injected simulator fault is gone)
 ///
 /// Anything else gets `error bad_request …`. Times are CLOCK_MONOTONIC ns.
 ///
@@ -180,8 +182,15 @@ public struct TestControlServer: Service {
             return "ok \(String(format: "%.2f", highest))"
         case ("now", 1):
             return "ok \(SimulatorTestControl.now())"
+        case ("fault", 3) where words[1] == "actuator":
+            guard let zone = Zone(rawValue: words[2]) else { return "error bad_request unknown zone \(words[2])" }
+            control.simulator.inject(.actuatorFailure(zone))
+            return "ok"
+        case ("clear-faults", 1):
+            control.simulator.clearAllFaults()
+            return "ok"
         default:
-            return "error bad_request expected press, unpress, release [TIMEOUT_MS], last-release, ticks, reset-ticks, start PROGRAM, session, pressure or now"
+            return "error bad_request expected press, unpress, release [TIMEOUT_MS], last-release, ticks, reset-ticks, start PROGRAM, session, pressure, now, fault actuator ZONE or clear-faults"
         }
     }
 

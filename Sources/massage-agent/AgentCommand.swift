@@ -3,6 +3,8 @@ import Foundation
 import Logging
 import FleetProtocol
 import MassageAgent
+import MassageEngine
+import MassagerLink
 import ServiceLifecycle
 
 /// `massage-agent --config FILE [overrides]`: parses arguments, loads the
@@ -64,10 +66,18 @@ struct AgentCommand: AsyncParsableCommand {
                 logger.info("memory locked", metadata: ["memory.code_locked": "\(report.codeBytes >> 10) KiB"])
             }
         }
+        // A controller board over Modbus, or the simulator (with its test control when asked).
+        let controller: (any MassagerHardware)?
+        do {
+            controller = try Self.openHardware(configuration)
+        } catch {
+            FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
+            throw ExitCode(1)
+        }
         let hardware = AgentHardware(configuration: configuration)
         let agent: AgentService
         do {
-            agent = try AgentService(configuration: configuration, dependencies: .init(hardware: hardware.hardware), logger: logger)
+            agent = try AgentService(configuration: configuration, dependencies: .init(hardware: controller ?? hardware.hardware), logger: logger)
         } catch let error as ConfigurationError {
             FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
             throw ExitCode(2)
@@ -82,5 +92,26 @@ struct AgentCommand: AsyncParsableCommand {
         }
         let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
+    }
+
+    /// The controller board named by `hardware:`, its link open and its
+    /// ceilings checked against the agent's limits; nil for the simulator.
+    static func openHardware(_ configuration: AgentConfiguration) throws(ModbusLinkError) -> (any MassagerHardware)? {
+        let settings: LinkSettings
+        switch configuration.hardware {
+        case .simulated: return nil
+        case .modbusTCP(let host, let port, let unit, let timeout):
+            settings = LinkSettings(transport: .tcp(host: host, port: port), unit: unit, timeoutMilliseconds: timeout)
+        case .modbusRTU(let device, let baud, let parity, let unit, let timeout):
+            settings = LinkSettings(transport: .rtu(device: device, baud: baud, parity: LinkSettings.Parity(rawValue: parity) ?? .none),
+                                    unit: unit, timeoutMilliseconds: timeout)
+        }
+        let massager = try ModbusMassager(settings: settings)
+        let limits: EngineLimits
+        do { limits = try EngineLimits(overrides: configuration.limits) } catch {
+            throw ModbusLinkError(.settings, "limits: \(error)")
+        }
+        try massager.check(limits: limits)
+        return massager
     }
 }
