@@ -68,7 +68,14 @@ public final class ReferenceController: Sendable {
         self.port = server.port
         let duties = ControllerDuties(ceilingsMMHg: options.ceilingsMMHg, watchdogSeconds: Double(options.watchdogMilliseconds) / 1000,
                                       disabled: options.disabled)
-        let thread = Thread { [self] in serve(server, duties: duties) }
+        let thread = Thread { [self] in
+            // A controller board runs its loop deterministically; give the
+            // stand-in a real-time priority where allowed (root, or
+            // RLIMIT_RTPRIO), so a loaded machine does not starve its watchdog.
+            var parameters = sched_param(sched_priority: 20)
+            _ = pthread_setschedparam(pthread_self(), SCHED_FIFO, &parameters)
+            serve(server, duties: duties)
+        }
         thread.name = "controller"
         thread.start()
     }

@@ -125,7 +125,7 @@ extension AgentEndToEndTests {
             #expect(refused.errorCode == "unsafe", "\(refused)")
             #expect(refused.errorMessage?.contains("pain signal") == true && refused.errorMessage?.contains("s more") == true, "\(refused)")
             let mark = probe.mark()
-            let telemetry = try await probe.waitForMessage(on: device, kind: "telemetry", after: mark, "telemetry saying locked_out") {
+            let telemetry = try await probe.waitForMessage(on: device, kind: "telemetry", after: mark, timeout: .seconds(30), "telemetry saying locked_out") {
                 $0["session_state"]?.string == "locked_out"
             }
             #expect(telemetry["lockout"]?["zone"]?.string == "calf" && telemetry["lockout"]?["point"]?.string == "sp6", "\(telemetry)")
