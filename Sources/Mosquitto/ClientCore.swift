@@ -357,11 +357,6 @@ final class ClientCore: @unchecked Sendable {
                 let ready: Result<AckResult, any Error>? = state.withLock { s in
                     if let r = s.early.removeValue(forKey: mid) { return .success(r) }
                     if s.cancelled.remove(mid) != nil { return .failure(CancellationError()) }
-                    // Destroyed after the call was sent: `destroy()` already
-                    // failed every waiter, and no acknowledgement can come.
-                    if s.closed {
-                        return .failure(MQTTError(.shutdown, "client '\(configuration.clientID)' was shut down before the broker acknowledged the request"))
-                    }
                     if s.generation != generation {
                         return .failure(MQTTError(.connectionLost, "connection to \(configuration.endpoint) was lost before the broker acknowledged the request"))
                     }
@@ -390,14 +385,16 @@ final class ClientCore: @unchecked Sendable {
     /// after the gate is released the loop thread may destroy it. The wake-up
     /// itself (a byte on the loop's pipe) needs no handle and happens outside.
     func withMosquitto<T>(_ what: String, _ body: (OpaquePointer) throws -> T) throws -> T {
-        let (result, wantsWrite) = try gate.withLock { destroyed in
+        let result = try gate.withLock { destroyed in
             guard !destroyed else { throw MQTTError(.shutdown, "\(what): client '\(configuration.clientID)' was shut down") }
-            let result = try body(handle)
-            return (result, mosquitto_want_write(handle))
+            return try body(handle)
         }
-        if wantsWrite { loop.wake() }
         afterHandleCall.withLock { $0 }?()
         return result
+    }
+
+    func flushSoon() {
+        if mosquitto_want_write(mosq) { loop.wake() }
     }
 
     /// Fails fast unless connected; returns the connection generation.
