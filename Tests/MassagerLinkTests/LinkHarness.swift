@@ -41,7 +41,7 @@ final class LinkHarness: Sendable {
     /// Runs the engine in real time on its control thread.
     func startDriver() {
         let engine = self.engine
-        driver.withLock { $0 = Task { await EngineDriver(engine: engine).run() } }
+        driver.withLock { $0 = Task { await EngineDriver(engine: engine, realtimePriority: 10).run() } }
     }
 
     /// Starts a short custom session on the calf once the engine has readings.
