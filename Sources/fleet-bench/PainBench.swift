@@ -75,12 +75,12 @@ struct PainBench: AsyncParsableCommand {
         let events = "massage/v1/bench/pain-1/events"
         try await probe.subscribe(events, qos: .atLeastOnce)
 
-        var control: ControlClient?
+        var control: TestControlClient?
         try await waitUntil(timeout: .seconds(30), "the agent's test control socket accepts") {
             guard agentProcess.isRunning else {
                 throw ValidationError("the agent exited: \(agentProcess.standardError())")
             }
-            control = try? ControlClient(path: socket.path)
+            control = try? TestControlClient(path: socket.path)
             return control != nil
         }
         let hand = control!
@@ -175,53 +175,6 @@ struct PainBench: AsyncParsableCommand {
         print("| agent CPU during the run | \(String(format: "%.1f", agentCPU)) % of a core | |")
         print("| goal | **\(pass ? "met" : "missed")** | |")
         if !pass { throw ExitCode(1) }
-    }
-}
-
-/// The agent's test control (TestControlServer): one line out, one line back.
-final class ControlClient {
-    private let fd: Int32
-
-    init(path: String) throws {
-        fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw ValidationError("socket(): \(String(cString: strerror(errno)))") }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let bytes = Array(path.utf8)
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            raw.copyBytes(from: bytes.prefix(raw.count - 1))
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
-        guard connected == 0 else {
-            close(fd)
-            throw ValidationError("cannot connect to \(path): \(String(cString: strerror(errno)))")
-        }
-        // No reply may take longer than the longest wait the protocol has (10 s).
-        var timeout = timeval(tv_sec: 15, tv_usec: 0)
-        setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-    }
-
-    deinit { close(fd) }
-
-    /// Sends `line` and returns the reply's words; throws on `error …`
-    /// unless `allowError`.
-    func call(_ line: String, allowError: Bool = false) throws -> [String] {
-        let request = Array((line + "\n").utf8)
-        guard request.withUnsafeBytes({ send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }) == request.count else {
-            throw ValidationError("test control: cannot send \"\(line)\"")
-        }
-        var reply: [UInt8] = []
-        var byte: UInt8 = 0
-        while reply.count < 4096 {
-            guard Glibc.read(fd, &byte, 1) == 1 else { throw ValidationError("test control: no reply to \"\(line)\"") }
-            if byte == UInt8(ascii: "\n") { break }
-            reply.append(byte)
-        }
-        let words = String(decoding: reply, as: UTF8.self).split(separator: " ").map(String.init)
-        if words.first != "ok", !allowError { throw ValidationError("test control: \"\(line)\" → \(words.joined(separator: " "))") }
-        return words
     }
 }
 
