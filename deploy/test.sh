@@ -41,6 +41,41 @@ fi
 
 command -v swift >/dev/null || { echo "error: swift is not on PATH; install the Swift 6 toolchain (swift.org) first" >&2; exit 2; }
 
+# Every pass of tests runs under a budget: a test that hangs (a lost wake-up
+# no time limit can cancel) fails the run at the budget, naming the tests
+# that started and never finished, instead of holding CI to its own timeout.
+# PASS_BUDGET_SCALE=2 doubles every budget (a slow machine).
+run_pass() {
+    local name=$1 minutes=$2
+    shift 2
+    minutes=$((minutes * ${PASS_BUDGET_SCALE:-1}))
+    local log rc
+    log=$(mktemp)
+    set +e
+    timeout --kill-after=30s "${minutes}m" "$@" 2>&1 | tee "$log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    if ((rc == 124 || rc == 137)); then
+        echo "error: $name ran past its budget of $minutes min and was stopped. Tests that started and never finished:" >&2
+        python3 - "$log" >&2 <<'PY'
+import re, sys
+started, ended = [], set()
+for line in open(sys.argv[1], errors="replace"):
+    line = line.rstrip("\n")
+    m = re.match(r'.*◇ Test "(.*)" started\.$', line)
+    if m:
+        started.append(m.group(1))
+    m = re.match(r'.*[✔✘] Test "(.*)" (?:passed|failed|with \d+ test cases?|recorded)', line)
+    if m:
+        ended.add(m.group(1))
+hung = [name for name in started if name not in ended]
+print("\n".join("  - " + name for name in hung) or "  (none: the hang is outside a test)")
+PY
+    fi
+    rm -f "$log"
+    return "$rc"
+}
+
 echo "==> building (debug, with tests)"
 swift build --build-tests
 echo "==> running tests"
@@ -48,9 +83,9 @@ if (($# == 0)); then
     # The Modbus link suites run a controller and the engine in real time
     # against each other (watchdogs, 20 ms ticks): they run alone, right
     # after, not squeezed between the parallel suites' processes.
-    swift test --skip-build --skip MassagerLinkTests
+    run_pass "the parallel pass" 30 swift test --skip-build --skip MassagerLinkTests
     echo "==> running the Modbus link tests alone (a reference controller in real time)"
-    swift test --skip-build --filter MassagerLinkTests
+    run_pass "the Modbus link tests" 10 swift test --skip-build --filter MassagerLinkTests
 else
     swift test --skip-build "$@"
 fi
@@ -60,7 +95,7 @@ fi
 if (($# == 0)); then
     echo "==> running the console tests on PostgreSQL"
     # (The replica and store suites run on PostgreSQL in the first pass already.)
-    FLEET_TEST_DATABASE=postgres swift test --skip-build --filter FleetConsoleTests --skip ReplicaTests --skip ConsoleStoreTests
+    FLEET_TEST_DATABASE=postgres run_pass "the PostgreSQL pass" 25 swift test --skip-build --filter FleetConsoleTests --skip ReplicaTests --skip ConsoleStoreTests
 fi
 
 # ThreadSanitizer (issue 20, item 15): the MQTT client, where C callbacks,
@@ -96,7 +131,7 @@ fi
 if (($# == 0)); then
     echo "==> building the massagers' agent (deploy/build-agent.sh) and running its end-to-end tests"
     deploy/build-agent.sh
-    FLEET_BUILD_PRODUCTS="$PWD/.build-agent/release" swift test --skip-build --filter AgentEndToEndTests
+    FLEET_BUILD_PRODUCTS="$PWD/.build-agent/release" run_pass "the massagers' agent end-to-end pass" 15 swift test --skip-build --filter AgentEndToEndTests
 fi
 
 # The fuzz targets (Tests/Fuzz, a package of their own built with the fuzzer

@@ -65,8 +65,10 @@ public struct EngineDriver: Sendable {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (done: CheckedContinuation<Void, Never>) in
                 Thread {
-                    // Named for `top -H` and `perf` (at most 15 characters).
-                    Thread.current.name = "engine-control"
+                    // Named for `top -H` and `perf` (at most 15 characters),
+                    // in the kernel: Foundation's `Thread.name` on Linux has
+                    // reported another thread's name for this one now and then.
+                    ThreadName.set("engine-control")
                     if let priority = realtimePriority {
                         var parameters = sched_param(sched_priority: priority)
                         realtimeStatus.value.store(pthread_setschedparam(pthread_self(), SCHED_FIFO, &parameters), ordering: .releasing)
@@ -135,6 +137,28 @@ private final class StopFlag: Sendable {
 final class AtomicBox: Sendable {
     let value: Atomic<Int32>
     init(_ initial: Int32) { value = Atomic(initial) }
+}
+
+/// The kernel's name of the calling thread (`/proc/thread-self/comm`, what
+/// `top -H`, `perf` and `ps -L` show; at most 15 bytes).
+package enum ThreadName {
+    package static func set(_ name: String) {
+        let fd = open("/proc/thread-self/comm", O_WRONLY)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array(name.utf8.prefix(15))
+        _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    }
+
+    package static func current() -> String {
+        let fd = open("/proc/thread-self/comm", O_RDONLY)
+        guard fd >= 0 else { return "" }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: 32)
+        let count = buffer.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        guard count > 0 else { return "" }
+        return String(decoding: buffer[..<count].prefix { $0 != 10 }, as: UTF8.self)
+    }
 }
 
 /// `CLOCK_MONOTONIC` in nanoseconds, and an absolute sleep on it that

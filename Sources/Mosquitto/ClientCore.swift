@@ -256,6 +256,11 @@ final class ClientCore: @unchecked Sendable {
         if rc >= 0x80 {
             return MQTTError(.connectionLost, "the broker at \(c.endpoint) disconnected client '\(c.clientID)': \(MQTTError.reasonText(Int(rc)))", reasonCode: Int(rc))
         }
+        if rc == MOSQ_ERR_KEEPALIVE.rawValue, let paused = inbound.pausedFor {
+            // Not the broker's fault: we stopped reading (PINGRESP included)
+            // because our own consumer fell behind.
+            return MQTTError(.connectionLost, "connection to \(c.endpoint) as '\(c.clientID)' ended by the keepalive: the client had stopped reading for \(Self.tenths(paused)) s because its consumer fell behind (\(inbound.capacity) messages waiting); it reconnects, and a persistent session loses nothing", mosquittoError: rc)
+        }
         let tlsFailure = rc == MOSQ_ERR_TLS.rawValue || rc == MOSQ_ERR_TLS_HANDSHAKE.rawValue
         if let tls = c.tls, tlsFailure || !s.connection.isConnected {
             // Before CONNACK on a TLS connection, a drop is the handshake failing
@@ -263,6 +268,12 @@ final class ClientCore: @unchecked Sendable {
             return MQTTError(.tls, "TLS connection to \(c.endpoint) as '\(c.clientID)' failed: check the CA file '\(tls.caFile)', the client certificate and key, and that the broker's certificate names '\(c.host)'" + (s.lastLogError.map { " (\($0))" } ?? ""), mosquittoError: rc)
         }
         return .mosquitto(rc, "connection to \(c.endpoint) as '\(c.clientID)'")
+    }
+
+    /// "12.3" for 12.34 s.
+    static func tenths(_ d: Duration) -> String {
+        let tenths = d.components.seconds * 10 + d.components.attoseconds / 100_000_000_000_000_000
+        return "\(tenths / 10).\(tenths % 10)"
     }
 
     fileprivate func didLog(level: Int32, _ text: String) {

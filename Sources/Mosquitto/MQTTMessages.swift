@@ -8,6 +8,13 @@ import Synchronization
 /// queues for us, up to its own limits) and resumes once the consumer has
 /// drained it to half. Nothing is dropped by the client. The sequence ends
 /// when the client shuts down.
+///
+/// A pause is bounded by the keepalive: while it stops reading, the client
+/// cannot read the broker's PINGRESP either, so after about twice the
+/// keepalive it ends the connection and reconnects (the error says the
+/// consumer fell behind). A persistent session (`cleanStart: false` with a
+/// session expiry) loses nothing: the broker resends what was not
+/// acknowledged. A clean session loses what the broker held for it.
 public struct MQTTMessages: AsyncSequence, Sendable {
     public typealias Element = MQTTMessage
     let buffer: InboundBuffer
@@ -30,6 +37,8 @@ final class InboundBuffer: Sendable {
         var waiter: CheckedContinuation<MQTTMessage?, Never>?
         var finished = false
         var paused = false
+        /// When the current pause began (for the keepalive error's text).
+        var pausedSince: ContinuousClock.Instant?
     }
 
     private let state = Mutex(State())
@@ -47,6 +56,11 @@ final class InboundBuffer: Sendable {
     /// True while the reader must not take more from the socket.
     var isPaused: Bool { state.withLock { $0.paused } }
 
+    /// How long the current pause has lasted, or nil when reading.
+    var pausedFor: Duration? {
+        state.withLock { s in s.pausedSince.map { ContinuousClock.now - $0 } }
+    }
+
     var count: Int { state.withLock { $0.queue.count } }
 
     /// Called on the loop thread from libmosquitto's message callback. The
@@ -56,7 +70,10 @@ final class InboundBuffer: Sendable {
         state.withLock { s in
             guard !s.finished else { return }
             s.queue.append(message)
-            if s.queue.count >= capacity { s.paused = true }
+            if s.queue.count >= capacity, !s.paused {
+                s.paused = true
+                s.pausedSince = .now
+            }
         }
     }
 
@@ -78,6 +95,7 @@ final class InboundBuffer: Sendable {
             var wake = false
             if s.paused && s.queue.count < resumeBelow {
                 s.paused = false
+                s.pausedSince = nil
                 wake = true
             }
             return (m, wake)
@@ -94,6 +112,7 @@ final class InboundBuffer: Sendable {
                         var wake = false
                         if s.paused && s.queue.count < resumeBelow {
                             s.paused = false
+                            s.pausedSince = nil
                             wake = true
                         }
                         return .value(m, wake: wake)

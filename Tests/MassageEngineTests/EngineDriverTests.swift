@@ -90,10 +90,8 @@ struct EngineDriverTests {
         let reads = probe.reads.withLock { $0 }
         #expect(reads.count >= 10)
         #expect(reads.allSatisfy { !$0.inTask }, "a tick ran inside a Swift task (on the cooperative pool)")
-        // Most reads name the control thread; Foundation on Linux has been
-        // seen to report no name for a read now and then in the parallel
-        // suite, so the name is checked on the majority, not on every read.
-        #expect(reads.filter { $0.thread == "engine-control" }.count * 2 > reads.count, "threads: \(Set(reads.map(\.thread)))")
+        // The kernel's name of the thread (what `top -H` shows), on every read.
+        #expect(reads.allSatisfy { $0.thread == "engine-control" }, "threads: \(Set(reads.map(\.thread)))")
     }
 }
 
@@ -107,7 +105,7 @@ private final class WhereTicksRun: MassagerHardware {
 
     func read(engineTime: Double) -> SensorReadings {
         let inTask = withUnsafeCurrentTask { $0 != nil }
-        let thread = Thread.current.name ?? ""
+        let thread = ThreadName.current()
         reads.withLock { $0.append((thread, inTask)) }
         return simulator.read(engineTime: engineTime)
     }

@@ -2,7 +2,7 @@ import FleetTestSupport
 import Mosquitto
 import Testing
 
-@Suite("MQTT 5 client against a real mosquitto")
+@Suite("MQTT 5 client against a real mosquitto", .timeLimit(.minutes(3)))
 struct ClientRoundTripTests {
     @Test("messages round-trip at QoS 0, 1 and 2 with every MQTT 5 property", arguments: QoS.allCases)
     func roundTrip(qos: QoS) async throws {
@@ -139,20 +139,57 @@ struct ClientRoundTripTests {
     func backpressure() async throws {
         let broker = try await MosquittoBroker.start()
         defer { broker.stopNow() }
-        let consumer = try await makeClient(broker, "slow") { $0.inboundBufferCapacity = 16 }
+        // A keepalive longer than the publishing below can take on a loaded
+        // machine: a pause past twice the keepalive ends the connection (the
+        // next test), which is not what this one is about.
+        let consumer = try await makeClient(broker, "slow") { $0.inboundBufferCapacity = 16; $0.keepAliveSeconds = 300 }
         try await consumer.subscribe("bp/#", qos: .atLeastOnce)
-        let publisher = try await makeClient(broker, "fast")
+        let publisher = try await makeClient(broker, "fast") { $0.keepAliveSeconds = 300 }
         let total = 800 // below mosquitto's default max_queued_messages (1000)
         for i in 0..<total {
             try await publisher.publish("bp/x", payload: bytes("\(i)"), qos: .atLeastOnce)
         }
+        #expect(consumer.connectionState == .connected(sessionPresent: false), "the pause stayed within the keepalive")
         // Only now start reading: the buffer held 16 and the rest waited in TCP and the broker.
-        var seen: [Int] = []
-        var iterator = consumer.messages.makeAsyncIterator()
-        while seen.count < total, let message = await iterator.next() {
-            seen.append(Int(text(message.payload)) ?? -1)
+        let inbox = MessageCollector(consumer)
+        let got = try await inbox.waitFor(total, timeout: .seconds(60))
+        #expect(got.map { Int(text($0.payload)) ?? -1 } == Array(0..<total))
+        await publisher.shutdown()
+        await consumer.shutdown()
+    }
+
+    @Test("a consumer that falls behind for longer than the keepalive: the client says so, reconnects, and on a persistent session nothing is lost")
+    func pauseBeyondKeepalive() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let consumer = try await makeClient(broker, "behind") {
+            $0.inboundBufferCapacity = 8
+            $0.keepAliveSeconds = 5
+            $0.cleanStart = false
+            $0.sessionExpiry = 600
         }
-        #expect(seen == Array(0..<total))
+        try await consumer.subscribe("late/#", qos: .atLeastOnce)
+        let states = StateRecorder(consumer)
+        let publisher = try await makeClient(broker, "source")
+        let total = 100
+        for i in 0..<total {
+            try await publisher.publish("late/x", payload: bytes("\(i)"), qos: .atLeastOnce)
+        }
+        // Nobody reads: the buffer is full, the client stops reading, and
+        // about two keepalives later it ends the connection itself.
+        let lost = try await waitForValue(timeout: .seconds(40), "the paused consumer's connection to end by its keepalive") {
+            states.states.lazy.compactMap { state -> MQTTError? in
+                if case .disconnected(let error?, _) = state { return error }
+                return nil
+            }.first
+        }
+        #expect(lost.message.contains("consumer fell behind"), "\(lost.message)")
+        #expect(!lost.message.contains("broker stopped answering"), "\(lost.message)")
+        // Reading now: every message arrives (some twice: at least once).
+        let inbox = MessageCollector(consumer)
+        try await waitUntil(timeout: .seconds(60), "all \(total) messages after the reconnect") {
+            Set(inbox.messages.map { Int(text($0.payload)) ?? -1 }) == Set(0..<total)
+        }
         await publisher.shutdown()
         await consumer.shutdown()
     }

@@ -2,7 +2,7 @@ import FleetTestSupport
 import Mosquitto
 import Testing
 
-@Suite("MQTT client under faults")
+@Suite("MQTT client under faults", .timeLimit(.minutes(3)))
 struct ResilienceTests {
     @Test("the will is published when a client dies without DISCONNECT, and not after a clean shutdown")
     func will() async throws {
