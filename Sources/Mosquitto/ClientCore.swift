@@ -20,14 +20,48 @@ enum AckResult: Sendable {
 /// - Lifecycle calls (connect, disconnect, loop_read/write/misc, destroy) happen
 ///   only on the owning loop thread. Callers only publish, subscribe and
 ///   unsubscribe, which libmosquitto serialises with its own mutexes.
+/// - A caller touches the handle only inside `withMosquitto`, i.e. inside
+///   `gate`, and that includes asking `mosquitto_want_write` afterwards: once
+///   the gate is released the loop thread may destroy the handle at any time
+///   (issue 20, item 15: `flushSoon` used to ask after releasing it).
 /// - Callbacks copy what they need and hand it on; they never call back into
 ///   libmosquitto while holding `state`. `gate` is never taken by callbacks.
+///
+/// Lock order, which is why calling libmosquitto inside `gate` cannot
+/// deadlock: `gate` → libmosquitto's own mutexes → `state`. A call made inside
+/// `gate` may run a callback on the calling thread (libmosquitto writes a
+/// QoS 0 publish at once when not in a callback and fires `on_publish`), and
+/// callbacks take only `state`; nothing that holds `state` or a libmosquitto
+/// mutex ever waits for `gate`. `gate` guards the handle's lifetime only;
+/// STYLE habit 4's "no libmosquitto call under a lock" is about `state`,
+/// which callbacks take.
 final class ClientCore: @unchecked Sendable {
-    // @unchecked: `mosq` is a C pointer (not Sendable). It is safe to share
+    // @unchecked: `handle` is a C pointer (not Sendable). It is safe to share
     // under the contract above: callers reach it only through `withMosquitto`,
-    // which holds `gate` and checks it has not been destroyed; every Swift
-    // mutable field lives in a `Mutex`.
-    let mosq: OpaquePointer
+    // which holds `gate` and checks it has not been destroyed; the loop thread,
+    // which alone destroys it, uses it directly; every Swift mutable field
+    // lives in a `Mutex` or an `Atomic`.
+    private let handle: OpaquePointer
+    /// Set inside `gate` just before `mosquitto_destroy`; read by `mosq`.
+    private let handleDestroyed = Atomic<Bool>(false)
+    /// Uses of the handle after it was destroyed: always 0 unless the
+    /// threading contract above is broken (then libmosquitto reads freed
+    /// memory). Counted rather than trapped so that a test can show it.
+    let usesAfterDestroy = Atomic<Int>(0)
+    /// Test seam: runs after every `withMosquitto` call, once `gate` is
+    /// released, on the calling thread: where the old `flushSoon` race sat.
+    let afterHandleCall = Mutex<(@Sendable () -> Void)?>(nil)
+
+    /// The libmosquitto handle, for the loop thread and for bodies of
+    /// `withMosquitto`. Counts (and logs) a use after `destroy()`.
+    var mosq: OpaquePointer {
+        if handleDestroyed.load(ordering: .acquiring) {
+            if usesAfterDestroy.add(1, ordering: .relaxed).newValue == 1 {
+                logger.critical("libmosquitto handle used after it was destroyed (a threading bug in Sources/Mosquitto)", metadata: ["mqtt.client": "\(configuration.clientID)"])
+            }
+        }
+        return handle
+    }
     let configuration: MQTTConfiguration
     let logger: Logger
     let inbound: InboundBuffer
@@ -73,7 +107,7 @@ final class ClientCore: @unchecked Sendable {
         guard let mosq = mosquitto_new(configuration.clientID, configuration.cleanStart, nil) else {
             throw MQTTError(.system, "could not create an MQTT client for '\(configuration.clientID)' (\(systemErrorText()))")
         }
-        self.mosq = mosq
+        self.handle = mosq
         self.configuration = configuration
         self.logger = logger
         self.loop = loop
@@ -334,6 +368,11 @@ final class ClientCore: @unchecked Sendable {
                 let ready: Result<AckResult, any Error>? = state.withLock { s in
                     if let r = s.early.removeValue(forKey: mid) { return .success(r) }
                     if s.cancelled.remove(mid) != nil { return .failure(CancellationError()) }
+                    // Destroyed after the call was sent: `destroy()` already
+                    // failed every waiter, and no acknowledgement can come.
+                    if s.closed {
+                        return .failure(MQTTError(.shutdown, "client '\(configuration.clientID)' was shut down before the broker acknowledged the request"))
+                    }
                     if s.generation != generation {
                         return .failure(MQTTError(.connectionLost, "connection to \(configuration.endpoint) was lost before the broker acknowledged the request"))
                     }
@@ -354,12 +393,22 @@ final class ClientCore: @unchecked Sendable {
 
     // MARK: Calls from tasks
 
-    /// Runs `body` with the libmosquitto handle unless the client is closed.
+    /// Runs `body` with the libmosquitto handle unless the client is closed,
+    /// then wakes the loop if libmosquitto queued bytes for it to write (a
+    /// call made while the loop thread was inside a callback is only queued).
+    ///
+    /// `mosquitto_want_write` is asked inside `gate`, with the same handle:
+    /// after the gate is released the loop thread may destroy it. The wake-up
+    /// itself (a byte on the loop's pipe) needs no handle and happens outside.
     func withMosquitto<T>(_ what: String, _ body: (OpaquePointer) throws -> T) throws -> T {
-        try gate.withLock { destroyed in
+        let (result, wantsWrite) = try gate.withLock { destroyed in
             guard !destroyed else { throw MQTTError(.shutdown, "\(what): client '\(configuration.clientID)' was shut down") }
-            return try body(mosq)
+            let result = try body(handle)
+            return (result, mosquitto_want_write(handle))
         }
+        if wantsWrite { loop.wake() }
+        afterHandleCall.withLock { $0 }?()
+        return result
     }
 
     /// Fails fast unless connected; returns the connection generation.
@@ -383,12 +432,6 @@ final class ClientCore: @unchecked Sendable {
 
     func releasePublishSlot() {
         state.withLock { $0.pendingPublishes = max(0, $0.pendingPublishes - 1) }
-    }
-
-    /// Lets the loop know there is something to write (a call made while the
-    /// loop thread was inside a callback is only queued by libmosquitto).
-    func flushSoon() {
-        if mosquitto_want_write(mosq) { loop.wake() }
     }
 
     static func describe(_ s: MQTTConnectionState) -> String {
@@ -449,7 +492,8 @@ final class ClientCore: @unchecked Sendable {
         gate.withLock { destroyed in
             guard !destroyed else { return }
             destroyed = true
-            mosquitto_destroy(mosq)
+            handleDestroyed.store(true, ordering: .releasing)
+            mosquitto_destroy(handle)
         }
         let (acks, connects, shutdowns, drains) = state.withLock { s in
             s.closed = true

@@ -107,7 +107,6 @@ public final class MQTTClient: Sendable {
                 mosquitto_publish_v5(mosq, &mid, topic, Int32(payload.count), raw.baseAddress, Int32(qos.rawValue), retain, props?.head)
             }
         }
-        core.flushSoon()
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError.mosquitto(rc, what) }
         guard qos != .atMostOnce else {
             core.ignore(mid)
@@ -139,7 +138,6 @@ public final class MQTTClient: Sendable {
                 mosquitto_publish_v5(mosq, &mid, topic, Int32(payload.count), raw.baseAddress, Int32(qos.rawValue), retain, props?.head)
             }
         }
-        core.flushSoon()
         guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError.mosquitto(rc, what) }
         if qos == .atMostOnce { core.ignore(mid) } else { core.track(mid) }
     }
@@ -167,7 +165,6 @@ public final class MQTTClient: Sendable {
             let rc = try core.withMosquitto(what) { mosq in
                 mosquitto_subscribe_v5(mosq, &mid, sub.filter, Int32(sub.qos.rawValue), sub.options, nil)
             }
-            core.flushSoon()
             guard rc == MOSQ_ERR_SUCCESS.rawValue else {
                 forget(sub.filter)
                 throw MQTTError.mosquitto(rc, what)
@@ -197,7 +194,6 @@ public final class MQTTClient: Sendable {
             let rc = try core.withMosquitto(what) { mosq in
                 mosquitto_unsubscribe_v5(mosq, &mid, filter, nil)
             }
-            core.flushSoon()
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError.mosquitto(rc, what) }
             _ = try await core.awaitAck(mid, generation: generation)
         }
