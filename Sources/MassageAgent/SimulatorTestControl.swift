@@ -32,6 +32,8 @@ public final class SimulatorTestControl: MassagerHardware {
     private let releases = Atomic<Int>(0)
     /// The previous read (ns), 0 before the first.
     private let previousRead = Atomic<Int64>(0)
+    /// Reads so far: a test waits on it to know a tick saw a change.
+    private let readCount = Atomic<Int>(0)
     private let intervals = Mutex(TickHistogram())
 
     public init(simulator: SimulatedMassager) {
@@ -42,6 +44,7 @@ public final class SimulatorTestControl: MassagerHardware {
 
     public func read(engineTime: Double) -> SensorReadings {
         let now = Self.now()
+        readCount.add(1, ordering: .releasing)
         let previous = previousRead.exchange(now, ordering: .relaxed)
         if previous != 0 { intervals.withLock { $0.record(now - previous) } }
         let readings = simulator.read(engineTime: engineTime)
@@ -91,6 +94,9 @@ public final class SimulatorTestControl: MassagerHardware {
         simulator.clear(.painButton)
         pressedAt.store(0, ordering: .releasing)
     }
+
+    /// How many times the engine has read the sensors.
+    public var reads: Int { readCount.load(ordering: .acquiring) }
 
     /// The last press's timing (all zero before the first press).
     public var lastPress: PressTiming {

@@ -144,8 +144,16 @@ public struct TestControlServer: Service {
         case ("press", 1):
             return "ok \(control.press())"
         case ("unpress", 1):
+            // Answered once a whole tick has read the released button (the
+            // read after it has begun), so a command sent next sees it
+            // released; within 2 s or an error.
+            let before = control.reads
             control.unpress()
-            return "ok"
+            let deadline = SimulatorTestControl.now() + 2_000_000_000
+            while control.reads < before + 2, SimulatorTestControl.now() < deadline, !stop.requested.load(ordering: .acquiring) {
+                usleep(200)
+            }
+            return control.reads >= before + 2 ? "ok" : "error timeout the engine did not read the sensors within 2 s"
         case ("release", 1), ("release", 2):
             guard let timeout = words.count == 2 ? Int(words[1]) : 0, (0...10_000).contains(timeout) else {
                 return "error bad_request release takes a timeout of 0 to 10000 ms"
