@@ -47,7 +47,7 @@ struct ResilienceTests {
         try await waitForState(client, timeout: .seconds(15), "reconnects") { $0.isConnected }
 
         let publisher = try await makeClient(broker, "pub")
-        try await waitUntil(timeout: .seconds(10), "the resubscription is active") {
+        try await waitUntil(timeout: .seconds(30), "the resubscription is active") {
             _ = try? await publisher.publish("after/restart", payload: bytes("hello again"), qos: .atLeastOnce)
             return inbox.count > 0
         }
