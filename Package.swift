@@ -17,6 +17,9 @@ let package = Package(
         .library(name: "MassageAgent", targets: ["MassageAgent"]),
         .library(name: "FleetConsole", targets: ["FleetConsole"]),
         .library(name: "Mosquitto", targets: ["Mosquitto"]),
+        // The test fixtures (broker, console and agent processes), for the
+        // ThreadSanitizer package in Tests/TSan.
+        .library(name: "FleetTestSupport", targets: ["FleetTestSupport"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),

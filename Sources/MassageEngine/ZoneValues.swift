@@ -53,6 +53,7 @@ public struct ZoneValues<Value: Sendable>: Sendable {
 }
 
 extension ZoneValues: Equatable where Value: Equatable {}
+extension ZoneValues: Hashable where Value: Hashable {}
 
 extension ZoneValues: Codable where Value: Codable {
     public init(from decoder: any Decoder) throws {

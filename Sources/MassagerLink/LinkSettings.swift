@@ -19,6 +19,13 @@ public struct LinkSettings: Sendable, Equatable, CustomStringConvertible {
     /// First wait before reconnecting a lost link; doubles up to `maxBackoffMilliseconds`.
     public var minBackoffMilliseconds: Int = 100
     public var maxBackoffMilliseconds: Int = 2000
+    /// Failed transactions in a row that are retried on the next tick
+    /// before the link is reported as a hardware fault: a bad CRC or a
+    /// lost answer now and then on a serial line is noise, not a fault.
+    /// Meanwhile the engine sees the last good readings (at most this many
+    /// ticks old) and the controller's own stop button, ceilings and
+    /// watchdog act regardless. A lost connection faults at once.
+    public var toleratedFailures: Int = 2
 
     public init(transport: Transport, unit: Int = 1, timeoutMilliseconds: Int = 8) {
         self.transport = transport

@@ -18,6 +18,8 @@ public struct LinkStatistics: Sendable, Equatable {
     public var badFrames = 0
     public var exceptions = 0
     public var connectionErrors = 0
+    /// Failures retried on the next tick without a fault (`LinkSettings.toleratedFailures`).
+    public var retried = 0
     public var reconnects = 0
     /// Reads that returned a link fault to the engine.
     public var faultedReads = 0
@@ -56,6 +58,8 @@ public final class ModbusMassager: MassagerHardware {
         var pending: String?
         /// A command or release went out since the last read.
         var sentSinceRead = true
+        /// Failed transactions in a row (reset by any success).
+        var consecutiveFailures = 0
     }
 
     private let state: Mutex<State>
@@ -139,9 +143,17 @@ public final class ModbusMassager: MassagerHardware {
             s.statistics.transactions += 1
             do throws(ModbusLinkError) {
                 try context.read(0, count: RegisterMap.tickReadCount, into: &s.buffer)
+                s.consecutiveFailures = 0
             } catch {
                 Self.failed(&s, error)
-                return Self.faulted(&s, "modbus link: \(error.message)")
+                if Self.retries(&s, settings: settings) {
+                    if let pending = s.pending {
+                        s.pending = nil
+                        return Self.faulted(&s, pending)
+                    }
+                    return s.last  // the last good readings, at most `toleratedFailures` ticks old
+                }
+                return Self.faulted(&s, "modbus link: \(error.message)" + (s.consecutiveFailures > 1 ? " (\(s.consecutiveFailures) failed transactions in a row)" : ""))
             }
             let b = s.buffer
             var problems: [String] = []
@@ -213,10 +225,24 @@ public final class ModbusMassager: MassagerHardware {
         s.statistics.transactions += 1
         do throws(ModbusLinkError) {
             try context.write(RegisterMap.commandStart, values)
+            s.consecutiveFailures = 0
         } catch {
             failed(&s, error)
-            s.pending = "modbus link: the \(what) was not delivered: \(error.message)"
+            // Retried: the next tick writes a fresh command (or release-all) anyway.
+            if !retries(&s, settings: context.settings) {
+                s.pending = "modbus link: the \(what) was not delivered: \(error.message)"
+            }
         }
+    }
+
+    /// Whether a failure just counted is retried on the next tick: the link
+    /// is still up (a serial line after a bad frame or a lost answer) and
+    /// fewer than `toleratedFailures` + 1 transactions failed in a row.
+    private static func retries(_ s: inout State, settings: LinkSettings) -> Bool {
+        s.consecutiveFailures += 1
+        guard s.context != nil, s.consecutiveFailures <= settings.toleratedFailures else { return false }
+        s.statistics.retried += 1
+        return true
     }
 
     // MARK: - Link state
@@ -261,6 +287,7 @@ public final class ModbusMassager: MassagerHardware {
             let context = try ModbusContext(settings)
             try context.connect()
             s.context = context
+            s.consecutiveFailures = 0
             s.statistics.reconnects += 1
             s.backoffMilliseconds = settings.minBackoffMilliseconds
         } catch {

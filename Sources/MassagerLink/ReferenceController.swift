@@ -5,14 +5,17 @@ import MassageEngine
 import Synchronization
 
 /// The reference controller board: serves `RegisterMap` over Modbus TCP
-/// with libmodbus's server API, with `SimulatedMassager`'s physics behind
+/// or RTU (a serial device, or one end of a `PseudoSerialLine`) with
+/// libmodbus's server API, with `SimulatedMassager`'s physics behind
 /// it and `ControllerDuties` in charge of the outputs. One thread owns the
 /// libmodbus context, the register mapping, the duties and the physics;
 /// it waits at most `pollMilliseconds` for a request, so the duties run
 /// at least that often whatever the agent does. Other threads only flip
 /// `Controls` (stop button, freeze, stop) and read `Snapshot`.
 ///
-/// One client at a time (the agent); a new connection replaces the old.
+/// Over TCP, one client at a time (the agent); a new connection replaces
+/// the old. Over RTU the line is always there; requests for another unit
+/// and frames with a bad CRC are dropped, as on a bus.
 public final class ReferenceController: Sendable {
     public struct Options: Sendable {
         public var ceilingsMMHg = HardLimits.ceilingsMMHg
@@ -53,18 +56,29 @@ public final class ReferenceController: Sendable {
 
     public let options: Options
     public let simulator: SimulatedMassager
-    /// The TCP port it listens on (the one the kernel gave for port 0).
+    /// The TCP port it listens on (the one the kernel gave for port 0); 0 over RTU.
     public let port: Int
     private let controls = Mutex(Controls())
     private let published = Mutex(Snapshot())
     private let finished = Mutex(false)
+    /// The setpoints (tenths of mmHg, as on the wire) of the last commands
+    /// the controller applied, newest last (at most 10,000).
+    private let applied = Mutex<[ZoneValues<UInt16>]>([])
     private let start = ContinuousClock.now
 
     /// Listens on `host:port` (port 0: any free port) and starts serving.
-    public init(host: String = "127.0.0.1", port: Int = 0, options: Options = Options()) throws(ModbusLinkError) {
+    public convenience init(host: String = "127.0.0.1", port: Int = 0, options: Options = Options()) throws(ModbusLinkError) {
+        try self.init(server: ServerContext(host: host, port: port, unit: options.unit), options: options)
+    }
+
+    /// Opens the serial `device` (Modbus RTU, 8 data bits, 1 stop bit) and starts serving on it.
+    public convenience init(rtuDevice device: String, baud: Int = 115_200, parity: LinkSettings.Parity = .none, options: Options = Options()) throws(ModbusLinkError) {
+        try self.init(server: ServerContext(rtuDevice: device, baud: baud, parity: parity, unit: options.unit), options: options)
+    }
+
+    private init(server: ServerContext, options: Options) {
         self.options = options
         simulator = SimulatedMassager(seed: options.seed)
-        let server = try ServerContext(host: host, port: port, unit: options.unit)
         self.port = server.port
         let duties = ControllerDuties(ceilingsMMHg: options.ceilingsMMHg, watchdogSeconds: Double(options.watchdogMilliseconds) / 1000,
                                       disabled: options.disabled)
@@ -84,6 +98,10 @@ public final class ReferenceController: Sendable {
     public var now: Double { seconds(ContinuousClock.now - start) }
 
     public var snapshot: Snapshot { published.withLock { $0 } }
+
+    /// The setpoints of the commands it applied (tenths of mmHg, as
+    /// written), oldest first: what a test compares with what was sent.
+    public var appliedSetpoints: [ZoneValues<UInt16>] { applied.withLock { $0 } }
 
     /// The person presses (true) or lets go of (false) the stop button.
     public func setStopButton(_ pressed: Bool) {
@@ -145,7 +163,13 @@ public final class ReferenceController: Sendable {
                     switch action {
                     case .none: break
                     case .release: simulator.releaseAll()
-                    case .apply(let command): simulator.apply(command)
+                    case .apply(let command):
+                        simulator.apply(command)
+                        let raw = ZoneValues { RegisterMap.encodeTenths(command.pressuresMMHg[$0]) }
+                        applied.withLock { log in
+                            if log.count >= 10_000 { log.removeFirst(5_000) }
+                            log.append(raw)
+                        }
                     }
                     server.publish(readings, duties: duties)
                 }
@@ -176,7 +200,35 @@ private final class ServerContext: @unchecked Sendable {
     private let mapping: UnsafeMutablePointer<modbus_mapping_t>
     private var listenSocket: Int32
     private var client: Int32 = -1
+    /// The serial line's fd (RTU); -1 over TCP.
+    private var serial: Int32 = -1
     let port: Int
+
+    /// Modbus RTU on a serial device: no listening, the line is the client.
+    init(rtuDevice device: String, baud: Int, parity: LinkSettings.Parity, unit: Int) throws(ModbusLinkError) {
+        guard LinkSettings.baudRates.contains(baud) else { throw ModbusLinkError(.settings, "baud \(baud) is not one libmodbus supports: \(LinkSettings.baudRates.sorted())") }
+        guard let ctx = modbus_new_rtu(device, Int32(baud), parity.code, 8, 1) else { throw ModbusLinkError.fromErrno("cannot create an RTU server context for \(device)") }
+        guard let mapping = modbus_mapping_new(0, 0, RegisterMap.registerCount, 0) else {
+            modbus_free(ctx)
+            throw ModbusLinkError.fromErrno("cannot allocate the register mapping")
+        }
+        modbus_set_slave(ctx, Int32(unit))
+        if modbus_connect(ctx) == -1 {
+            let error = ModbusLinkError.fromErrno("cannot open the serial device \(device)")
+            modbus_mapping_free(mapping)
+            modbus_free(ctx)
+            throw error
+        }
+        self.ctx = ctx
+        self.mapping = mapping
+        listenSocket = -1
+        serial = modbus_get_socket(ctx)
+        port = 0
+        // A frame that starts must finish within a few character times; a
+        // half frame (noise, a cut line) is dropped.
+        modbus_set_byte_timeout(ctx, 0, 20_000)
+        modbus_set_indication_timeout(ctx, 0, 50_000)
+    }
 
     init(host: String, port: Int, unit: Int) throws(ModbusLinkError) {
         guard let ctx = modbus_new_tcp(host, Int32(port)) else { throw ModbusLinkError.fromErrno("cannot create a server context for \(host):\(port)") }
@@ -210,7 +262,7 @@ private final class ServerContext: @unchecked Sendable {
         modbus_free(ctx)
     }
 
-    var hasClient: Bool { client != -1 }
+    var hasClient: Bool { client != -1 || serial != -1 }
 
     private var registers: UnsafeMutablePointer<UInt16> { mapping.pointee.tab_registers }
 
@@ -248,6 +300,7 @@ private final class ServerContext: @unchecked Sendable {
     /// Accepts a new client and reads one request, waiting at most `waitMilliseconds`.
     /// Returns the request's length, or nil when there was none.
     func receive(into query: inout [UInt8], waitMilliseconds: Int, frozen: Bool) -> Int? {
+        if serial != -1 { return receiveSerial(into: &query, waitMilliseconds: waitMilliseconds, frozen: frozen) }
         var fds = [pollfd(fd: listenSocket, events: Int16(POLLIN), revents: 0),
                    pollfd(fd: frozen ? -1 : client, events: Int16(POLLIN), revents: 0)]
         let ready = poll(&fds, 2, Int32(waitMilliseconds))
@@ -273,6 +326,24 @@ private final class ServerContext: @unchecked Sendable {
             return nil
         }
         return n > 0 ? Int(n) : nil
+    }
+
+    private func receiveSerial(into query: inout [UInt8], waitMilliseconds: Int, frozen: Bool) -> Int? {
+        var entry = pollfd(fd: serial, events: Int16(POLLIN), revents: 0)
+        guard poll(&entry, 1, Int32(waitMilliseconds)) > 0 else { return nil }
+        if frozen {
+            // A dead board: what arrives is read and never answered.
+            _ = modbus_flush(ctx)
+            return nil
+        }
+        let n = query.withUnsafeMutableBufferPointer { modbus_receive(ctx, $0.baseAddress) }
+        if n == -1 {
+            // A bad CRC, a half frame: drop what is in the line and wait
+            // for the next request (the master retries on its side).
+            _ = modbus_flush(ctx)
+            return nil
+        }
+        return n > 0 ? Int(n) : nil  // 0: a request for another unit
     }
 
     /// Answers a request: reads anywhere in the map; writes only to the
@@ -301,7 +372,10 @@ private final class ServerContext: @unchecked Sendable {
             if let exception { return modbus_reply_exception(ctx, q.baseAddress, exception) }
             return modbus_reply(ctx, q.baseAddress, Int32(length), mapping)
         }
-        if rc == -1 { closeClient(); return nil }
+        if rc == -1 {
+            if serial == -1 { closeClient() } else { _ = modbus_flush(ctx) }
+            return nil
+        }
         return write
     }
 
@@ -311,6 +385,7 @@ private final class ServerContext: @unchecked Sendable {
 
     func shutdown() {
         closeClient()
+        if serial != -1 { modbus_close(ctx); serial = -1 }
         if listenSocket != -1 { Glibc.close(listenSocket); listenSocket = -1 }
     }
 }

@@ -19,9 +19,24 @@ final class LinkHarness: Sendable {
     let journal = Journal()
     private let driver = Mutex<Task<Void, Never>?>(nil)
 
-    init(options: ReferenceController.Options = LinkHarness.options()) throws {
-        controller = try ReferenceController(options: options)
-        massager = try ModbusMassager(settings: LinkHarness.settings(port: controller.port))
+    /// The pseudo-terminal line of an RTU harness.
+    let line: PseudoSerialLine?
+
+    /// Over Modbus TCP on loopback, or with `rtu` over Modbus RTU on a
+    /// pseudo-terminal line at 115200 baud.
+    init(options: ReferenceController.Options = LinkHarness.options(), rtu: Bool = false) throws {
+        if rtu {
+            let line = try PseudoSerialLine()
+            self.line = line
+            controller = try ReferenceController(rtuDevice: line.controllerDevice, options: options)
+            massager = try ModbusMassager(settings: LinkSettings(
+                transport: .rtu(device: line.agentDevice, baud: 115_200, parity: .none), unit: 1,
+                timeoutMilliseconds: Self.testTimeoutMilliseconds))
+        } else {
+            line = nil
+            controller = try ReferenceController(options: options)
+            massager = try ModbusMassager(settings: LinkHarness.settings(port: controller.port))
+        }
         hardware = GatedHardware(massager)
         let journal = self.journal
         engine = try MassageEngine(programs: ProgramLibrary(), hardware: hardware, clock: SystemWallClock(),
@@ -60,6 +75,7 @@ final class LinkHarness: Sendable {
         await task?.value
         massager.close()
         controller.stop()
+        line?.close()
     }
 }
 
@@ -101,8 +117,15 @@ final class GatedHardware: MassagerHardware {
     }
 
     func apply(_ command: ActuatorCommand) {
-        if !state.withLock({ $0.muted }) { inner.apply(command) }
+        if !state.withLock({ $0.muted }) {
+            _ = sent.withLock { $0.insert(ZoneValues { RegisterMap.encodeTenths(command.pressuresMMHg[$0]) }) }
+            inner.apply(command)
+        }
     }
+
+    /// Every setpoint set the engine sent (tenths of mmHg, as written).
+    private let sent = Mutex<Set<ZoneValues<UInt16>>>([])
+    var sentSetpoints: Set<ZoneValues<UInt16>> { sent.withLock { $0 } }
 
     func releaseAll() {
         if !state.withLock({ $0.muted }) { inner.releaseAll() }

@@ -221,3 +221,74 @@ struct ModbusLinkTests {
         replacement?.stop()
     }
 }
+
+/// The same link over Modbus RTU: a pseudo-terminal line at 115200 baud
+/// (`PseudoSerialLine`), which can also add noise.
+@Suite("Modbus RTU link against the reference controller", .serialized)
+struct ModbusRTULinkTests {
+    @Test("a full session run by the engine over Modbus RTU on a pseudo-terminal line completes")
+    func fullSessionOverRTU() async throws {
+        let h = try LinkHarness(rtu: true)
+        h.startDriver()
+        do {
+            try await h.startSession(seconds: 3)
+            try await waitUntil(timeout: .seconds(30), "the session ends") {
+                h.journal.types.contains("session_completed") || h.journal.types.contains("session_aborted")
+            }
+            #expect(h.journal.types.contains("session_completed"), "events: \(h.journal.all); link: \(h.massager.statistics)")
+            #expect(h.controller.snapshot.peakMMHg.calf > 30)
+            #expect(h.controller.snapshot.peakMMHg.calf <= HardLimits.ceiling(.calf))
+        }
+        await h.stop()
+    }
+
+    @Test("noise on the RTU line: bad frames are counted and retried, and the controller never applies a setpoint the engine did not send")
+    func noiseOnTheLine() async throws {
+        let h = try LinkHarness(rtu: true)
+        let line = try #require(h.line)
+        h.startDriver()
+        do {
+            try await waitUntil(timeout: .seconds(10), "the engine ticks") { h.engine.tickCount > 10 }
+            // One chunk in fifty gets a bit flipped, both ways.
+            line.setNoise(perMille: 20)
+            try await h.startSession(seconds: 4)
+            try await waitUntil(timeout: .seconds(30), "the session ends") {
+                h.journal.types.contains("session_completed") || h.journal.types.contains("session_aborted")
+            }
+            line.setNoise(perMille: 0)
+            let statistics = h.massager.statistics
+            #expect(line.counts.corrupted > 0, "the line carried noise: \(line.counts)")
+            #expect(statistics.badFrames + statistics.timeouts > 0, "the driver saw bad frames or lost answers: \(statistics)")
+            #expect(statistics.retried > 0, "isolated failures were retried, not faulted: \(statistics)")
+            // Whatever the noise did, every setpoint the controller applied is one the engine sent.
+            let sent = h.hardware.sentSetpoints
+            let applied = h.controller.appliedSetpoints
+            #expect(!applied.isEmpty)
+            let foreign = applied.filter { !sent.contains($0) }
+            #expect(foreign.isEmpty, "applied but never sent: \(foreign.prefix(5))")
+            // The session ended as a noisy line allows: completed, or aborted
+            // hardware_fault when failures came in a row; never anything else.
+            #expect(h.journal.abortReasons.allSatisfy { $0 == .hardwareFault }, "\(h.journal.abortReasons)")
+            #expect(h.controller.snapshot.peakMMHg.calf <= HardLimits.ceiling(.calf))
+        }
+        await h.stop()
+    }
+
+    @Test("a controller that stops answering on the RTU line: failures in a row fault the link, the engine aborts hardware_fault, the controller's watchdog releases")
+    func rtuControllerStopsAnswering() async throws {
+        let h = try LinkHarness(rtu: true)
+        h.startDriver()
+        do {
+            try await h.startSession(seconds: 20)
+            try await waitUntil(timeout: .seconds(10), "the calf inflates") { h.controller.snapshot.pressuresMMHg.calf > 20 }
+            h.controller.setFrozen(true)
+            try await waitUntil(timeout: .seconds(30), "the engine aborted") { !h.journal.abortReasons.isEmpty }
+            #expect(h.journal.abortReasons == [.hardwareFault])
+            #expect(h.journal.raisedFaults.contains { $0.kind == .hardwareFault && $0.detail.contains("in a row") }, "\(h.journal.raisedFaults)")
+            try await waitUntil(timeout: .seconds(30), "the controller's watchdog released") {
+                h.controller.snapshot.faults & RegisterMap.FaultBits.watchdog != 0 && h.controller.snapshot.released
+            }
+        }
+        await h.stop()
+    }
+}
