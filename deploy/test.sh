@@ -98,29 +98,29 @@ if (($# == 0)); then
     FLEET_TEST_DATABASE=postgres run_pass "the PostgreSQL pass" 25 swift test --skip-build --filter FleetConsoleTests --skip ReplicaTests --skip ConsoleStoreTests
 fi
 
-# ThreadSanitizer (issue 20, item 15): the MQTT client, where C callbacks,
-# the event-loop threads and Swift tasks meet, and the agent, which drives it
-# hardest; built in a scratch path of its own so the plain build stays as it
-# is. Any report fails the run (TSan exits 66); deploy/tsan.supp holds the
-# suppressions, each with its reason. Off by default until its duration is
-# measured on a quiet machine (a cold .build-tsan took 45 min under load
-# here): TSAN=1 deploy/test.sh runs it. Skipped when arguments narrow the run.
+# ThreadSanitizer (issue 20, item 15): the MQTT client's suites, where C
+# callbacks, the event-loop threads and Swift tasks meet, and the agent's
+# unit suites, built with -sanitize=thread in a package of their own
+# (Tests/TSan: only the client, the agent and their fixtures, a few minutes)
+# and a scratch path of its own. Any report fails the run (TSan exits 66);
+# deploy/tsan.supp holds the suppressions, each with its reason. TSAN=0
+# skips it; skipped when arguments narrow the run.
 #
 # MASSAGEFLEET_TSAN=1 makes Package.swift define MASSAGEFLEET_TSAN for the
 # modules that swap Synchronization.Mutex for a pthread-backed one
 # (Mutex+ThreadSanitizer.swift): TSan cannot see the uninstrumented
 # libswiftSynchronization lock and reported every Mutex-protected access.
-# The agent's end-to-end tests (built executables as processes) are left out:
-# under TSan they take many times their plain run; its unit suites run.
-TSAN_FILTER='MosquittoTests|MassageAgentTests\.(OutboxTests|ConfigurationTests|AgentFuzzCorpusTests|AgentEngineStorageTests)'
-if (($# == 0)) && [ "${TSAN:-0}" != 0 ]; then
-    echo "==> ThreadSanitizer: building (debug, -sanitize=thread, .build-tsan)"
+# The agent's end-to-end suites (built executables as processes) are left
+# out: they test processes TSan does not instrument.
+TSAN_FILTER='MosquittoTests|MassageAgentTests\.(OutboxTests|ConfigurationTests|AgentFuzzCorpusTests|AgentEngineStorageTests|HardwareSettingsTests|SimulatorTestControlTests)'
+if (($# == 0)) && [ "${TSAN:-1}" != 0 ]; then
+    echo "==> ThreadSanitizer: building Tests/TSan (-sanitize=thread, .build-tsan)"
     tsan_started=$SECONDS
-    MASSAGEFLEET_TSAN=1 swift build --build-tests -c debug --sanitize=thread --scratch-path .build-tsan
+    MASSAGEFLEET_TSAN=1 swift build --package-path Tests/TSan --scratch-path "$PWD/.build-tsan" --build-tests --sanitize=thread
     echo "==> ThreadSanitizer: the Mosquitto and agent suites"
-    MASSAGEFLEET_TSAN=1 TSAN_OPTIONS="second_deadlock_stack=1 suppressions=$PWD/deploy/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}" \
-        swift test --skip-build --sanitize=thread --scratch-path .build-tsan \
-        --filter "$TSAN_FILTER"
+    MASSAGEFLEET_TSAN=1 TSAN_OPTIONS="halt_on_error=0 second_deadlock_stack=1 suppressions=$PWD/deploy/tsan.supp${TSAN_OPTIONS:+ $TSAN_OPTIONS}" \
+        run_pass "the ThreadSanitizer pass" 15 swift test --package-path Tests/TSan --scratch-path "$PWD/.build-tsan" \
+        --skip-build --sanitize=thread --filter "$TSAN_FILTER"
     echo "==> ThreadSanitizer pass: $((SECONDS - tsan_started)) s"
 fi
 

@@ -24,8 +24,7 @@ struct AgentEngineStorageTests {
         }
 
         func engine() throws -> MassageEngine {
-            let programs = try ProgramLibrary.load(directory: URL(fileURLWithPath: #filePath).deletingLastPathComponent()
-                .deletingLastPathComponent().deletingLastPathComponent().appendingPathComponent("Config/programs"))
+            let programs = try ProgramLibrary.load(directory: AgentProcess.repositoryRoot.appendingPathComponent("Config/programs"))
             return try MassageEngine(programs: programs, hardware: simulator, clock: clock, storage: storage)
         }
 

@@ -21,7 +21,7 @@ struct ConfigurationTests {
 
     @Test("the shipped example configuration loads")
     func shippedExample() throws {
-        let repo = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let repo = AgentProcess.repositoryRoot
         let config = try AgentConfiguration.load(file: repo.appendingPathComponent("Config/agent.yaml"))
         #expect(config.site.rawValue == "clinic-north")
         #expect(config.programsDirectory.path == repo.appendingPathComponent("Config/programs").standardizedFileURL.path)

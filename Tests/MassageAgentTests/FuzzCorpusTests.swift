@@ -1,3 +1,4 @@
+import FleetTestSupport
 import FleetProtocol
 import Foundation
 import MassageAgent
@@ -10,8 +11,7 @@ import Testing
 /// crashed a fuzz target) must simply not trap.
 @Suite("Fuzz corpus: agent config and desired config")
 struct AgentFuzzCorpusTests {
-    static let repository = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let repository = AgentProcess.repositoryRoot
 
     static func files(_ target: String) throws -> [URL] {
         try FileManager.default.contentsOfDirectory(at: repository.appendingPathComponent("Tests/Fuzz/Corpus/\(target)"),
@@ -62,7 +62,7 @@ struct AgentFuzzCorpusTests {
     @Test("the desired-config examples of docs/protocol.md are accepted by the agent as shipped, not only by the decoder")
     func protocolDocExamples() throws {
         let (file, builtins) = try Self.shippedDevice()
-        let repository = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+        let repository = AgentProcess.repositoryRoot
         let text = try String(contentsOf: repository.appendingPathComponent("docs/protocol.md"), encoding: .utf8)
         let blocks = text.components(separatedBy: "<!-- example: desired -->").dropFirst().compactMap { rest -> String? in
             guard let open = rest.range(of: "```json\n"), let close = rest.range(of: "\n```", range: open.upperBound..<rest.endIndex) else { return nil }

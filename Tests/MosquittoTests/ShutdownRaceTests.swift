@@ -99,11 +99,14 @@ struct ShutdownRaceTests {
                                 do {
                                     if publisher == 2 {
                                         try client.publishNoWait("stress/\(index)", payload: bytes("n"), qos: qos)
-                                        await Task.yield()
                                     } else {
                                         try await client.publish("stress/\(index)", payload: bytes("p"), qos: qos)
                                     }
                                     sent.mutex.withLock { $0 += 1 }
+                                    // A QoS 0 publish returns without suspending: without a
+                                    // yield these loops hold the cooperative pool's threads and
+                                    // the shutdown task never runs (a livelock under TSan).
+                                    await Task.yield()
                                 } catch let error as MQTTError where [.shutdown, .notConnected, .connectionLost, .tooManyInFlight].contains(error.code) {
                                     if error.code == .shutdown { return }
                                     await Task.yield()
