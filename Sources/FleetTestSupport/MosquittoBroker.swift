@@ -430,12 +430,15 @@ public final class MosquittoBroker: Sendable {
         }
     }
 
-    /// Polls (every millisecond) until `process` was reaped; false if it
-    /// still runs after `timeout`.
+    /// Polls (every millisecond) until `process` has exited (reaped, or a
+    /// zombie: Foundation's reaping thread can lag far behind on a loaded
+    /// machine, and this blocks a thread of the cooperative pool); false if
+    /// it still runs after `timeout`.
     static func blockUntilExit(_ process: Process, timeout: Duration) -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)
-        while process.isRunning {
+        let pid = process.processIdentifier
+        while process.isRunning && !processIsGone(pid) {
             if clock.now >= deadline { return false }
             usleep(1000)
         }

@@ -619,7 +619,7 @@ extension PostgresServer {
             }
         }
         let gone = blockUntil(timeout: .seconds(5)) {
-            hasExited(process) && children.allSatisfy(isGone)
+            hasExited(process) && children.allSatisfy(processIsGone)
         }
         guard gone else {
             throw FixtureError(
@@ -655,7 +655,7 @@ extension PostgresServer {
     /// Whether `process` exited: reaped, or a zombie nobody reaped yet (as
     /// in an `atexit` handler, where Foundation may no longer reap).
     static func hasExited(_ process: Process) -> Bool {
-        !process.isRunning || isGone(process.processIdentifier)
+        !process.isRunning || processIsGone(process.processIdentifier)
     }
 
     /// Polls every millisecond until `condition` holds; false if it still
@@ -673,24 +673,6 @@ extension PostgresServer {
     static func blockUntilExited(_ process: Process, timeout: Duration) -> Bool {
         blockUntil(timeout: timeout) { hasExited(process) }
     }
-
-    /// State letter and parent pid from `/proc/<pid>/stat`; nil if there is
-    /// no such process.
-    static func processState(_ pid: Int32) -> (state: Character, parent: Int32)? {
-        guard let text = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
-            let nameEnd = text.lastIndex(of: ")")
-        else { return nil }
-        let fields = text[text.index(after: nameEnd)...].split(separator: " ")
-        guard fields.count >= 2, let state = fields[0].first, let parent = Int32(fields[1]) else { return nil }
-        return (state, parent)
-    }
-
-    /// No such process, or a zombie.
-    static func isGone(_ pid: Int32) -> Bool {
-        guard let state = processState(pid)?.state else { return true }
-        return state == "Z" || state == "X"
-    }
-
     /// The processes whose parent is `pid` (a postmaster's backends and
     /// auxiliary processes, which are not in its process group).
     static func childProcesses(of pid: Int32) -> [Int32] {

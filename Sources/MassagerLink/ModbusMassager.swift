@@ -60,6 +60,10 @@ public final class ModbusMassager: MassagerHardware {
         var sentSinceRead = true
         /// Failed transactions in a row (reset by any success).
         var consecutiveFailures = 0
+        /// Set when a reconnect found the controller's ceilings or watchdog
+        /// changed: reported on every read, so the fault never reads healthy
+        /// and cannot be acknowledged away; only a restart checks again.
+        var incompatible: String?
     }
 
     private let state: Mutex<State>
@@ -126,7 +130,7 @@ public final class ModbusMassager: MassagerHardware {
 
     public func read(engineTime: Double) -> SensorReadings {
         state.withLock { s in
-            if s.context == nil { Self.reconnect(&s, settings: settings) }
+            if s.context == nil { Self.reconnect(&s, settings: settings, expected: controller) }
             guard let context = s.context else {
                 return Self.faulted(&s, "modbus link: down (\(s.statistics.lastError ?? "not connected")); reconnecting")
             }
@@ -158,6 +162,7 @@ public final class ModbusMassager: MassagerHardware {
             let b = s.buffer
             var problems: [String] = []
             if let pending = s.pending { problems.append(pending); s.pending = nil }
+            if let incompatible = s.incompatible { problems.append(incompatible) }
             if b[Int(RegisterMap.identity)] != RegisterMap.identityMagic || b[Int(RegisterMap.version)] != RegisterMap.mapVersion {
                 problems.append("modbus link: the controller's identity changed (register 0 = 0x\(String(b[0], radix: 16)), version \(b[1]))")
             }
@@ -280,12 +285,25 @@ public final class ModbusMassager: MassagerHardware {
     /// One bounded attempt, at most once per backoff interval: connect
     /// (bounded by the response timeout) and nothing else; the next read
     /// checks identity and boot counter.
-    private static func reconnect(_ s: inout State, settings: LinkSettings) {
+    private static func reconnect(_ s: inout State, settings: LinkSettings, expected: ControllerInfo) {
         let now = ContinuousClock.now
         guard now >= s.nextReconnect else { return }
         do throws(ModbusLinkError) {
             let context = try ModbusContext(settings)
             try context.connect()
+            // What was checked at start-up must still hold: a controller
+            // replaced or reconfigured while the link was down may have
+            // lower ceilings or a shorter watchdog than the agent accepted.
+            var block = [UInt16](repeating: 0, count: Int(RegisterMap.startupReadCount))
+            try context.read(0, count: RegisterMap.startupReadCount, into: &block)
+            let ceilings = ZoneValues { Double(block[Int(RegisterMap.ceiling($0))]) / 10 }
+            let watchdog = Int(block[Int(RegisterMap.watchdogMilliseconds)])
+            if ceilings != expected.ceilingsMMHg || watchdog != expected.watchdogMilliseconds {
+                let changed = Zone.allCases.filter { ceilings[$0] != expected.ceilingsMMHg[$0] }
+                    .map { "\($0.rawValue) \(expected.ceilingsMMHg[$0]) → \(ceilings[$0]) mmHg" }
+                    + (watchdog != expected.watchdogMilliseconds ? ["watchdog \(expected.watchdogMilliseconds) → \(watchdog) ms"] : [])
+                s.incompatible = "modbus link: the controller's settings changed while the link was down (\(changed.joined(separator: ", "))); restart the agent to check them against its own"
+            }
             s.context = context
             s.consecutiveFailures = 0
             s.statistics.reconnects += 1

@@ -148,7 +148,7 @@ public final class ReferenceController: Sendable {
             if let zone = readings.hardwareFault?.zone { duties.actuatorFailed(zone) }
             if case .release = duties.step(now: t, buttonHeld: readings.stopButtonPressed, measured: truth) {
                 simulator.releaseAll()
-                snapshot.lastOwnRelease = t
+                snapshot.lastOwnRelease = now  // after the release, not when the turn began
             }
             server.publish(readings, duties: duties)
 

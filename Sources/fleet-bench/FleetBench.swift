@@ -18,7 +18,7 @@ struct FleetBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-bench",
         abstract: "Agent footprint, command round trip and pain-to-release; console ingest vs mosquitto_sub.",
-        subcommands: [AgentBench.self, PainBench.self, IngestBench.self, RolloutBench.self, LoadBench.self, StormBench.self, EchoResponder.self, MemoryPressure.self])
+        subcommands: [AgentBench.self, PainBench.self, ModbusBench.self, IngestBench.self, RolloutBench.self, LoadBench.self, StormBench.self, EchoResponder.self, MemoryPressure.self])
 }
 
 /// The directory holding this binary and the other products.

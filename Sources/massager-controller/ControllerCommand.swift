@@ -8,7 +8,9 @@ import MassagerLink
 /// `listening on HOST:PORT` (TCP), `serving modbus-rtu on DEVICE` (RTU) or,
 /// with `--rtu-pty`, `agent device: PATH` (the other end of a pseudo-terminal
 /// line it made) once it serves, then reads commands on stdin, one a line,
-/// and answers each with one line: `press` / `letgo` (the stop button),
+/// and answers each with one line: `press` / `letgo` (the stop button;
+/// `press-timed` answers once the board released by itself, with how long
+/// that took),
 /// `freeze` / `thaw` (stop answering Modbus requests, resume), `drop` (close
 /// the agent's connection, TCP), `noise PER_MILLE` (corrupt that share of
 /// the chunks on a `--rtu-pty` line), `fault actuator ZONE`, `fault clear`,
@@ -99,6 +101,20 @@ struct Serve: ParsableCommand {
             line.setNoise(perMille: perMille)
             return "ok"
         case "press": controller.setStopButton(true); return "ok"
+        case "press-timed":
+            // Presses, then answers once the board released by itself:
+            // its half of pain-to-release, on its own clock.
+            let before = controller.snapshot.lastOwnRelease
+            let pressed = controller.now
+            controller.setStopButton(true)
+            let deadline = pressed + 2
+            while controller.now < deadline {
+                if let released = controller.snapshot.lastOwnRelease, released != before, released >= pressed {
+                    return "ok released_after_ms=" + String(format: "%.3f", (released - pressed) * 1000)
+                }
+                usleep(100)
+            }
+            return "error: no release within 2 s of the press"
         case "letgo": controller.setStopButton(false); return "ok"
         case "freeze": controller.setFrozen(true); return "ok"
         case "thaw": controller.setFrozen(false); return "ok"
@@ -113,7 +129,7 @@ struct Serve: ParsableCommand {
             let s = controller.snapshot
             return "status released=\(s.released) faults=\(s.faults) stop_latched=\(s.stopLatched) commands=\(s.commandsAccepted) client=\(s.clientConnected)"
         case nil: return "error: empty line"
-        default: return "error: unknown command \"\(words[0])\"; known: press, letgo, freeze, thaw, drop, noise, fault, status"
+        default: return "error: unknown command \"\(words[0])\"; known: press, press-timed, letgo, freeze, thaw, drop, noise, fault, status"
         }
     }
 }

@@ -220,6 +220,33 @@ struct ModbusLinkTests {
         await h.stop()
         replacement?.stop()
     }
+
+    @Test("a controller replaced while the link was down with lower ceilings: every read reports it, so the fault never reads healthy until the agent restarts")
+    func replacementWithLowerCeilings() async throws {
+        let h = try LinkHarness()
+        h.startDriver()
+        var replacement: ReferenceController?
+        do {
+            try await waitUntil(timeout: .seconds(10), "the engine ticks") { h.engine.tickCount > 10 }
+            h.controller.stop()
+            try await waitUntil(timeout: .seconds(30), "the link is down") { h.engine.telemetry().faults.contains { $0.kind == .hardwareFault } }
+            var options = LinkHarness.options()
+            options.bootCounter = h.massager.controller.bootCounter
+            options.ceilingsMMHg[.calf] = 60
+            replacement = try ReferenceController(port: h.controller.port, options: options)
+            try await waitUntil(timeout: .seconds(10), "the link reconnected and reported the changed ceilings") {
+                h.massager.statistics.reconnects > 0 && h.hardware.reportedFaults.contains { $0.contains("settings changed while the link was down") && $0.contains("calf") }
+            }
+            // Still reported on later reads: nothing can acknowledge it away.
+            let seen = h.hardware.reportedFaults.count
+            try await waitUntil(timeout: .seconds(10), "reported again") {
+                h.hardware.reportedFaults.dropFirst(seen).contains { $0.contains("settings changed") }
+            }
+            #expect(throws: EngineError.self) { _ = try h.engine.acknowledgeFaults() }
+        }
+        await h.stop()
+        replacement?.stop()
+    }
 }
 
 /// The same link over Modbus RTU: a pseudo-terminal line at 115200 baud
