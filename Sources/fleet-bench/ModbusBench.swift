@@ -193,8 +193,14 @@ private struct AgentRun {
     /// Starts a one-step session on the calf; returns its id.
     func startSession(seconds: Int) async throws -> String {
         let steps: WireJSON = ["steps": [["target": "calf", "technique": "compression", "intensity": 4, "duration_s": .int(seconds)]]]
-        let reply = try await probe.send(action: "start_session", params: steps, to: device)
-        guard reply.ok, let id = reply.result?["session_id"]?.string else { throw ValidationError("start_session refused: \(reply)") }
-        return id
+        // After a press the controller's latch clears once the new agent's
+        // first idle ticks have written zero demand: until then the agent
+        // reads the button as held and refuses.
+        return try await waitForValue(timeout: .seconds(10), pollEvery: .milliseconds(50), "a session start on \(device)") {
+            let reply = try await probe.send(action: "start_session", params: steps, to: device)
+            if reply.ok, let id = reply.result?["session_id"]?.string { return id }
+            if reply.errorMessage?.contains("stop button is held") == true { return nil }
+            throw ValidationError("start_session refused: \(reply)")
+        }
     }
 }
