@@ -13,8 +13,9 @@ import MassagerLink
 /// that took),
 /// `freeze` / `thaw` (stop answering Modbus requests, resume), `drop` (close
 /// the agent's connection, TCP), `noise PER_MILLE` (corrupt that share of
-/// the chunks on a `--rtu-pty` line), `fault actuator ZONE`, `fault clear`,
-/// `status`.
+/// the chunks on a `--rtu-pty` line), `fault actuator ZONE`,
+/// `fault frozen-sensor ZONE`, `fault runaway-pump ZONE`, `fault
+/// stuck-valve`, `fault clear`, `status`.
 @main
 struct ControllerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -120,11 +121,17 @@ struct Serve: ParsableCommand {
         case "thaw": controller.setFrozen(false); return "ok"
         case "drop": controller.dropClient(); return "ok"
         case "fault":
-            if words.count == 3, words[1] == "actuator", let zone = Zone(rawValue: words[2]) {
-                controller.simulator.inject(.actuatorFailure(zone)); return "ok"
+            let zone = words.count == 3 ? Zone(rawValue: words[2]) : nil
+            switch (words.dropFirst().first, zone) {
+            case ("actuator", let zone?): controller.simulator.inject(.actuatorFailure(zone))
+            case ("frozen-sensor", let zone?): controller.simulator.inject(.frozenPressureSensor(zone))
+            case ("runaway-pump", let zone?): controller.simulator.inject(.runawayPump(zone: zone, mmHgPerSecond: 40))
+            case ("stuck-valve", nil) where words.count == 2: controller.simulator.inject(.stuckDumpValve)
+            case ("clear", nil) where words.count == 2: controller.simulator.clearAllFaults()
+            default:
+                return "error: expected `fault actuator ZONE`, `fault frozen-sensor ZONE`, `fault runaway-pump ZONE`, `fault stuck-valve` or `fault clear` (ZONE: \(Zone.allCases.map(\.rawValue).joined(separator: ", ")))"
             }
-            if words.count == 2, words[1] == "clear" { controller.simulator.clearAllFaults(); return "ok" }
-            return "error: expected `fault actuator ZONE` or `fault clear`"
+            return "ok"
         case "status":
             let s = controller.snapshot
             return "status released=\(s.released) faults=\(s.faults) stop_latched=\(s.stopLatched) commands=\(s.commandsAccepted) client=\(s.clientConnected)"

@@ -247,6 +247,28 @@ struct ModbusLinkTests {
         await h.stop()
         replacement?.stop()
     }
+
+    @Test("a stuck dump valve on the controller: after the stop button the pressure does not fall, and the engine latches release_failed (critical)")
+    func stuckValveOnTheController() async throws {
+        let h = try LinkHarness()
+        h.startDriver()
+        do {
+            try await h.startSession(seconds: 20)
+            try await waitUntil(timeout: .seconds(10), "the calf inflates") { h.controller.snapshot.pressuresMMHg.calf > 20 }
+            h.controller.simulator.inject(.stuckDumpValve)
+            h.controller.setStopButton(true)
+            try await waitUntil(timeout: .seconds(30), "the engine aborted") { !h.journal.abortReasons.isEmpty }
+            #expect(h.journal.abortReasons == [.painSignal])
+            try await waitUntil(timeout: .seconds(30), "release_failed latched") {
+                h.journal.raisedFaults.contains { $0.kind == .releaseFailed }
+            }
+            #expect(h.journal.raisedFaults.first { $0.kind == .releaseFailed }?.kind.isCritical == true)
+            #expect(h.controller.snapshot.pressuresMMHg.calf > 5, "the valve really is stuck: \(h.controller.snapshot.pressuresMMHg)")
+            h.controller.simulator.clearAllFaults()
+            h.controller.setStopButton(false)
+        }
+        await h.stop()
+    }
 }
 
 /// The same link over Modbus RTU: a pseudo-terminal line at 115200 baud
