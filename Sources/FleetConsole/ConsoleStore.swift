@@ -36,6 +36,16 @@ public protocol ConsoleStore: Sendable {
     /// pain_signal aborts since `since`, by (site, program).
     func painSignalAborts(since: Date) async throws -> [PainSignalCount]
 
+    // Forgetting a device (issue 20, item 10).
+    /// In one transaction: deletes the device's events (their (epoch, seq)
+    /// numbering is what a re-provisioned device starts again, and the
+    /// start-up reads take each device's position from them), resets its
+    /// usage baseline to zero counters (its total stays: the site's totals
+    /// keep what it did), clears its active alerts at `at` (the history
+    /// stays), and writes `record` as its device row. Sessions, daily usage,
+    /// commands, rollouts and the audit log are not touched.
+    func forgetDevice(_ address: DeviceAddress, record: Data, writer: String, at: Date) async throws -> ForgetCounts
+
     // Alerts.
     func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) async throws -> Int64
     func clearAlert(id: Int64, at: Date) async throws
@@ -88,6 +98,16 @@ public struct EventKey: Hashable, Sendable {
             if !stored.contains(seq) { missing.append(EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq))) }
             seq += 1
         }
+    }
+}
+
+/// What `forgetDevice` removed.
+public struct ForgetCounts: Sendable, Equatable {
+    public var events: Int
+    public var alerts: Int
+    public var usageBaselineReset: Bool
+    public init(events: Int, alerts: Int, usageBaselineReset: Bool) {
+        (self.events, self.alerts, self.usageBaselineReset) = (events, alerts, usageBaselineReset)
     }
 }
 

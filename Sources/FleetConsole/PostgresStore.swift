@@ -330,6 +330,33 @@ public final class PostgresStore: ConsoleStore {
             """, logger: logger).decode((String, String, Int64).self)).map { PainSignalCount(site: $0.0, program: $0.1, count: Int($0.2)) }
     }
 
+    // MARK: Forgetting a device
+
+    public func forgetDevice(_ address: DeviceAddress, record: Data, writer: String, at: Date) async throws -> ForgetCounts {
+        let zero = try FleetJSON.makeEncoder().encode(Usage())
+        let (site, device) = (address.site.rawValue, address.device.rawValue)
+        let logger = self.logger
+        return try await client.withTransaction(logger: logger) { c in
+            // Counted by the statements themselves (a CTE over RETURNING), in the same transaction.
+            func count(_ query: PostgresQuery) async throws -> Int {
+                var n: Int64 = 0
+                for try await value in try await c.query(query, logger: logger).decode(Int64.self) { n = value }
+                return Int(n)
+            }
+            let events = try await count("WITH d AS (DELETE FROM event WHERE site = \(site) AND device = \(device) RETURNING 1) SELECT count(*) FROM d")
+            let usage = try await count("WITH u AS (UPDATE usage_device SET last = \(zero) WHERE site = \(site) AND device = \(device) RETURNING 1) SELECT count(*) FROM u")
+            let alerts = try await count("""
+                WITH a AS (UPDATE alert SET cleared_at = \(at.timeIntervalSince1970) WHERE site = \(site) AND device = \(device) AND cleared_at IS NULL RETURNING 1)
+                SELECT count(*) FROM a
+                """)
+            try await c.query("""
+                INSERT INTO device (site, device, json, updated_at, writer) VALUES (\(site), \(device), \(record), \(unescaped: Self.now), \(writer))
+                ON CONFLICT (site, device) DO UPDATE SET json = excluded.json, updated_at = excluded.updated_at, writer = excluded.writer
+                """, logger: logger)
+            return ForgetCounts(events: events, alerts: alerts, usageBaselineReset: usage > 0)
+        }
+    }
+
     // MARK: Alerts
 
     static let alertColumns = "id, site, device, type, severity, message, raised_at, cleared_at, acknowledged_by, acknowledged_at"

@@ -352,6 +352,25 @@ public final class SQLiteStore: ConsoleStore {
                       outcome: r["outcome"], reason: r["reason"])
     }
 
+    // MARK: Forgetting a device
+
+    public func forgetDevice(_ address: DeviceAddress, record: Data, writer: String, at: Date) async throws -> ForgetCounts {
+        let zero = try FleetJSON.makeEncoder().encode(Usage())
+        let (site, device) = (address.site.rawValue, address.device.rawValue)
+        return try await pool.write { db in
+            try db.execute(sql: "DELETE FROM event WHERE site = ? AND device = ?", arguments: [site, device])
+            let events = db.changesCount
+            try db.execute(sql: "UPDATE usage_device SET last = ? WHERE site = ? AND device = ?", arguments: [zero, site, device])
+            let usage = db.changesCount > 0
+            try db.execute(sql: "UPDATE alert SET cleared_at = ? WHERE site = ? AND device = ? AND cleared_at IS NULL",
+                           arguments: [at.timeIntervalSince1970, site, device])
+            let alerts = db.changesCount
+            try db.execute(sql: "INSERT OR REPLACE INTO device(site, device, json, updated_at, writer) VALUES (?, ?, ?, \(Self.now), ?)",
+                           arguments: [site, device, record, writer])
+            return ForgetCounts(events: events, alerts: alerts, usageBaselineReset: usage)
+        }
+    }
+
     // MARK: Alerts
 
     public func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) async throws -> Int64 {

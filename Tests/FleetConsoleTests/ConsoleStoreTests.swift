@@ -258,3 +258,56 @@ struct ConsoleStoreTests {
         await store.close()
     }
 }
+
+// Issue 20, item 10: forgetting a device, on both stores.
+extension ConsoleStoreTests {
+    @Test("forgetting a device deletes its events (their keys can be stored again), resets its usage baseline keeping the total, clears its active alerts, writes its row; the rest stays", arguments: [TestDatabase.sqlite, .postgres])
+    func forgetDevice(_ backend: TestDatabase) async throws {
+        try await Self.withStore(backend) { store, _ in
+            let other = try DeviceAddress(site: "clinic-north", device: "m-2")
+            var batch = IngestBatch()
+            batch.events = [Self.event(.sessionStarted, session: "s1", epoch: 9_007_199_254_740_992, seq: 1),
+                            Self.event(.sessionCompleted, session: "s1", epoch: 9_007_199_254_740_992, seq: 2)]
+            let (_, otherEvent, otherPayload) = Self.event(.sessionStarted, session: "s2", epoch: 3, seq: 1)
+            batch.events.append((other, otherEvent, otherPayload))
+            batch.sessions["s1"] = Self.session("s1", outcome: "completed", startedAt: Self.t0, endedAt: Self.t0.addingTimeInterval(60))
+            let used = Usage(sessions: SessionCounts(started: 5, completed: 4, aborted: [:]))
+            batch.usage[Self.device] = (last: used, total: used)
+            batch.usage[other] = (last: used, total: used)
+            batch.devices[Self.device] = Data(#"{"site":"clinic-north","device":"m-1","epoch":9007199254740992}"#.utf8)
+            try await store.commit(batch)
+            let mine = try await store.insertAlert(site: "clinic-north", device: "m-1", type: "offline", severity: .critical, message: "gone", at: Self.t0)
+            let theirs = try await store.insertAlert(site: "clinic-north", device: "m-2", type: "offline", severity: .critical, message: "gone", at: Self.t0)
+            try await store.audit(AuditDraft(actor: "admin", action: "command.ping", targets: "clinic-north/m-1", outcome: "accepted"))
+
+            let tombstone = Data(#"{"site":"clinic-north","device":"m-1","revoked":true}"#.utf8)
+            let at = Self.t0.addingTimeInterval(3600)
+            let counts = try await store.forgetDevice(Self.device, record: tombstone, writer: "console", at: at)
+            #expect(counts == ForgetCounts(events: 2, alerts: 1, usageBaselineReset: true))
+
+            #expect(try await store.eventCount(site: "clinic-north", device: "m-1") == 0)
+            #expect(try await store.eventCount(site: "clinic-north", device: "m-2") == 1, "another device's events stay")
+            let last = try await store.lastEventSequences()
+            #expect(last[Self.device] == nil && last[other] == EventKey(epoch: 3, seq: 1), "the 2^53 epoch is gone from the start-up read")
+            #expect(try await store.loadDevices() == [tombstone])
+            let usage = try await store.loadUsage()
+            let decoder = FleetJSON.makeDecoder()
+            let m1 = try #require(usage.first { $0.device == "m-1" })
+            #expect(try decoder.decode(Usage.self, from: m1.last) == Usage(), "the baseline is zero counters")
+            #expect(try decoder.decode(Usage.self, from: m1.total) == used, "the total stays in the site's totals")
+            let m2 = try #require(usage.first { $0.device == "m-2" })
+            #expect(try decoder.decode(Usage.self, from: m2.last) == used)
+            let alerts = try await store.alerts(activeOnly: false, limit: 10)
+            #expect(alerts.first { $0.id == mine }?.clearedAt == at, "its active alert is cleared, kept in the history")
+            #expect(alerts.first { $0.id == theirs }?.clearedAt == nil)
+            #expect(try await store.sessions(site: "clinic-north", device: "m-1", limit: 10).map(\.sessionID) == ["s1"], "past sessions stay")
+            #expect(try await store.auditEntries(limit: 10).count == 1, "the audit log stays")
+
+            // A re-provisioned device numbers its events from 1 again: the same keys are new.
+            var again = IngestBatch()
+            again.events = [Self.event(.sessionStarted, session: "s3", epoch: 1, seq: 1)]
+            #expect(try await store.commit(again).count == 1)
+            #expect(try await store.lastEventSequences()[Self.device] == EventKey(epoch: 1, seq: 1))
+        }
+    }
+}
