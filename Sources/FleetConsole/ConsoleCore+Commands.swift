@@ -92,11 +92,14 @@ extension ConsoleCore {
                 }
                 guard principal.canSee(site: address.site.rawValue) else { throw .forbidden("token '\(principal.name)' may not act on site \"\(address.site)\"") }
                 guard fleet[address] != nil else { throw .notFound("device \(address) is not known to this console") }
+                if let revoked = fleet[address]?.revokedAt {
+                    throw .conflict("device \(address) was forgotten and is revoked since \(RFC3339.string(from: revoked)): it gets no commands until it connects again with new credentials")
+                }
                 chosen.append(address)
             }
         } else {
             guard let site = t.site else { throw .badRequest("targets: give a site, a list of devices, or both") }
-            chosen = fleet.keys.filter { $0.site.rawValue == site }.sorted()
+            chosen = fleet.filter { $0.key.site.rawValue == site && $0.value.revokedAt == nil }.keys.sorted()
         }
         if t.idleOnly == true {
             chosen = chosen.filter { fleet[$0]?.state == .idle }

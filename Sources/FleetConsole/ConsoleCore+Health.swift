@@ -41,7 +41,8 @@ extension ConsoleCore {
         // device rows, up to ~3 s later (rows written and read every second).
         let sharingDelay = isReplica ? 3.0 : 0
         var out: [FleetModel.AlertKey: Condition] = [:]
-        for (address, r) in devices {
+        // A revoked device raises nothing: it is gone, not offline (item 18).
+        for (address, r) in devices where r.revokedAt == nil {
             func raise(_ type: String, _ severity: Health, _ message: String) {
                 out[.init(site: address.site.rawValue, device: address.device.rawValue, type: type)] = Condition(severity: severity, message: message)
             }

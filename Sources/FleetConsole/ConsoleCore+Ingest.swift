@@ -39,7 +39,9 @@ extension ConsoleCore {
     enum Received: Sendable {
         case reply(MQTTMessage)
         case desired(DeviceAddress, DesiredConfig)
-        case payload(AgentPayload, from: DeviceAddress, raw: [UInt8])
+        /// `retained`: the broker sent it from its retained store (at a
+        /// subscribe), not as it was published.
+        case payload(AgentPayload, from: DeviceAddress, raw: [UInt8], retained: Bool)
         case rejected(MQTTMessage, why: String)
         case ignored
     }
@@ -66,7 +68,7 @@ extension ConsoleCore {
             if message.payload.isEmpty && message.retain { return .ignored } // a cleared retained topic
             return .rejected(message, why: error.message)
         case .success(let payload):
-            return .payload(payload, from: address, raw: message.payload)
+            return .payload(payload, from: address, raw: message.payload, retained: message.retain)
         }
     }
 
@@ -75,7 +77,7 @@ extension ConsoleCore {
         switch received {
         case .reply(let message): handleReply(message)
         case .desired(let address, let desired): handleDesired(address, desired)
-        case .payload(let payload, let address, let raw): apply(payload, from: address, raw: raw)
+        case .payload(let payload, let address, let raw, let retained): apply(payload, from: address, raw: raw, retained: retained)
         case .rejected(let message, let why): reject(message, why)
         case .ignored: break
         }
@@ -96,7 +98,7 @@ extension ConsoleCore {
         pending.withLock { _ = $0.dirtyDevices.insert(address) }
     }
 
-    func apply(_ payload: AgentPayload, from address: DeviceAddress, raw: [UInt8]) {
+    func apply(_ payload: AgentPayload, from address: DeviceAddress, raw: [UInt8], retained: Bool = false) {
         let now = Date()
         let lag = now.timeIntervalSince(payload.envelope.ts)
         // Lag from live telemetry and events (a will carries its connect time, so status is left out).
@@ -120,6 +122,22 @@ extension ConsoleCore {
                 } else {
                     m.resyncOwed.insert(address) // asked too recently: asked again later, never dropped
                 }
+            }
+            if r.revokedAt != nil {
+                // Forgotten and revoked (issue 20, item 18). A retained message is
+                // the broker's copy of what was published before: not trusted.
+                if retained {
+                    items.ignoredRevoked = true
+                    m.devices[address] = r
+                    return items
+                }
+                // A live one comes from a client holding the id's credentials
+                // now: it was provisioned again. It starts fresh, and is asked to
+                // republish its retained topics, so the broker's copies are its own.
+                r = r.forgotten(at: r.forgottenAt ?? now, revoked: false)
+                r.desiredSince = r.desired == nil ? nil : now
+                items.readmitted = true
+                askResync()
             }
             if !envelope.historical { r.lastSeen = max(r.lastSeen ?? .distantPast, now) }
             switch payload {
@@ -244,6 +262,13 @@ extension ConsoleCore {
             m.devices[address] = r
             return items
         }
+        if batchItems.ignoredRevoked {
+            metrics.revokedIgnored.increment()
+            return
+        }
+        if batchItems.readmitted {
+            logger.notice("a forgotten device is heard from live: provisioned again, it starts fresh", metadata: ["device": "\(address)"])
+        }
         if batchItems.sequenceFault {
             pending.withLock { _ = $0.dirtyDevices.insert(address) } // the fault is kept in the device's row
             metrics.sequenceFaults.increment()
@@ -327,6 +352,10 @@ extension ConsoleCore {
         var isNewEvent = false
         /// The event was refused for an implausible jump of its seq.
         var sequenceFault = false
+        /// A retained message of a revoked device, ignored.
+        var ignoredRevoked = false
+        /// A live message ended the device's revocation.
+        var readmitted = false
         var event: (Stamped<Event>, Data)?
         var session: SessionRecord?
         var sessionOnly: SessionRecord?
@@ -439,6 +468,11 @@ extension ConsoleCore {
     /// the rest of a row is re-learned within seconds from retained and live
     /// messages.
     public func flushNow(includingDevices: Bool = false) async {
+        // One commit at a time, in the order the batches were taken (`forget` too).
+        await commitGate.run { await commitPending(includingDevices: includingDevices) }
+    }
+
+    private func commitPending(includingDevices: Bool) async {
         var batch = pending.withLock { b -> IngestBatch in defer { b = .init() }; return b }
         let devicesDue = includingDevices || deviceRowsDue.withLock { due in
             let now = ContinuousClock.now

@@ -22,7 +22,7 @@ extension ConsoleCore {
         let health = mine.map(\.severity).max() ?? .ok
         return DeviceSummary(site: r.site, device: r.device, online: r.online, state: r.state, session: r.session, health: health,
                              alerts: mine.map(\.type).sorted(), epoch: r.epoch, lastSeen: r.lastSeen, agentVersion: r.agentVersion,
-                             config: r.configVersions)
+                             config: r.configVersions, forgottenAt: r.forgottenAt, revokedAt: r.revokedAt)
     }
 
     public func devices(for principal: Principal, site: String? = nil, state: DeviceState? = nil, health: Health? = nil) throws(ConsoleError) -> [DeviceSummary] {
@@ -68,6 +68,7 @@ extension ConsoleCore {
             out.append(SiteSummary(site: id, name: site?.name ?? id, timezone: zone.identifier, devices: mine.count, online: online,
                                inSession: inSession, idle: mine.filter { $0.state == .idle }.count,
                                offline: mine.filter { $0.state == .offline }.count, faulted: mine.filter { $0.state == .faulted }.count,
+                               revoked: mine.filter { $0.state == .revoked }.count,
                                activeAlerts: active.keys.filter { $0.site == id }.count,
                                sessionsToday: sessionsToday,
                                utilisation: online == 0 ? 0 : Double(inSession) / Double(online)))

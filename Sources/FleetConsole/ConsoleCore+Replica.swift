@@ -179,12 +179,7 @@ extension ConsoleCore {
                 model.withLock { m in
                     for other in records {
                         guard let address = try? DeviceAddress(site: other.site, device: other.device) else { continue }
-                        if var mine = m.devices[address] {
-                            mine.merge(other)
-                            m.devices[address] = mine
-                        } else {
-                            m.devices[address] = other
-                        }
+                        m.adopt(other, at: address)
                     }
                 }
             } catch {

@@ -42,13 +42,17 @@ extension ConsoleCore {
     }
 
     func rolloutTargets(_ t: RolloutDocument.Targets, for principal: Principal) throws(ConsoleError) -> [DeviceAddress] {
-        let known = model.withLock { Set($0.devices.keys) }
+        // A revoked device is in no rollout (issue 20, item 18).
+        let (known, revoked) = model.withLock { m in
+            (Set(m.devices.filter { $0.value.revokedAt == nil }.keys), Set(m.devices.filter { $0.value.revokedAt != nil }.keys))
+        }
         var chosen = Set<DeviceAddress>()
         if t.all == true { chosen = known }
         for site in t.sites ?? [] { chosen.formUnion(known.filter { $0.site.rawValue == site }) }
         for d in t.devices ?? [] {
             let parts = d.split(separator: "/").map(String.init)
             guard parts.count == 2, let a = try? DeviceAddress(site: parts[0], device: parts[1]) else { continue }
+            guard !revoked.contains(a) else { throw .conflict("device \(a) was forgotten and is revoked: it is in no rollout until it connects again with new credentials") }
             guard known.contains(a) else { throw .notFound("device \(a) is not known to this console") }
             chosen.insert(a)
         }

@@ -16,6 +16,8 @@ public final class ConsoleCore: Service, Sendable {
     let client: MQTTClient
     let model: Mutex<FleetModel>
     let pending = Mutex(IngestBatch())
+    /// Commits and forgets, one at a time in order (see `SerialGate`).
+    let commitGate = SerialGate()
     /// When device rows are next written (see `flushNow`).
     let deviceRowsDue = Mutex(ContinuousClock.now)
     let commands: Mutex<[String: CommandRecord]>

@@ -12,6 +12,7 @@ final class ConsoleMetrics: Sendable {
     let sessionsStarted: Counter
     let resyncs: Counter
     let sequenceFaults: Counter
+    let revokedIgnored: Counter
     let lag: Gauge
     let alertsActive: Gauge
     let coordinator: Gauge
@@ -42,6 +43,7 @@ final class ConsoleMetrics: Sendable {
         sessionsStarted = registry.makeCounter(descriptor: Self.d("sessions", "total", "Sessions started"))
         resyncs = registry.makeCounter(descriptor: Self.d("resync_requests", "total", "resync commands sent after an event gap or a new epoch"))
         sequenceFaults = registry.makeCounter(descriptor: Self.d("ingest_sequence_faults", "total", "Events refused for an implausible jump of their seq (a device fault)"))
+        revokedIgnored = registry.makeCounter(descriptor: Self.d("ingest_revoked_ignored", "total", "Retained messages of forgotten (revoked) devices, ignored"))
         lag = registry.makeGauge(descriptor: Self.d("ingest_lag", "seconds", "Age of the last live message when it was ingested"))
         alertsActive = registry.makeGauge(descriptor: Self.d("alerts", "active", "Alerts not yet cleared"))
         coordinator = registry.makeGauge(descriptor: Self.d("coordinator", "", "1 while this console does the once-only work (a replica holding the lease)"))

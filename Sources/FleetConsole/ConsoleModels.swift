@@ -60,6 +60,7 @@ public struct SiteSummary: Codable, Sendable, Equatable {
     public var idle: Int
     public var offline: Int
     public var faulted: Int
+    public var revoked: Int
     public var activeAlerts: Int
     public var sessionsToday: Int
     /// Share of online devices in a session right now (0–1).
@@ -67,7 +68,7 @@ public struct SiteSummary: Codable, Sendable, Equatable {
 
     enum CodingKeys: String, CodingKey {
         case site, name, timezone, devices, online
-        case inSession = "in_session", idle, offline, faulted
+        case inSession = "in_session", idle, offline, faulted, revoked
         case activeAlerts = "active_alerts", sessionsToday = "sessions_today", utilisation
     }
 }
@@ -93,6 +94,9 @@ public struct ConfigVersions: Codable, Sendable, Equatable {
 
 public enum DeviceState: String, Codable, Sendable, CaseIterable {
     case inSession = "in_session", idle, offline, faulted
+    /// Forgotten by an admin (`POST …/forget`) and not heard from live since:
+    /// its retained status is not trusted (issue 20, item 18).
+    case revoked
 }
 
 public enum Health: String, Codable, Sendable, Comparable {
@@ -113,10 +117,15 @@ public struct DeviceSummary: Codable, Sendable, Equatable {
     public var lastSeen: Date?
     public var agentVersion: String?
     public var config: ConfigVersions
+    /// When an admin last forgot the device (nil: never).
+    public var forgottenAt: Date? = nil
+    /// Set while the device is `revoked`: when it was forgotten.
+    public var revokedAt: Date? = nil
 
     enum CodingKeys: String, CodingKey {
         case site, device, online, state, session, health, alerts, epoch
         case lastSeen = "last_seen", agentVersion = "agent_version", config
+        case forgottenAt = "forgotten_at", revokedAt = "revoked_at"
     }
 }
 
@@ -175,6 +184,37 @@ public struct AlertRecord: Codable, Sendable, Equatable {
     }
 
     public var isActive: Bool { clearedAt == nil }
+}
+
+/// `POST /api/v1/devices/{site}/{device}/forget` (admin); the body is optional.
+public struct ForgetRequest: Codable, Sendable, Equatable {
+    /// Why (for the audit log), at most `maxReason` characters.
+    public var reason: String?
+    public static let maxReason = 500
+    public init(reason: String? = nil) { self.reason = reason }
+}
+
+/// What forgetting a device did (docs/api.md, "Forgetting a device").
+public struct ForgetResult: Codable, Sendable, Equatable {
+    public var site: String
+    public var device: String
+    /// `revoked` until the device is heard from live again.
+    public var state: DeviceState
+    public var forgottenAt: Date
+    /// Whether the console held a record of the device.
+    public var wasKnown: Bool
+    /// Its events deleted from the event table (their (epoch, seq) numbering
+    /// is what a re-provisioned device starts again).
+    public var eventsDeleted: Int
+    /// Its alerts that were active, now cleared (kept in the history).
+    public var alertsCleared: Int
+    /// Whether it had a usage baseline (reset; its total stays in the site's totals).
+    public var usageBaselineReset: Bool
+
+    enum CodingKeys: String, CodingKey {
+        case site, device, state, forgottenAt = "forgotten_at", wasKnown = "was_known"
+        case eventsDeleted = "events_deleted", alertsCleared = "alerts_cleared", usageBaselineReset = "usage_baseline_reset"
+    }
 }
 
 /// `POST /api/v1/commands`.

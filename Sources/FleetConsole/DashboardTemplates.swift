@@ -83,7 +83,7 @@ enum DashboardTemplates {
       <label for="filter-site">Site</label>
       <select id="filter-site"><option value="">all</option>{{#siteIDs}}<option value="{{.}}">{{.}}</option>{{/siteIDs}}</select>
       <label for="filter-state">State</label>
-      <select id="filter-state"><option value="">all</option><option>in_session</option><option>idle</option><option>offline</option><option>faulted</option></select>
+      <select id="filter-state"><option value="">all</option><option>in_session</option><option>idle</option><option>offline</option><option>faulted</option><option>revoked</option></select>
       <label for="filter-text">Search</label>
       <input id="filter-text" type="search" placeholder="device or program">
     </div>
@@ -232,6 +232,7 @@ enum DashboardTemplates {
     .health.ok, .state.idle, .state.in_session { color: var(--ok); }
     .health.warning { color: var(--warn); }
     .health.critical, .state.offline, .state.faulted { color: var(--crit); }
+    .state.revoked { color: var(--muted); text-decoration: line-through; }
     #flash { background: #ddf4ff; border: 1px solid var(--accent); padding: .5rem; border-radius: 6px; }
     #login-error { color: var(--crit); }
     svg text { font: 12px system-ui, sans-serif; fill: var(--fg); }

@@ -9,7 +9,14 @@ extension DeviceRecord {
     /// (epoch, seq) of the retained topics, the telemetry's arrival, the
     /// highest event — never by which replica wrote last. Merging is
     /// idempotent and order-independent, so rows read twice do no harm.
+    /// Both records must be of one life of the id (the same `forgottenAt`;
+    /// `FleetModel.adopt` sees to it).
     mutating func merge(_ other: DeviceRecord) {
+        // Revoked, then readmitted by a live message another replica received:
+        // readmission is the later of the two within one life.
+        if revokedAt != nil, other.revokedAt == nil, other.forgottenAt != nil, other.forgottenAt == forgottenAt {
+            revokedAt = nil
+        }
         // Presence: every replica reads the retained status itself; the newer (epoch, seq) wins.
         if Self.isNewer(other.lastStatus, than: lastStatus) {
             online = other.online

@@ -40,6 +40,17 @@ struct DeviceRecord: Codable, Sendable {
     /// When `usage.outbox_dropped` last grew: `outbox_drops` is raised while
     /// this is within `health.outbox_drop_window_s`.
     var outboxDropsGrewAt: Date?
+    /// When an admin last forgot this device (`POST …/forget`, issue 20
+    /// item 10): everything the console knew of it before was dropped. It
+    /// tells records of an earlier life of the id from those of the current
+    /// one (replicas: `FleetModel.adopt`).
+    var forgottenAt: Date?
+    /// Set by forgetting (item 18): the device shows `revoked`, and its
+    /// retained messages — published before the revocation and replayed by
+    /// the broker at every subscribe — are ignored. Cleared by the first live
+    /// message: only a client holding the id's broker credentials can send
+    /// one, so the id was provisioned again, and it starts fresh.
+    var revokedAt: Date?
 
     init(site: String, device: String) {
         self.site = site
@@ -49,6 +60,7 @@ struct DeviceRecord: Codable, Sendable {
     var faults: [String] { telemetry?.faults ?? [] }
 
     var state: DeviceState {
+        if revokedAt != nil { return .revoked }
         if !online { return .offline }
         if !faults.isEmpty || telemetry?.sessionState == .fault { return .faulted }
         if session != nil { return .inSession }
@@ -59,6 +71,18 @@ struct DeviceRecord: Codable, Sendable {
     var configDiffers: Bool {
         guard let desired else { return false }
         return reported?.appliedVersion != desired.version
+    }
+
+    /// A record that knows nothing of the device but what the console itself
+    /// keeps on the broker for it (its retained desired config, which a
+    /// re-provisioned massager should still get), forgotten at `at`.
+    func forgotten(at: Date, revoked: Bool) -> DeviceRecord {
+        var r = DeviceRecord(site: site, device: device)
+        r.desired = desired
+        r.desiredSince = desired == nil ? nil : at
+        r.forgottenAt = at
+        r.revokedAt = revoked ? at : nil
+        return r
     }
 
     var configVersions: ConfigVersions {
@@ -131,6 +155,39 @@ struct FleetModel: Sendable {
         var message: String
         /// Last time the condition was seen true (for hysteresis on clearing).
         var lastSeen: Date
+    }
+
+    /// Drops what the model knows of `address` but its usage total (history:
+    /// the site's totals keep what the device did) and puts `tombstone` in
+    /// its place. The usage baseline goes: the next counters are counted
+    /// whole (a re-provisioned massager starts a new ledger).
+    mutating func forget(_ address: DeviceAddress, tombstone: DeviceRecord) {
+        devices[address] = tombstone
+        if let u = usage[address] { usage[address] = (Usage(), u.total) }
+        holes[address] = nil
+        resyncAttempts[address] = nil
+        resyncOwed.remove(address)
+        let (site, device) = (address.site.rawValue, address.device.rawValue)
+        activeAlerts = activeAlerts.filter { !($0.key.site == site && $0.key.device == device) }
+    }
+
+    /// Folds in another replica's row of `address` (`deviceSyncLoop`). A row
+    /// of a later life of the id (forgotten later) replaces this one whole,
+    /// and what this replica held of the earlier life goes as in `forget`;
+    /// one of an earlier life is ignored; within one life facets merge
+    /// (`DeviceRecord.merge`).
+    mutating func adopt(_ other: DeviceRecord, at address: DeviceAddress) {
+        guard var mine = devices[address] else {
+            devices[address] = other
+            return
+        }
+        let ours = mine.forgottenAt ?? .distantPast, theirs = other.forgottenAt ?? .distantPast
+        if theirs > ours {
+            forget(address, tombstone: other)
+        } else if theirs == ours {
+            mine.merge(other)
+            devices[address] = mine
+        }
     }
 
     mutating func record(_ address: DeviceAddress) -> DeviceRecord {

@@ -106,6 +106,26 @@ public enum HTTPAPI {
             }
         }
 
+        // Admin: forget a device (issue 20, items 10 and 18; docs/api.md). The body is optional.
+        router.post("/api/v1/devices/:site/:device/forget") { request, context in
+            await json(request) { principal in
+                try core.require(.admin, principal, for: "forgetting a device")
+                var request = request
+                let buffer: ByteBuffer
+                do { buffer = try await request.collectBody(upTo: limit) } catch {
+                    throw ConsoleError(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+                }
+                var reason: String?
+                if buffer.readableBytes > 0 {
+                    switch FleetJSON.decode(ForgetRequest.self, from: Array(buffer.readableBytesView)) {
+                    case .success(let body): reason = body.reason
+                    case .failure(let error): throw ConsoleError.badRequest("expected no body or {\"reason\": \"…\"}: \(error.message)")
+                    }
+                }
+                return try await core.forget(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", reason: reason, by: principal)
+            }
+        }
+
         router.post("/api/v1/commands") { request, _ in
             await json(request, status: .accepted) { principal in
                 try core.require(.operator, principal, for: "sending commands")

@@ -13,7 +13,7 @@ struct ConsoleCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-console",
         abstract: "MassageFleet console: serve the fleet's API and dashboard, or talk to a running console.",
-        subcommands: [Serve.self, Devices.self, Device.self, Start.self, Stop.self, SendCommand.self, Alerts.self, Usage.self, Audit.self, RolloutCommand.self, HashToken.self, MigrateDB.self])
+        subcommands: [Serve.self, Devices.self, Device.self, Start.self, Stop.self, SendCommand.self, Alerts.self, Usage.self, Audit.self, Forget.self, RolloutCommand.self, HashToken.self, MigrateDB.self])
 
     /// Like ArgumentParser's main, but a bad flag exits with status 2 instead of 64.
     static func main() async {
@@ -181,7 +181,7 @@ struct Devices: AsyncParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List devices (filters: --site, --state, --health).")
     @OptionGroup var options: ClientOptions
     @Option var site: String?
-    @Option(help: "in_session, idle, offline or faulted.") var state: String?
+    @Option(help: "in_session, idle, offline, faulted or revoked.") var state: String?
     @Option(help: "ok, warning or critical.") var health: String?
 
     func run() async throws {
@@ -381,6 +381,32 @@ struct Audit: AsyncParsableCommand {
             printTable(["WHEN", "WHO", "ACTION", "TARGETS", "OUTCOME", "DETAIL"], list.entries.map {
                 [when($0.at), $0.actor, $0.action, $0.targets, $0.outcome, $0.detail ?? ""]
             })
+        }
+    }
+}
+
+struct Forget: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Forget a device (admin): drop what the console knows of SITE/DEVICE and show it revoked until it connects again with new credentials.",
+        discussion: "Run it after provision.sh revoke (which runs it when FLEET_CONSOLE_API and a token are set). Sessions, daily usage, alert history and the audit log are kept; docs/operations.md says why.")
+    @OptionGroup var options: ClientOptions
+    @Argument(help: "site/device") var address: String
+    @Option(help: "Why, for the audit log.") var reason: String?
+
+    func run() async throws {
+        try await runClient {
+            let parts = address.split(separator: "/", omittingEmptySubsequences: false).map(String.init)
+            guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
+                throw CLIError("expected SITE/DEVICE, e.g. clinic-north/massager-07, got \"\(address)\"")
+            }
+            let client = try APIClient(options)
+            let raw = try await client.call("POST", "/api/v1/devices/\(parts[0])/\(parts[1])/forget", body: try FleetJSON.encode(ForgetRequest(reason: reason)))
+            if options.json { return printJSON(raw) }
+            let r = try FleetJSON.makeDecoder().decode(ForgetResult.self, from: raw)
+            printTable(["SITE", "DEVICE", "STATE", "FORGOTTEN", "EVENTS DELETED", "ALERTS CLEARED", "USAGE BASELINE", "KNOWN"], [[
+                r.site, r.device, r.state.rawValue, when(r.forgottenAt), "\(r.eventsDeleted)", "\(r.alertsCleared)",
+                r.usageBaselineReset ? "reset" : "-", r.wasKnown ? "yes" : "no",
+            ]])
         }
     }
 }
