@@ -54,7 +54,9 @@ Commands
   revoke SITE DEVICE
             removes the device's password and ACL entries, revokes its
             certificates (CRL), deletes its bundle, records it in
-            DIR/ca/revoked.txt and reloads the broker
+            DIR/ca/revoked.txt and reloads the broker; then has the console
+            forget the device (see --console), or prints the command to run
+            (\`device\` does the same when it provisions a revoked id again)
   console [INSTANCE]
             broker credentials for a console instance (default "console"):
             DIR/console/INSTANCE/ with broker-password, console.crt,
@@ -78,6 +80,11 @@ Options for every command
                      else /etc/massagefleet); the broker reads DIR/broker/
   --broker-user USER owner of the files the broker reads (default: mosquitto
                      when run as root and that user exists)
+The console, for revoke and re-provisioning (\`fleet-console forget\`):
+  --console URL      the console's API (default \$FLEET_CONSOLE_API); without
+                     it the command to run is printed instead
+  --console-token-file FILE
+                     an admin token (default \$FLEET_CONSOLE_TOKEN)
 How the broker is reloaded after a change (device, console, revoke, reload):
   --broker-pid PID   send SIGHUP to this mosquitto process
   --pid-file FILE    read its pid from FILE
@@ -470,6 +477,61 @@ reload_broker() {
     note "reloaded the broker (SIGHUP to mosquitto, pid $pid)"
 }
 
+# ---------------------------------------------------------------- console
+
+# Tells the console to forget SITE/DEVICE (POST /api/v1/devices/SITE/DEVICE/
+# forget, admin): it drops the numbers it holds of the device and shows it
+# revoked, ignoring the retained status the broker keeps of it, until the id
+# connects again with new credentials (docs/operations.md). Done here when
+# the console's URL is known (--console URL or FLEET_CONSOLE_API) with an
+# admin token (--console-token-file FILE or FLEET_CONSOLE_TOKEN; never on the
+# command line); otherwise it prints the command to run.
+# Returns 1 (after a warning naming that command) when the call failed.
+forget_in_console() { # site device why
+    local site=$1 device=$2 why=$3 command
+    command="FLEET_CONSOLE_TOKEN=\$(cat ADMIN.token) fleet-console forget $site/$device --api ${CONSOLE_API:-https://CONSOLE} --reason \"$why\""
+    if [[ -z $CONSOLE_API ]]; then
+        note "the console still holds $site/$device's numbers and last status: forget it there (admin): $command"
+        note "(or let $PROGRAM do it: set FLEET_CONSOLE_API and FLEET_CONSOLE_TOKEN, or pass --console URL --console-token-file FILE)"
+        return 0
+    fi
+    local token=${FLEET_CONSOLE_TOKEN-}
+    if [[ -n $CONSOLE_TOKEN_FILE ]]; then
+        [[ -r $CONSOLE_TOKEN_FILE ]] || { warn "cannot read the console token file $CONSOLE_TOKEN_FILE"; warn "forget $site/$device in the console yourself: $command"; return 1; }
+        token=$(<"$CONSOLE_TOKEN_FILE")
+        token=${token//[[:space:]]/}
+    fi
+    if [[ -z $token ]]; then
+        warn "--console/FLEET_CONSOLE_API is set but no admin token is (FLEET_CONSOLE_TOKEN or --console-token-file FILE)"
+        warn "forget $site/$device in the console yourself: $command"
+        return 1
+    fi
+    command -v curl >/dev/null 2>&1 || { warn "'curl' is not installed (apt-get install curl)"; warn "forget $site/$device in the console yourself: $command"; return 1; }
+    local headers body status
+    # The token goes to curl in a private file, never on its command line (ps).
+    headers=$(mktemp "${TMPDIR:-/tmp}/provision-headers.XXXXXX")
+    body=$(mktemp "${TMPDIR:-/tmp}/provision-body.XXXXXX")
+    printf 'Authorization: Bearer %s\nContent-Type: application/json\n' "$token" >"$headers"
+    unset token
+    status=$(curl -sS -o "$body" -w '%{http_code}' --max-time 30 -X POST -H "@$headers" \
+        --data "{\"reason\": \"$why\"}" "${CONSOLE_API%/}/api/v1/devices/$site/$device/forget" 2>&1) || status="curl failed: $status"
+    rm -f "$headers"
+    if [[ $status == 200 ]]; then
+        rm -f "$body"
+        note "the console at ${CONSOLE_API%/} forgot $site/$device: it shows the device as revoked until it connects with new credentials"
+        return 0
+    fi
+    warn "the console at ${CONSOLE_API%/} did not forget $site/$device (HTTP $status): $(head -c 300 "$body" 2>/dev/null)"
+    rm -f "$body"
+    warn "forget it yourself once the console answers: $command"
+    return 1
+}
+
+# Whether SITE.DEVICE was revoked (not rotated) before: re-provisioning it.
+was_revoked() { # identity
+    [[ -f $CA_DIR/revoked.txt ]] && awk -F '\t' -v cn="$1" '$3 == cn && $4 == "cessationOfOperation" { found = 1 } END { exit !found }' "$CA_DIR/revoked.txt"
+}
+
 # ---------------------------------------------------------------- commands
 
 cmd_init() {
@@ -663,8 +725,12 @@ cmd_device() {
     [[ -z $broker ]] || check_host_port --broker "$broker"
     require_init
 
-    local identity="$site.$device" out="$DIR/devices/$site/$device" root
+    local identity="$site.$device" out="$DIR/devices/$site/$device" root reprovisioned=false
     root=$(settings_get topic_root massage/v1)
+    # An id revoked before and not provisioned since: the console may still
+    # hold the numbers of its earlier life (e.g. a thief's epoch), which would
+    # shadow the new massager's.
+    if ! has_broker_password "$identity" && was_revoked "$identity"; then reprovisioned=true; fi
     # What this device was provisioned with before (a re-run keeps it),
     # else the fleet's defaults from init.
     local previous="$out/.provision.env"
@@ -732,6 +798,11 @@ EOF
     rebuild_acl
     note "device $site/$device: $out/ (agent.yaml, password, ca.crt, device.crt, device.key)"
     reload_broker || true
+    if $reprovisioned; then
+        note "$site/$device was revoked before: this is a new life of the id"
+        forget_in_console "$site" "$device" "re-provisioned by $PROGRAM" ||
+            die "$site/$device is provisioned, but the console may still hold its earlier numbers: forget it there (the command is above) before the massager connects"
+    fi
 }
 
 cmd_revoke() {
@@ -766,6 +837,11 @@ cmd_revoke() {
         note "$site/$device was not provisioned (nothing to revoke)"
     fi
     reload_broker || die "$site/$device is revoked in the files but the broker was NOT reloaded: run \"$PROGRAM reload\" (or systemctl reload mosquitto) now"
+    # Only now, with the device cut off: a live message from it would end the console's revocation.
+    if $found; then
+        forget_in_console "$site" "$device" "revoked by $PROGRAM" ||
+            die "$site/$device is revoked on the broker, but the console still shows its last status: forget it there (the command is above)"
+    fi
 }
 
 cmd_token() {
@@ -880,6 +956,8 @@ RELOAD=auto
 RELOAD_PID=""
 RELOAD_PID_FILE=""
 BROKER_USER="unset"
+CONSOLE_API=${FLEET_CONSOLE_API-}
+CONSOLE_TOKEN_FILE=""
 args=()
 while (($#)); do
     case $1 in
@@ -889,6 +967,8 @@ while (($#)); do
         --pid-file) need_value "$@"; RELOAD=pidfile; RELOAD_PID_FILE=$2; shift 2 ;;
         --no-reload) RELOAD=none; shift ;;
         --broker-user) need_value "$@"; BROKER_USER=$2; shift 2 ;;
+        --console) need_value "$@"; CONSOLE_API=$2; shift 2 ;;
+        --console-token-file) need_value "$@"; CONSOLE_TOKEN_FILE=$2; shift 2 ;;
         -h | --help) usage; exit 0 ;;
         *) args+=("$1"); shift ;;
     esac

@@ -86,6 +86,30 @@ struct ConsoleEndToEndTests {
         #expect(try await get("\(api)/api/v1/devices", token: try token("north-desk") + admin).status == 401)
         #expect(try await get("\(api)/api/v1/devices").status == 401)
         #expect(!console.standardError().contains(admin), "the console must not log tokens")
+
+        // Issue 20, items 10 and 18: provision.sh revoke has the console forget the device.
+        // Without the console's URL it does the broker part and prints the command to run.
+        let tokens = fleet.url.appendingPathComponent("console/tokens").path
+        let untold = try await fleet.provision(["revoke", "spa-south", "massager-01"] + fleet.reloadOptions(broker), environment: ["FLEET_CONSOLE_API": ""])
+        #expect(untold.standardOutput.contains("fleet-console forget spa-south/massager-01"), "\(untold)")
+        // With the URL and an admin token file, the console forgets it: revoked, not online.
+        let told = try await fleet.provision(
+            ["revoke", "clinic-north", "massager-01", "--console", api, "--console-token-file", "\(tokens)/head-office.token"] + fleet.reloadOptions(broker))
+        #expect(told.standardOutput.contains("the console at \(api) forgot clinic-north/massager-01"), "\(told)")
+        let revoked = try await get("\(api)/api/v1/devices?state=revoked", token: admin)
+        #expect(revoked.devices == ["clinic-north/massager-01"], "\(String(decoding: revoked.body, as: UTF8.self))")
+        // Provisioning a revoked id again tells the console too; a viewer token is refused,
+        // and provision.sh says so (exit 1) after writing the bundle, naming the command.
+        let refusedForget = try await fleet.provision(
+            ["device", "spa-south", "massager-01", "--broker", "localhost:\(port)", "--console", api, "--console-token-file", "\(tokens)/north-desk.token"]
+                + fleet.reloadOptions(broker), mustSucceed: false)
+        #expect(refusedForget.status == .exited(1), "\(refusedForget)")
+        #expect(refusedForget.standardError.contains("did not forget spa-south/massager-01 (HTTP 403)"), "\(refusedForget)")
+        #expect(refusedForget.standardError.contains("fleet-console forget spa-south/massager-01"), "\(refusedForget)")
+        #expect(FileManager.default.fileExists(atPath: fleet.url.appendingPathComponent("devices/spa-south/massager-01/agent.yaml").path))
+        let viewerToken = try token("north-desk")
+        #expect(!fleet.output.contains(admin) && !fleet.output.contains(viewerToken), "provision.sh never prints a token")
+
         #expect(try await console.stop(gracePeriod: .seconds(10)) == .exited(0))
 
         // The same console refuses to start once the tokens file is readable by others.

@@ -58,10 +58,10 @@ final class ProvisionedFleet: Sendable {
     /// Runs `provision.sh --dir DIR arguments…` and returns how it went;
     /// throws when it failed and `mustSucceed`.
     @discardableResult
-    func provision(_ arguments: [String], mustSucceed: Bool = true) async throws -> ProcessRunner.Completed {
+    func provision(_ arguments: [String], environment: [String: String] = [:], mustSucceed: Bool = true) async throws -> ProcessRunner.Completed {
         let bash = try ExecutableLocator.find("bash")
         let result = try await ProcessRunner.run(
-            bash, arguments: [Deploy.provisionScript.path, "--dir", url.path] + arguments, timeout: .seconds(60))
+            bash, arguments: [Deploy.provisionScript.path, "--dir", url.path] + arguments, environment: environment, timeout: .seconds(60))
         transcript.mutex.withLock { $0.append(result.standardOutput + result.standardError) }
         if mustSucceed && !result.succeeded {
             throw FixtureError("provision.sh \(arguments.joined(separator: " ")) failed: \(result)")
