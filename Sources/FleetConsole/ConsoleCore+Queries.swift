@@ -49,6 +49,17 @@ extension ConsoleCore {
                             desiredConfig: record.desired, reportedConfig: record.reported)
     }
 
+    /// The programs the devices of each site `principal` may see can run,
+    /// by site (the overview's start forms).
+    public func programsBySite(for principal: Principal) -> [String: [String]] {
+        let devices = model.withLock { $0.devices }
+        var out: [String: Set<String>] = [:]
+        for (address, record) in devices where principal.canSee(site: address.site.rawValue) {
+            out[address.site.rawValue, default: []].formUnion(record.programs)
+        }
+        return out.mapValues { $0.sorted() }
+    }
+
     public func sites(for principal: Principal) async -> [SiteSummary] {
         let (devices, active) = model.withLock { ($0.devices, $0.activeAlerts) }
         let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query

@@ -38,10 +38,20 @@ extension ConsoleCore {
         }
         await audit(principal, "rollout.create", targets: describeTargets(document.targets), outcome: "started", detail: "\(rollout.id): \(rollout.waves.map { "\($0.size)" }.joined(separator: "+")) devices")
         rolloutSignal.yield()
-        return rollout
+        return rollout.visible(to: principal) ?? rollout
     }
 
+    /// The devices a rollout document targets. A site-limited token is
+    /// refused before anything is looked up, so its answer never tells
+    /// whether another site or device exists: `all: true` (every site) and
+    /// any site or device outside its list are 403.
     func rolloutTargets(_ t: RolloutDocument.Targets, for principal: Principal) throws(ConsoleError) -> [DeviceAddress] {
+        if t.all == true, let sites = principal.sites {
+            throw .forbidden("targets.all: token '\(principal.name)' is limited to \(sites.sorted().joined(separator: ", ")); name those sites in targets.sites instead")
+        }
+        for site in t.sites ?? [] where !principal.canSee(site: site) {
+            throw .forbidden("token '\(principal.name)' may not act on site \"\(site)\"")
+        }
         // A revoked device is in no rollout (issue 20, item 18).
         let (known, revoked) = model.withLock { m in
             (Set(m.devices.filter { $0.value.revokedAt == nil }.keys), Set(m.devices.filter { $0.value.revokedAt != nil }.keys))
@@ -52,12 +62,10 @@ extension ConsoleCore {
         for d in t.devices ?? [] {
             let parts = d.split(separator: "/").map(String.init)
             guard parts.count == 2, let a = try? DeviceAddress(site: parts[0], device: parts[1]) else { continue }
+            guard principal.canSee(site: a.site.rawValue) else { throw .forbidden("token '\(principal.name)' may not act on site \"\(a.site)\"") }
             guard !revoked.contains(a) else { throw .conflict("device \(a) was forgotten and is revoked: it is in no rollout until it connects again with new credentials") }
             guard known.contains(a) else { throw .notFound("device \(a) is not known to this console") }
             chosen.insert(a)
-        }
-        for a in chosen where !principal.canSee(site: a.site.rawValue) {
-            throw .forbidden("token '\(principal.name)' may not act on site \"\(a.site)\"")
         }
         return chosen.sorted()
     }
@@ -67,18 +75,22 @@ extension ConsoleCore {
         return ((t.sites ?? []).map { "site=\($0)" } + (t.devices ?? [])).joined(separator: ",")
     }
 
-    /// Rollouts are read from the store, where every console (replica) records them.
+    /// Rollouts are read from the store, where every console (replica) records
+    /// them; each as `principal` may see it (`Rollout.visible(to:)`).
     public func rolloutList(for principal: Principal) async throws(ConsoleError) -> [Rollout] {
-        let all: [Rollout]
-        do { all = try await store.rollouts() } catch { throw .unavailable("rollouts cannot be read: \(error)") }
-        return all.filter { r in r.devices.contains { principal.canSee(site: $0.site) } }.sorted { $0.createdAt > $1.createdAt }
+        try await storedRollouts().compactMap { $0.visible(to: principal) }.sorted { $0.createdAt > $1.createdAt }
     }
 
+    /// One rollout as `principal` may see it; 404 when it has no device at the principal's sites.
     public func rollout(id: String, for principal: Principal) async throws(ConsoleError) -> Rollout {
-        guard let r = try await rolloutList(for: principal).first(where: { $0.id == id }) else {
+        guard let r = try await storedRollouts().first(where: { $0.id == id })?.visible(to: principal) else {
             throw .notFound("rollout \"\(id)\" not found")
         }
         return r
+    }
+
+    private func storedRollouts() async throws(ConsoleError) -> [Rollout] {
+        do { return try await store.rollouts() } catch { throw .unavailable("rollouts cannot be read: \(error)") }
     }
 
     /// pause / resume / abort (admin).
@@ -86,6 +98,11 @@ extension ConsoleCore {
         try require(.admin, principal, for: "\(action) of a rollout")
         guard ["pause", "resume", "abort"].contains(action) else { throw .notFound("unknown rollout action \"\(action)\"; expected pause, resume or abort") }
         let seen = try await rollout(id: id, for: principal)
+        // Pausing, resuming or aborting (and rolling back) acts on every
+        // device of the rollout: only a token that may act on all of them can.
+        if seen.partial {
+            throw .forbidden("rollout \(id) also has devices at sites token '\(principal.name)' may not act on; an admin of every site it spans can \(action) it")
+        }
         let now = Date()
         let name = principal.name
         let changed: (Rollout, [RolloutAction])
@@ -123,7 +140,7 @@ extension ConsoleCore {
         await audit(principal, "rollout.\(action)", targets: id, outcome: updated.state.rawValue)
         await perform(actions, rollout: id)
         rolloutSignal.yield()
-        return updated
+        return updated.visible(to: principal) ?? updated
     }
 
     /// Steps every rollout that can still change, twice a second or when signalled.

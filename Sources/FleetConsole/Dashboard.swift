@@ -219,15 +219,15 @@ final class Dashboard: Sendable {
 
         router.get("/") { request, _ -> Response in
             guard let s = self.session(request) else { return Self.redirect("/login") }
-            let devices = (try? core.devices(for: s.principal)) ?? []
-            let programs = Set(core.model.withLock { $0.devices.values.flatMap(\.programs) }).sorted()
+            // Each site's start form offers the programs its own devices run
+            // (never another site's: issue 20, item 6).
+            let programs = core.programsBySite(for: s.principal)
             let sites = await core.sites(for: s.principal).map { site -> [String: Any] in
                 var d = (try? JSONValue(encoding: site)).map(Self.plain) as? [String: Any] ?? [:]
                 d["utilisationText"] = "\(Int((site.utilisation * 100).rounded()))%"
-                d["programs"] = programs
+                d["programs"] = programs[site.site] ?? []
                 d["canOperate"] = s.principal.role >= .operator
                 d["csrf"] = s.csrf
-                _ = devices
                 return d
             }
             return self.page("overview", title: "Overview", session: s, flash: Self.cookieFlash(request), ["sites": sites])
@@ -301,7 +301,7 @@ final class Dashboard: Sendable {
                  "waves": r.waves.map { "\($0.index): \($0.size) \($0.state)" }.joined(separator: ", "),
                  "counts": r.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "),
                  "devices": r.devices.map { ["wave": "\($0.wave)", "site": $0.site, "device": $0.device, "state": $0.state.rawValue, "version": $0.version.map(String.init) ?? "", "error": $0.error ?? ""] },
-                 "canAdmin": s.principal.role >= .admin, "csrf": s.csrf]
+                 "canAdmin": s.principal.role >= .admin && !r.partial, "partial": r.partial, "csrf": s.csrf]
             }
             return self.page("rollouts", title: "Rollouts", session: s, flash: Self.cookieFlash(request), ["rollouts": list])
         }

@@ -192,6 +192,7 @@ enum DashboardTemplates {
     {{#rollouts}}
     <section class="rollout" data-rollout="{{id}}"><h2>{{name}} <small>{{id}}</small></h2>
     <p>State <strong>{{state}}</strong>{{#reason}} ({{reason}}){{/reason}}; waves: {{waves}}; devices: {{counts}}.</p>
+    {{#partial}}<p class="partial">Only your sites' devices are shown; this rollout also runs elsewhere, so only an admin of every site it spans can pause, resume or abort it.</p>{{/partial}}
     {{#canAdmin}}
     <form method="post" action="/ui/rollouts/{{id}}/pause"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Pause</button></form>
     <form method="post" action="/ui/rollouts/{{id}}/resume"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Resume</button></form>

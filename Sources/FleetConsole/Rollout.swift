@@ -308,10 +308,15 @@ public struct Rollout: Codable, Sendable, Equatable {
     public var waves: [RolloutWave]
     public var devices: [RolloutDevice]
     public var document: RolloutDocument
+    /// Set only in what a site-limited token is shown (`visible(to:)`): the
+    /// rollout also has devices at sites it may not see, which were left out
+    /// of `devices`, `counts`, the waves' sizes and the document's targets.
+    /// Never stored.
+    public var partial = false
 
     enum CodingKeys: String, CodingKey {
         case id, name, state, reason, createdAt = "created_at", createdBy = "created_by"
-        case currentWave = "current_wave", waves, devices, counts, document
+        case currentWave = "current_wave", waves, devices, counts, document, partial
     }
 
     public var counts: [String: Int] { Dictionary(grouping: devices, by: \.state.rawValue).mapValues(\.count) }
@@ -349,6 +354,7 @@ public struct Rollout: Codable, Sendable, Equatable {
         waves = try c.decode([RolloutWave].self, forKey: .waves)
         devices = try c.decode([RolloutDevice].self, forKey: .devices)
         document = try c.decode(RolloutDocument.self, forKey: .document)
+        partial = try c.decodeIfPresent(Bool.self, forKey: .partial) ?? false
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -364,6 +370,7 @@ public struct Rollout: Codable, Sendable, Equatable {
         try c.encode(devices, forKey: .devices)
         try c.encode(counts, forKey: .counts)
         try c.encode(document, forKey: .document)
+        if partial { try c.encode(partial, forKey: .partial) }
     }
 }
 

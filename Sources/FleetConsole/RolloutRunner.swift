@@ -101,7 +101,7 @@ enum RolloutRunner {
             let executed = r.devices.filter { $0.state.isExecuted }.count
             let failures = r.devices.filter { $0.state.isFailure }.count
             if executed >= t.minExecuted, Double(failures) * 100 >= t.percent * Double(executed) {
-                let why = "\(failures) of \(executed) executed devices failed (threshold \(t.percent)% with at least \(t.minExecuted) executed)"
+                let why = thresholdReason(failures: failures, executed: executed, threshold: t)
                 if t.action == "abort" {
                     actions += abort(&r, reason: why, now: now)
                 } else {
@@ -167,6 +167,19 @@ enum RolloutRunner {
         r.state = .completed
         r.reason = nil
         return [.audit("rollout \(r.id) completed: \(r.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))")]
+    }
+
+    /// Why an error threshold paused or aborted a rollout. Its counts are over
+    /// every device of the rollout, so a site-limited token is shown
+    /// `scopedThresholdReason` instead (`Rollout.visible(to:)`).
+    static func thresholdReason(failures: Int, executed: Int, threshold t: RolloutDocument.Threshold) -> String {
+        "\(failures) of \(executed) \(thresholdMarker) (threshold \(t.percent)% with at least \(t.minExecuted) executed)"
+    }
+
+    static let thresholdMarker = "executed devices failed"
+
+    static func scopedThresholdReason(_ t: RolloutDocument.Threshold) -> String {
+        "the error threshold (\(t.percent)% with at least \(t.minExecuted) executed) was reached over the whole rollout, which also has devices at sites this token may not see"
     }
 
     /// Stops the rollout; with `on_abort: rollback` every device it wrote

@@ -14,6 +14,7 @@ struct RolloutCommand: AsyncParsableCommand {
         print("rollout \(r.id) \"\(r.name)\": \(r.state.rawValue)\(r.reason.map { " (\($0))" } ?? ""), wave \(min(r.currentWave + 1, r.waves.count))/\(r.waves.count)")
         print("waves: " + r.waves.map { "\($0.index): \($0.size) \($0.state)" }.joined(separator: ", "))
         print("devices: " + r.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
+        if r.partial { print("(only the devices at your token's sites are shown: the rollout also runs at other sites)") }
         print("")
         printTable(["WAVE", "SITE", "DEVICE", "STATE", "VERSION", "ERROR"], r.devices.map {
             ["\($0.wave)", $0.site, $0.device, $0.state.rawValue, $0.version.map(String.init) ?? "-", $0.error ?? ""]

@@ -10,20 +10,24 @@ import Testing
 
 @testable import FleetConsole
 
-/// The console's side of issue 20's items 3 (replies), 7 (site scope) and 8
-/// (the session cookie), on a console core with its own SQLite file and an
-/// MQTT client that never connects: messages go in through `receive`, as
-/// the broker would deliver them, and HTTP through the router.
-@Suite("console: reply topics, site scope, session cookie")
+/// The console's side of issue 20's items 3 (replies), 6 and 7 (site scope),
+/// 8 (the session cookie) and 14 (live-update streams), on a console core
+/// with its own SQLite file and an MQTT client that never connects: messages
+/// go in through `receive`, as the broker would deliver them, and HTTP
+/// through the router.
+@Suite("console: reply topics, site scope, session cookie, live streams")
 struct ConsoleReplyAndScopeTests {
     static let north = try! DeviceAddress(site: "clinic-north", device: "massager-01")
     static let south = try! DeviceAddress(site: "spa-south", device: "massager-01")
 
-    static func withCore(tokens: [TokenEntry] = [], secureCookies: CookieSecurity = .off, _ body: (ConsoleCore) async throws -> Void) async throws {
+    static func withCore(tokens: [TokenEntry] = [], secureCookies: CookieSecurity = .off,
+                         configure: (inout ConsoleConfiguration) -> Void = { _ in },
+                         _ body: (ConsoleCore) async throws -> Void) async throws {
         let directory = try TemporaryDirectory(prefix: "console-reply-scope")
         var configuration = ConsoleConfiguration(databasePath: directory.file("console.sqlite").path)
         configuration.tokens = tokens
         configuration.secureCookies = secureCookies
+        configure(&configuration)
         var logger = Logger(label: "test.console")
         logger.logLevel = .critical
         let core = try await ConsoleCore(configuration: configuration, logger: logger)
@@ -35,8 +39,9 @@ struct ConsoleReplyAndScopeTests {
     }
 
     /// Makes `address` known and online, as its retained birth would.
-    static func announce(_ address: DeviceAddress, to core: ConsoleCore) {
-        let status = #"{"state": "online", "agent_version": "1.0.0", "epoch": 1, "seq": 1, "ts": "2025-03-01T10:00:00.000Z", "programs": ["calf-release"], "config_version": 0, "capabilities": []}"#
+    static func announce(_ address: DeviceAddress, programs: [String] = ["calf-release"], to core: ConsoleCore) {
+        let list = programs.map { "\"\($0)\"" }.joined(separator: ", ")
+        let status = #"{"state": "online", "agent_version": "1.0.0", "epoch": 1, "seq": 1, "ts": "2025-03-01T10:00:00.000Z", "programs": [\#(list)], "config_version": 0, "capabilities": []}"#
         core.receive(MQTTMessage(topic: core.configuration.topicRoot.topic(.status, for: address), payload: Array(status.utf8), qos: .atLeastOnce, retain: true))
     }
 
