@@ -96,6 +96,10 @@ public struct ConsoleConfiguration: Sendable {
     public var maxRequestBodyBytes = 1 << 20
     /// `secure_cookies`: whether the session cookie is `Secure` (and `__Host-`).
     public var secureCookies: CookieSecurity = .off
+    /// `dashboard.max_streams_per_session`: live-update streams (Server-Sent
+    /// Events) one dashboard session may hold open at once; one more is 429
+    /// `too_many_streams`.
+    public var maxStreamsPerSession = 10
 
     public init(database: StoreLocation) {
         self.database = database
@@ -129,7 +133,8 @@ public struct ConsoleOverrides: Sendable {
 
 extension ConsoleConfiguration {
     static let knownKeys: [String: Set<String>] = [
-        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies"],
+        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies", "dashboard"],
+        "dashboard": ["max_streams_per_session"],
         "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
@@ -183,6 +188,7 @@ extension ConsoleConfiguration {
             default: r.problem("secure_cookies", "expected true (TLS in front of every request), false, or \"forwarded\" (trust X-Forwarded-Proto from the proxy); got \(v)")
             }
         }
+        if let v = r.int("dashboard.max_streams_per_session", in: 1...100) { c.maxStreamsPerSession = v }
         // Replicas
         if let v = r.double("replica.lease_s", in: 2...300) { c.leaseSeconds = v }
         if let name = overrides.replica ?? r.string("replica.name") {

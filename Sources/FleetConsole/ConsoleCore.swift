@@ -41,6 +41,8 @@ public final class ConsoleCore: Service, Sendable {
     let adoptedCommands = Mutex<Set<String>>([])
     let rolloutSignal: AsyncStream<Void>.Continuation
     let rolloutWakeups: AsyncStream<Void>
+    /// The API tokens in force: `configuration.tokens` until `replaceTokens`.
+    let tokens: Mutex<[TokenEntry]>
 
     /// Opens (and migrates) the configured store and loads the fleet from it.
     public convenience init(configuration: ConsoleConfiguration, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) async throws {
@@ -58,6 +60,7 @@ public final class ConsoleCore: Service, Sendable {
         self.logger = logger
         self.store = store
         metrics = ConsoleMetrics()
+        tokens = Mutex(configuration.tokens)
         replyTopic = configuration.topicRoot.consoleReplyTopic(instance: Identifier(rawValue: configuration.instance) ?? Identifier(rawValue: "console")!)
 
         // Start from what the database holds.
@@ -198,11 +201,26 @@ public final class ConsoleCore: Service, Sendable {
         guard let authorization, authorization.lowercased().hasPrefix("bearer ") else { throw .unauthorized() }
         let token = String(authorization.dropFirst(7)).trimmingCharacters(in: .whitespaces)
         guard !token.isEmpty else { throw .unauthorized() }
-        let digest = TokenEntry.hash(token)
+        guard let principal = principal(tokenDigest: TokenEntry.hash(token)) else { throw .unauthorized("the bearer token is not valid") }
+        return principal
+    }
+
+    /// The principal of the token with this SHA-256 among the tokens in force
+    /// now, or nil. The dashboard asks again on every page and live update,
+    /// so a session ends with its token.
+    func principal(tokenDigest digest: [UInt8]) -> Principal? {
+        let entries = tokens.withLock { $0 }
         var match: TokenEntry?
-        for entry in configuration.tokens where constantTimeEqual(entry.sha256, digest) { match = entry }
-        guard let match else { throw .unauthorized("the bearer token is not valid") }
-        return Principal(name: match.name, role: match.role, sites: match.sites)
+        for entry in entries where constantTimeEqual(entry.sha256, digest) { match = entry }
+        return match.map { Principal(name: $0.name, role: $0.role, sites: $0.sites) }
+    }
+
+    /// Puts `entries` in force instead of the current tokens (the seam for
+    /// reloading the tokens file, issue 20 item 13). A removed token fails
+    /// its next API call, and the dashboard sessions signed in with it end
+    /// at their next page or live update (within a second for a stream).
+    public func replaceTokens(_ entries: [TokenEntry]) {
+        tokens.withLock { $0 = entries }
     }
 
     public func require(_ role: Principal.Role, _ principal: Principal, for what: String) throws(ConsoleError) {

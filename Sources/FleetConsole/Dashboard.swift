@@ -15,16 +15,22 @@ final class Dashboard: Sendable {
         var principal: Principal
         var csrf: String
         var expires: Date
+        /// The SHA-256 of the token signed in with: the session lasts only
+        /// while that token is in force.
+        var tokenDigest: [UInt8]
     }
 
     let core: ConsoleCore
     let library: MustacheLibrary
     private let sessions = Mutex<[String: Session]>([:])
+    /// Live-update streams open per session (`dashboard.max_streams_per_session`).
+    let streams: LiveStreams
     static let cookie = "fc_session"
     static let lifetime: TimeInterval = 8 * 3600
 
     init(core: ConsoleCore) throws {
         self.core = core
+        streams = LiveStreams(limitPerSession: core.configuration.maxStreamsPerSession)
         var library = MustacheLibrary()
         for (name, text) in [("layout", DashboardTemplates.layout), ("login", DashboardTemplates.login), ("overview", DashboardTemplates.overview),
                              ("devices", DashboardTemplates.devices), ("device", DashboardTemplates.device), ("alerts", DashboardTemplates.alerts),
@@ -70,12 +76,26 @@ final class Dashboard: Sendable {
     }
 
     func session(_ request: Request) -> Session? {
-        guard let id = sessionID(request) else { return nil }
-        return sessions.withLock { all in
+        sessionID(request).flatMap(session(id:))
+    }
+
+    /// Session `id` while it is signed in: not signed out, not expired, and
+    /// its token still in force, with the principal that token gives now.
+    /// A session whose token was removed ends here. Every page and every
+    /// live update asks.
+    func session(id: String) -> Session? {
+        let found = sessions.withLock { all -> Session? in
             guard let s = all[id] else { return nil }
             if s.expires < Date() { all[id] = nil; return nil }
             return s
         }
+        guard var s = found else { return nil }
+        guard let principal = core.principal(tokenDigest: s.tokenDigest) else {
+            _ = sessions.withLock { $0.removeValue(forKey: id) }
+            return nil
+        }
+        s.principal = principal
+        return s
     }
 
     static func cookieValue(_ request: Request, _ name: String) -> String? {
@@ -199,9 +219,11 @@ final class Dashboard: Sendable {
         router.post("/login") { request, _ -> Response in
             let form = await Self.form(request, limit: limit)
             do {
-                let principal = try core.authenticate(authorization: "Bearer " + (form["token"] ?? ""))
+                let token = (form["token"] ?? "").trimmingCharacters(in: .whitespaces)
+                let principal = try core.authenticate(authorization: "Bearer " + token)
                 let id = Self.randomToken()
-                self.sessions.withLock { $0[id] = Session(principal: principal, csrf: Self.randomToken(), expires: Date().addingTimeInterval(Self.lifetime)) }
+                let session = Session(principal: principal, csrf: Self.randomToken(), expires: Date().addingTimeInterval(Self.lifetime), tokenDigest: TokenEntry.hash(token))
+                self.sessions.withLock { $0[id] = session }
                 await core.audit(principal, "dashboard.sign_in", targets: "-", outcome: "ok")
                 let secure = Self.isSecure(request, core.configuration.secureCookies)
                 return Self.redirect("/", cookie: Self.sessionCookie(id, secure: secure, maxAge: Int(Self.lifetime)))
@@ -361,18 +383,19 @@ final class Dashboard: Sendable {
 
         // Live updates
         router.get("/events/devices/:site/:device") { request, context -> Response in
-            guard let s = self.session(request) else { return Self.text(.unauthorized, "sign in first") }
+            guard let id = self.sessionID(request), let s = self.session(id: id) else { return Self.text(.unauthorized, "sign in first") }
             let site = context.parameters.get("site") ?? "", device = context.parameters.get("device") ?? ""
             guard (try? await core.device(site: site, device: device, for: s.principal)) != nil else { return Self.text(.notFound, "no such device") }
-            return Self.stream {
-                guard let d = try? await core.device(site: site, device: device, for: s.principal) else { return nil }
+            return self.stream(session: id) { principal in
+                // The device's site may have left the token's list: the stream ends.
+                guard let d = try? await core.device(site: site, device: device, for: principal) else { return nil }
                 return Self.json(Self.live(d.telemetry, at: d.telemetryAt))
             }
         }
         router.get("/events/overview") { request, _ -> Response in
-            guard let s = self.session(request) else { return Self.text(.unauthorized, "sign in first") }
-            return Self.stream {
-                let sites = await core.sites(for: s.principal).map { site -> [String: Any] in
+            guard let id = self.sessionID(request), self.session(id: id) != nil else { return Self.text(.unauthorized, "sign in first") }
+            return self.stream(session: id) { principal in
+                let sites = await core.sites(for: principal).map { site -> [String: Any] in
                     ["site": site.site, "counts": ["devices": site.devices, "online": site.online, "in_session": site.inSession, "idle": site.idle,
                                                    "offline": site.offline, "faulted": site.faulted, "alerts": site.activeAlerts,
                                                    "sessions_today": site.sessionsToday, "utilisation": "\(Int((site.utilisation * 100).rounded()))%"] as [String: Any]]
@@ -412,19 +435,49 @@ final class Dashboard: Sendable {
         return Data(base64Encoded: v).flatMap { String(data: $0, encoding: .utf8) }
     }
 
-    /// Server-Sent Events: the value of `snapshot` whenever it changes (checked
-    /// every second), for at most 10 minutes (the browser reconnects).
-    static func stream(_ snapshot: @escaping @Sendable () async -> String?) -> Response {
+    /// Server-Sent Events for session `id`: the value of `snapshot` (given
+    /// the session's principal as its token says now) whenever it changes,
+    /// checked every second, for at most 10 minutes (the browser reconnects).
+    ///
+    /// Every second the session is checked again: once it is signed out,
+    /// expired or its token removed, the stream sends `event: signed_out` and
+    /// ends (so does it when `snapshot` says nil: nothing left to show). A
+    /// second with nothing new sends an SSE comment, so a client that went
+    /// away is noticed (the write fails) and its slot freed within seconds.
+    /// A session holds at most `dashboard.max_streams_per_session` streams;
+    /// one more is refused with 429 `too_many_streams` (EventSource does not
+    /// retry a refused stream, where closing the oldest would have the
+    /// browser reopen it and evict another, over and over).
+    func stream(session id: String, _ snapshot: @escaping @Sendable (Principal) async -> String?) -> Response {
+        guard let slot = streams.acquire(session: id) else {
+            let limit = streams.limitPerSession
+            let body = Self.json([
+                "error": ["code": "too_many_streams",
+                          "message": "this session already has \(limit) live-update streams open (dashboard.max_streams_per_session: \(limit)); close a dashboard tab, or wait for one to end, then reload"],
+            ] as [String: Any])
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            Self.securityHeaders(&headers)
+            return Response(status: .tooManyRequests, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: body)))
+        }
         var headers = HTTPFields()
         headers[.contentType] = "text/event-stream"
         headers[.cacheControl] = "no-store"
-        return Response(status: .ok, headers: headers, body: ResponseBody { writer in
+        return Response(status: .ok, headers: headers, body: ResponseBody { [self] writer in
+            defer { slot.release() }
             var last: String?
             let end = ContinuousClock.now + .seconds(600)
             while ContinuousClock.now < end, !Task.isCancelled {
-                if let now = await snapshot(), now != last {
+                guard let session = self.session(id: id) else {
+                    try await writer.write(ByteBuffer(string: "event: signed_out\ndata: {}\n\n"))
+                    break
+                }
+                guard let now = await snapshot(session.principal) else { break }
+                if now != last {
                     try await writer.write(ByteBuffer(string: "data: \(now)\n\n"))
                     last = now
+                } else {
+                    try await writer.write(ByteBuffer(string: ":\n\n"))
                 }
                 try await Task.sleep(for: .seconds(1))
             }

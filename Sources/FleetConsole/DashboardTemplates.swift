@@ -247,6 +247,7 @@ enum DashboardTemplates {
       var live = document.querySelector('[data-events]');
       if (live && window.EventSource) {
         var es = new EventSource(live.getAttribute('data-events'));
+        es.addEventListener('signed_out', function () { es.close(); });
         es.onmessage = function (m) {
           var d = JSON.parse(m.data);
           Object.keys(d).forEach(function (k) { set('[data-live="' + k + '"]', d[k]); });
@@ -254,6 +255,7 @@ enum DashboardTemplates {
       }
       if (document.body.dataset.page === 'overview' && window.EventSource) {
         var os = new EventSource('/events/overview');
+        os.addEventListener('signed_out', function () { os.close(); });
         os.onmessage = function (m) {
           JSON.parse(m.data).forEach(function (s) {
             var sec = document.querySelector('section.site[data-site="' + s.site + '"]');
