@@ -80,12 +80,15 @@ echo "==> building (debug, with tests)"
 swift build --build-tests
 echo "==> running tests"
 if (($# == 0)); then
-    # The Modbus link suites run a controller and the engine in real time
-    # against each other (watchdogs, 20 ms ticks): they run alone, right
-    # after, not squeezed between the parallel suites' processes.
-    run_pass "the parallel pass" 30 swift test --skip-build --skip MassagerLinkTests
+    # The Modbus link suites, and the agent's sessions against
+    # massager-controller, run a controller and the engine in real time
+    # against each other (watchdogs, 20 ms ticks, an RTU line's timeouts):
+    # they run alone, right after, not squeezed between the parallel
+    # suites' processes.
+    modbus='MassagerLinkTests|AgentEndToEndTests/modbus'
+    run_pass "the parallel pass" 30 swift test --skip-build --skip "$modbus"
     echo "==> running the Modbus link tests alone (a reference controller in real time)"
-    run_pass "the Modbus link tests" 10 swift test --skip-build --filter MassagerLinkTests
+    run_pass "the Modbus link tests" 10 swift test --skip-build --filter "$modbus"
 else
     swift test --skip-build "$@"
 fi

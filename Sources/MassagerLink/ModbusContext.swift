@@ -44,6 +44,26 @@ final class ModbusContext: @unchecked Sendable {
     /// Drops whatever a late answer left in the receive buffer.
     func flush() { _ = modbus_flush(ctx) }
 
+    /// After a failed transaction on a serial line: waits until the line
+    /// has been quiet for `quietMilliseconds` (at most `maxMilliseconds` in
+    /// all), throwing away what arrives, then flushes. An answer that came
+    /// after the timeout would otherwise be read as the answer to the next
+    /// request, and every transaction after it would fail (the classic RTU
+    /// desync); libmodbus's own recovery sleeps a whole response timeout,
+    /// longer than a tick allows.
+    func drain(quietMilliseconds: Int32, maxMilliseconds: Int) {
+        let fd = modbus_get_socket(ctx)
+        guard fd >= 0 else { return }
+        let deadline = ContinuousClock.now + .milliseconds(maxMilliseconds)
+        var scratch = [UInt8](repeating: 0, count: 256)
+        var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        while ContinuousClock.now < deadline, poll(&entry, 1, quietMilliseconds) > 0 {
+            let n = scratch.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if n <= 0 { break }
+        }
+        _ = modbus_flush(ctx)
+    }
+
     func read(_ address: Int32, count: Int32, into buffer: inout [UInt16]) throws(ModbusLinkError) {
         let n = buffer.withUnsafeMutableBufferPointer { modbus_read_registers(ctx, address, count, $0.baseAddress) }
         if n != count { throw n == -1 ? ModbusLinkError.fromErrno("read \(count) registers at \(address)") : ModbusLinkError(.badFrame, "read \(count) registers at \(address): got \(n)") }

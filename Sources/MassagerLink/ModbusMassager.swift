@@ -267,7 +267,10 @@ public final class ModbusMassager: MassagerHardware {
         var isTCP = false
         if case .tcp = s.context?.settings.transport { isTCP = true }
         switch error.kind {
-        case .timeout where !isTCP, .badFrame where !isTCP: s.context?.flush()
+        case .timeout where !isTCP, .badFrame where !isTCP:
+            // Throw away a late answer before the next request (a few ms at most).
+            let settings = s.context?.settings
+            s.context?.drain(quietMilliseconds: 2, maxMilliseconds: min(10, max(2, settings?.timeoutMilliseconds ?? 8)))
         case .exception: break
         case .timeout, .badFrame, .connection, .incompatible, .settings:
             s.context = nil  // closed and freed with the object
