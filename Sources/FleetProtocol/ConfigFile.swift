@@ -155,10 +155,15 @@ public struct BrokerSettings: Sendable, Equatable {
     /// return (fleet-bench storm); while it is down, a thousand devices make
     /// ~200 attempts/s, which a broker shrugs off.
     public var reconnectMaximumMilliseconds = 10_000
+    /// `allow_plaintext: true`: the explicit development opt-in to a broker
+    /// connection without TLS (issue 20, item 12). Without it, a
+    /// configuration without `broker.tls` is refused at start-up
+    /// (`transportProblems`); with it, every start logs `transportWarnings`.
+    public var allowPlaintext = false
 
     public init() {}
 
-    public static let keys: Set<String> = ["host", "port", "username", "password_file", "tls", "keepalive_s", "reconnect_initial_ms", "reconnect_max_ms"]
+    public static let keys: Set<String> = ["host", "port", "username", "password_file", "tls", "keepalive_s", "reconnect_initial_ms", "reconnect_max_ms", "allow_plaintext"]
     public static let tlsKeys: Set<String> = ["ca_file", "cert_file", "key_file", "verify_hostname"]
 
     /// Reads `broker.*`; relative file paths resolve against `base`;
@@ -198,6 +203,38 @@ public struct BrokerSettings: Sendable, Equatable {
                 reader.problem("broker.tls.ca_file", "required when broker.tls is present: the CA that signed the broker's certificate")
             }
         }
+        if let allow = reader.bool("broker.allow_plaintext") {
+            if allow, reader.has("broker.tls") {
+                reader.problem("broker.allow_plaintext", "only for a broker without TLS, and broker.tls is set: remove allow_plaintext")
+            }
+            b.allowPlaintext = allow
+        }
         return b
+    }
+
+    /// Why this connection may not start (issue 20, item 12): a connection
+    /// without TLS is refused unless `broker.allow_plaintext: true` says it
+    /// is meant. Checked at start-up by `massage-agent` and `fleet-console
+    /// serve`, which exit 2 naming the key.
+    public var transportProblems: [ConfigurationError.Problem] {
+        guard caFile == nil, !allowPlaintext else { return [] }
+        return [.init(key: "broker.tls", message: """
+            required: without it the connection to \(host):\(port) is plain MQTT (passwords, commands and data in clear text). \
+            Expected broker.tls with ca_file (the CA that signed the broker's certificate), cert_file and key_file; \
+            or, for development against a broker on a trusted network only, broker.allow_plaintext: true
+            """)]
+    }
+
+    /// What every start logs at warning level while an insecure transport
+    /// is in use on purpose (empty when the connection is TLS, verified).
+    public var transportWarnings: [String] {
+        var out: [String] = []
+        if caFile == nil, allowPlaintext {
+            out.append("broker.allow_plaintext is true: connecting to \(host):\(port) WITHOUT TLS; passwords, commands and data cross the network in clear text (development only)")
+        }
+        if caFile != nil, !verifyHostname {
+            out.append("broker.tls.verify_hostname is false: the broker's certificate is not checked against \(host); any certificate of the CA can pose as the broker (development only)")
+        }
+        return out
     }
 }

@@ -48,7 +48,7 @@ final class FleetScenario: Sendable {
         directory = try TemporaryDirectory(prefix: "fleet-scenario")
         let configFile = directory.url.appendingPathComponent("console.yaml")
         try """
-            broker: {host: 127.0.0.1, port: \(broker.port)}
+            broker: {host: 127.0.0.1, port: \(broker.port), allow_plaintext: true}   # the bench broker: plain MQTT on loopback
             database: \(directory.url.appendingPathComponent("console.sqlite").path)
             sites: [\(Self.sites.map { "{id: \($0), name: \($0.capitalized), timezone: UTC}" }.joined(separator: ", "))]
             log_level: warning

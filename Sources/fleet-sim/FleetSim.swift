@@ -59,6 +59,10 @@ struct FleetSim: AsyncParsableCommand {
             var overrides = AgentOverrides(site: site, device: device, broker: broker, dataDirectory: base.appendingPathComponent(device).path, speed: speed)
             overrides.logLevel = "warning"
             var config = try AgentConfiguration.load(file: nil, overrides: overrides)
+            // fleet-sim speaks plain MQTT only (a broker for demos and load
+            // tests): the opt-in every agent needs for that, said here and
+            // warned about below (issue 20, item 12).
+            config.broker.allowPlaintext = true
             config.programsDirectory = URL(fileURLWithPath: programsDir)
             config.hardwareSeed = seed &+ UInt64(i)
             if let telemetryInterval { config.telemetryIntervalSeconds = telemetryInterval }
@@ -66,6 +70,7 @@ struct FleetSim: AsyncParsableCommand {
             let agent = try AgentService(configuration: config, dependencies: .init(hardware: hardware, eventLoopGroup: group), logger: logger)
             agents.append((agent, hardware))
         }
+        logger.warning("fleet-sim connects WITHOUT TLS to \(broker): simulated massagers are for a development or test broker only")
         print("fleet-sim: \(devices) massagers over \(siteIDs.count) sites (\(siteIDs.joined(separator: ", "))), broker \(broker), speed \(speed)×, data in \(base.path)")
         let load = SimulatedLoad(agents: agents, speed: speed, sessionsPerHour: sessionsPerHour, painRate: painRate,
                                  overheatRate: overheatRate, seed: seed, summaryEvery: summaryEvery, duration: duration)

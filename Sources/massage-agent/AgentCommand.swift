@@ -40,10 +40,13 @@ struct AgentCommand: AsyncParsableCommand {
 
     func run() async throws {
         let configuration: AgentConfiguration
-        do {
+        do throws(ConfigurationError) {
             configuration = try AgentConfiguration.load(
                 file: config.map { URL(fileURLWithPath: $0) },
                 overrides: AgentOverrides(site: site, device: device, broker: broker, dataDirectory: dataDir, speed: speed, logLevel: logLevel))
+            // A connection without TLS only when asked for (issue 20, item 12).
+            let transport = configuration.broker.transportProblems
+            if !transport.isEmpty { throw ConfigurationError(source: config ?? "command line", problems: transport) }
         } catch {
             FileHandle.standardError.write(Data("massage-agent: \(error.description)\n".utf8))
             throw ExitCode(2)
@@ -56,6 +59,7 @@ struct AgentCommand: AsyncParsableCommand {
         }
         var logger = Logger(label: "massage-agent")
         logger[metadataKey: "device"] = "\(configuration.address)"
+        for warning in configuration.broker.transportWarnings { logger.warning("\(warning)") }
         // Before anything else runs: from here on the code stays resident.
         if configuration.lockMemory {
             let report = MemoryLock.lock()

@@ -107,7 +107,7 @@ extension AgentEndToEndTests {
         static let valid: WireJSON = [
             "site": "clinic-e2e", "device": "massager-1", "data_dir": "data",
             "programs_dir": .string(AgentProcess.builtInProgramsDirectory.path),
-            "broker": ["host": "127.0.0.1", "port": 9],
+            "broker": ["host": "127.0.0.1", "port": 9, "allow_plaintext": true],
         ]
 
         static let all: [BadStart] = [
@@ -122,6 +122,14 @@ extension AgentEndToEndTests {
             BadStart(name: "--speed not a number", arguments: ["--speed", "fast"], mentions: ["--speed"]),
             BadStart(name: "--log-level unknown", arguments: ["--log-level", "loud"], mentions: ["log-level", "loud"]),
             BadStart(name: "an unknown flag", arguments: ["--colour", "blue"], mentions: ["--colour"]),
+            // Issue 20, item 12: no silent plain-text connection.
+            BadStart(name: "no broker.tls and no broker.allow_plaintext", settings: ["broker": ["allow_plaintext": nil]],
+                     mentions: ["broker.tls", "ca_file", "broker.allow_plaintext: true", "clear text"]),
+            BadStart(name: "broker.allow_plaintext: false and no broker.tls", settings: ["broker": ["allow_plaintext": false]],
+                     mentions: ["broker.tls", "broker.allow_plaintext: true"]),
+            BadStart(name: "broker.allow_plaintext together with broker.tls",
+                     settings: ["broker": ["tls": ["ca_file": "/etc/massage-agent/ca.crt"]]],
+                     mentions: ["broker.allow_plaintext", "remove"]),
         ]
     }
 
@@ -133,5 +141,21 @@ extension AgentEndToEndTests {
         for mention in bad.mentions {
             #expect(run.standardError.contains(mention), "\(bad.name): stderr should name \"\(mention)\": \(run.standardError)")
         }
+    }
+
+    @Test("broker.allow_plaintext: true lets the agent connect without TLS, and every start says so in a warning (issue 20, item 12)")
+    func plaintextOptInWarnsAtEveryStart() async throws {
+        let broker = try await MosquittoBroker.start()
+        defer { broker.stopNow() }
+        let probe = try await FleetProbe.connect(to: broker)
+        let agent = try await AgentProcess.start(.init(device: "plaintext-1", speed: 10), broker: broker, probe: probe)
+        defer { agent.stopNow() }
+        let warning = "broker.allow_plaintext is true: connecting to 127.0.0.1:\(broker.port) WITHOUT TLS"
+        #expect(agent.standardError().contains(warning), "\(agent.diagnostics())")
+        #expect(agent.standardError().contains("warning"), "logged at warning level: \(agent.diagnostics())")
+        try await agent.stop()
+        _ = try await agent.restart(probe: probe)
+        #expect(agent.standardError().contains(warning), "the restart warns again: \(agent.diagnostics())")
+        await probe.close()
     }
 }
