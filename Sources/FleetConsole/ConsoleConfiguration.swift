@@ -133,7 +133,7 @@ public struct ConsoleOverrides: Sendable {
 
 extension ConsoleConfiguration {
     static let knownKeys: [String: Set<String>] = [
-        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies", "dashboard"],
+        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies", "dashboard", "database_password_file"],
         "dashboard": ["max_streams_per_session"],
         "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
@@ -163,6 +163,19 @@ extension ConsoleConfiguration {
         var c = ConsoleConfiguration(databasePath: URL(fileURLWithPath: "fleet-console.sqlite", relativeTo: base).path)
         do { c.database = try StoreLocation.parse(dbText, relativeTo: base) } catch {
             r.problem(overrides.database != nil ? "--db" : "database", error.message)
+        }
+        // The database password: PGPASSWORD, or a file only its owner can
+        // read; never the URL (issue 20, item 11).
+        if let path = r.string("database_password_file") {
+            let url = URL(fileURLWithPath: path, relativeTo: base)
+            if case .postgres(var location) = c.database {
+                if let password = readSecretFile(url, key: "database_password_file", into: &r) {
+                    location.password = password.trimmingCharacters(in: .newlines)
+                    c.database = .postgres(location)
+                }
+            } else {
+                r.problem("database_password_file", "only used with a postgres:// database; database is \(c.database.description)")
+            }
         }
         c.broker = BrokerSettings.read(&r, base: base, override: overrides.broker)
         if let root = r.string("topic_root") {
@@ -234,17 +247,14 @@ extension ConsoleConfiguration {
         if let tokens = r.value("tokens") { c.tokens += readTokens(tokens, key: "tokens", into: &r) }
         if let path = r.string("tokens_file") {
             let url = URL(fileURLWithPath: path, relativeTo: base)
-            var info = stat()
-            if stat(url.path, &info) != 0 {
-                r.problem("tokens_file", "cannot read \(url.path)")
-            } else if info.st_mode & 0o077 != 0 {
-                r.problem("tokens_file", "\(url.path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); it holds secrets: chmod 600 it")
-            } else if let text = try? String(contentsOf: url, encoding: .utf8), let loaded = try? YAMLLoader.load(yaml: text) as? [String: Any] {
-                let unknown = Set(loaded.keys).subtracting(["tokens"])
-                for k in unknown.sorted() { r.problem("tokens_file: \(k)", "unknown key; expected: tokens") }
-                if let tokens = loaded["tokens"] { c.tokens += readTokens(tokens, key: "tokens_file: tokens", into: &r) }
-            } else {
-                r.problem("tokens_file", "\(url.path) is not a YAML mapping with a tokens list")
+            if let text = readSecretFile(url, key: "tokens_file", into: &r) {
+                if let loaded = try? YAMLLoader.load(yaml: text) as? [String: Any] {
+                    let unknown = Set(loaded.keys).subtracting(["tokens"])
+                    for k in unknown.sorted() { r.problem("tokens_file: \(k)", "unknown key; expected: tokens") }
+                    if let tokens = loaded["tokens"] { c.tokens += readTokens(tokens, key: "tokens_file: tokens", into: &r) }
+                } else {
+                    r.problem("tokens_file", "\(url.path) is not a YAML mapping with a tokens list")
+                }
             }
         }
         if let admin = overrides.adminToken, !admin.isEmpty {
@@ -259,6 +269,32 @@ extension ConsoleConfiguration {
         r.checkUnknownKeys()
         if !r.problems.isEmpty { throw ConfigurationError(source: source, problems: r.problems) }
         return c
+    }
+
+    /// The text of a file of secrets, refused when group or others may read it.
+    static func readSecretFile(_ url: URL, key: String, into r: inout ConfigReader) -> String? {
+        var info = stat()
+        guard stat(url.path, &info) == 0, let text = try? String(contentsOf: url, encoding: .utf8) else {
+            r.problem(key, "cannot read \(url.path)")
+            return nil
+        }
+        guard info.st_mode & 0o077 == 0 else {
+            r.problem(key, "\(url.path) is readable by group or others (mode \(String(info.st_mode & 0o777, radix: 8))); it holds secrets: chmod 600 it")
+            return nil
+        }
+        return text
+    }
+
+    /// Why `serve` may not start with this transport (issue 20, item 12):
+    /// a broker connection without TLS unless `broker.allow_plaintext`.
+    /// (The database's `sslmode` is checked as the URL is read.)
+    public var transportProblems: [ConfigurationError.Problem] { broker.transportProblems }
+
+    /// What every start logs at warning level while a transport is insecure on purpose.
+    public var transportWarnings: [String] {
+        var out = broker.transportWarnings
+        if case .postgres(let location) = database, let warning = location.transportWarning { out.append(warning) }
+        return out
     }
 
     static func readTokens(_ value: Any, key: String, into r: inout ConfigReader) -> [TokenEntry] {

@@ -107,12 +107,7 @@ public struct DatabaseMigration: Sendable {
 
     static func probe(_ location: PostgresLocation, logger: Logger) async throws {
         do {
-            let tls: PostgresConnection.Configuration.TLS
-            switch location.sslMode {
-            case "disable": tls = .disable
-            case "require": tls = .require(try NIOSSLContext(configuration: .makeClientConfiguration()))
-            default: tls = .prefer(try NIOSSLContext(configuration: .makeClientConfiguration()))
-            }
+            let tls: PostgresConnection.Configuration.TLS = try location.tlsConfiguration.map { .require(try NIOSSLContext(configuration: $0)) } ?? .disable
             var configuration = PostgresConnection.Configuration(host: location.host, port: location.port, username: location.user,
                                                                  password: location.password, database: location.database, tls: tls)
             configuration.options.connectTimeout = .seconds(10)

@@ -23,12 +23,13 @@ public final class PostgresStore: ConsoleStore {
     private let runner: Task<Void, Never>
 
     public init(location: PostgresLocation, logger: Logger) async throws {
-        let tls: PostgresClient.Configuration.TLS
-        switch location.sslMode {
-        case "disable": tls = .disable
-        case "require": tls = .require(.makeClientConfiguration())
-        default: tls = .prefer(.makeClientConfiguration())
+        // One connection first: a wrong address, password or TLS setting
+        // (a server without TLS under sslmode=verify-full) is an error now,
+        // not a pool that retries in the background while start-up waits.
+        do { try await DatabaseMigration.probe(location, logger: logger) } catch let error as DatabaseMigrationError {
+            throw PostgresStoreError(message: error.message)
         }
+        let tls: PostgresClient.Configuration.TLS = location.tlsConfiguration.map { .require($0) } ?? .disable
         var configuration = PostgresClient.Configuration(host: location.host, port: location.port, username: location.user,
                                                          password: location.password, database: location.database, tls: tls)
         configuration.options.maximumConnections = 8
@@ -535,5 +536,21 @@ extension Array {
     /// Consecutive slices of at most `size` elements.
     func chunked(_ size: Int) -> [ArraySlice<Element>] {
         stride(from: 0, to: count, by: size).map { self[$0..<Swift.min($0 + size, count)] }
+    }
+}
+
+extension PostgresLocation {
+    /// postgres-nio's TLS for `sslmode` (nil: `disable`). Never `.prefer`:
+    /// a server without TLS is an error, not a quiet downgrade.
+    public var tlsConfiguration: TLSConfiguration? {
+        var tls = TLSConfiguration.makeClientConfiguration()
+        switch sslMode {
+        case .disable: return nil
+        case .require: tls.certificateVerification = .none
+        case .verifyCA: tls.certificateVerification = .noHostnameVerification
+        case .verifyFull: tls.certificateVerification = .fullVerification
+        }
+        if let ca = sslRootCertificate { tls.trustRoots = .file(ca) }
+        return tls
     }
 }

@@ -14,7 +14,7 @@ import Darwin
 /// ```swift
 /// let server = try await PostgresServer.start()
 /// defer { server.stopNow() }
-/// // fleet-console --db server.url  (postgres://fleet@127.0.0.1:PORT/fleet_test)
+/// // fleet-console --db server.url  (postgres://fleet@127.0.0.1:PORT/fleet_test?sslmode=disable)
 /// let other = try await server.createDatabase("events_replay")  // a URL
 /// try await server.psql("select count(*) from device", database: "events_replay")
 /// ```
@@ -79,12 +79,14 @@ public final class PostgresServer: Sendable {
     /// How long ``stop()`` waits for a fast shutdown before it kills.
     public let stopTimeout: Duration
 
-    /// `postgres://USER@127.0.0.1:PORT/DATABASE`, for ``database``.
+    /// `postgres://USER@127.0.0.1:PORT/DATABASE?sslmode=disable`, for ``database``.
     public var url: String { url(database: database) }
 
-    /// The URL of database `name` on this server.
+    /// The URL of database `name` on this server. The test server speaks
+    /// plain text on loopback, said explicitly (`sslmode=disable`): the
+    /// console refuses a URL that would not verify TLS otherwise (issue 20, item 12).
     public func url(database name: String) -> String {
-        "postgres://\(user)@\(host):\(port)/\(name)"
+        "postgres://\(user)@\(host):\(port)/\(name)?sslmode=disable"
     }
 
     private let temporaryDirectory: TemporaryDirectory

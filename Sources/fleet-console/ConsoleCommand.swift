@@ -42,17 +42,20 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "The console's YAML configuration file.") var config: String?
     @Option(help: "Broker as HOST:PORT.") var broker: String?
     @Option(help: "HTTP address as HOST:PORT (default 127.0.0.1:8080).") var http: String?
-    @Option(help: "The database: a SQLite file path, or a postgres://USER@HOST:PORT/DB URL.") var db: String?
+    @Option(help: "The database: a SQLite file path, or postgres://USER@HOST:PORT/DB[?sslmode=…&sslrootcert=CA] (the password in PGPASSWORD or database_password_file, never in the URL).") var db: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.") var logLevel: String?
     @Option(help: "Run as the replica NAME of several consoles sharing one PostgreSQL database (docs/scaling.md).") var replica: String?
 
     func run() async throws {
+        let file = config.map { URL(fileURLWithPath: $0) }
+        let overrides = ConsoleOverrides(broker: broker, http: http, database: db, logLevel: logLevel,
+                                         adminToken: ProcessInfo.processInfo.environment["FLEET_CONSOLE_ADMIN_TOKEN"], replica: replica)
         let configuration: ConsoleConfiguration
-        do {
-            configuration = try ConsoleConfiguration.load(
-                file: config.map { URL(fileURLWithPath: $0) },
-                overrides: ConsoleOverrides(broker: broker, http: http, database: db, logLevel: logLevel,
-                                            adminToken: ProcessInfo.processInfo.environment["FLEET_CONSOLE_ADMIN_TOKEN"], replica: replica))
+        do throws(ConfigurationError) {
+            configuration = try ConsoleConfiguration.load(file: file, overrides: overrides)
+            // A broker connection without TLS only when asked for (issue 20, item 12).
+            let transport = configuration.transportProblems
+            if !transport.isEmpty { throw ConfigurationError(source: config ?? "command line", problems: transport) }
         } catch {
             FileHandle.standardError.write(Data("fleet-console: \(error.description)\n".utf8))
             throw ExitCode(2)
@@ -64,6 +67,7 @@ struct Serve: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "fleet-console")
+        for warning in configuration.transportWarnings { logger.warning("\(warning)") }
         if configuration.tokens.isEmpty {
             logger.warning("no API tokens are configured: every API request will be refused (add tokens, or set FLEET_CONSOLE_ADMIN_TOKEN)")
         }

@@ -25,12 +25,12 @@ struct MigrateDB: AsyncParsableCommand {
             """)
 
     @Option(help: ArgumentHelp("The console's SQLite database file.", valueName: "file")) var from: String
-    @Option(help: ArgumentHelp("The destination, postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE (PGPASSWORD when the URL has no password).",
+    @Option(help: ArgumentHelp("The destination, postgres://USER@HOST[:PORT]/DATABASE[?sslmode=…&sslrootcert=CA]; the password in PGPASSWORD, never in the URL.",
                                valueName: "url")) var to: String
     @Flag(help: "Print the per-table counts as JSON instead of a table.") var json = false
 
     func validate() throws {
-        let expected = "expected postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require]"
+        let expected = "expected \(PostgresLocation.form)"
         guard to.hasPrefix("postgres://") || to.hasPrefix("postgresql://") else {
             throw ValidationError("--to is not a PostgreSQL URL; \(expected)")
         }
@@ -43,6 +43,7 @@ struct MigrateDB: AsyncParsableCommand {
             FileHandle.standardError.write(Data("fleet-console: --to: \(error.message)\n".utf8))
             throw ExitCode(2)
         }
+        if let warning = destination.transportWarning { FileHandle.standardError.write(Data("fleet-console: warning: \(warning)\n".utf8)) }
         var logger = Logger(label: "fleet-console.migrate-db") { StreamLogHandler.standardError(label: $0) }
         // Errors reach the user as the command's message; the pool's
         // start-up chatter (warnings) would only be noise here.

@@ -42,13 +42,13 @@ struct PostgresFixtureTests {
         defer { server.stopNow() }
         #expect(server.isRunning)
         #expect(server.host == "127.0.0.1")
-        #expect(server.url == "postgres://fleet@127.0.0.1:\(server.port)/fleet_test")
+        #expect(server.url == "postgres://fleet@127.0.0.1:\(server.port)/fleet_test?sslmode=disable")
         #expect(acceptsTCPConnections(port: server.port))
         #expect(try await server.psql("select current_database(), current_user") == "fleet_test|fleet\n")
 
         let alpha = try await server.createDatabase("alpha")
         let beta = try await server.createDatabase("beta")
-        #expect(alpha == "postgres://fleet@127.0.0.1:\(server.port)/alpha")
+        #expect(alpha == "postgres://fleet@127.0.0.1:\(server.port)/alpha?sslmode=disable")
         #expect(beta == server.url(database: "beta"))
 
         let filled = try await psql(
