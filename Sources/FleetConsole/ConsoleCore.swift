@@ -219,8 +219,15 @@ public final class ConsoleCore: Service, Sendable {
     /// reloading the tokens file, issue 20 item 13). A removed token fails
     /// its next API call, and the dashboard sessions signed in with it end
     /// at their next page or live update (within a second for a stream).
-    public func replaceTokens(_ entries: [TokenEntry]) {
-        tokens.withLock { $0 = entries }
+    /// Returns the names of the tokens that ended (removed, or their entry
+    /// changed) and of those added, for the log.
+    @discardableResult
+    public func replaceTokens(_ entries: [TokenEntry]) -> (ended: [String], added: [String]) {
+        let old = tokens.withLock { all in
+            defer { all = entries }
+            return all
+        }
+        return (old.filter { !entries.contains($0) }.map(\.name), entries.filter { !old.contains($0) }.map(\.name))
     }
 
     public func require(_ role: Principal.Role, _ principal: Principal, for what: String) throws(ConsoleError) {

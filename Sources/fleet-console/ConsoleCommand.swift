@@ -4,6 +4,7 @@ import FleetProtocol
 import Foundation
 import Logging
 import ServiceLifecycle
+import UnixSignals
 #if canImport(FoundationNetworking)
 import FoundationNetworking
 #endif
@@ -47,6 +48,9 @@ struct Serve: AsyncParsableCommand {
     @Option(help: "Run as the replica NAME of several consoles sharing one PostgreSQL database (docs/scaling.md).") var replica: String?
 
     func run() async throws {
+        // From here on SIGHUP reloads the tokens (TokenReloader) instead of
+        // ending the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let file = config.map { URL(fileURLWithPath: $0) }
         let overrides = ConsoleOverrides(broker: broker, http: http, database: db, logLevel: logLevel,
                                          adminToken: ProcessInfo.processInfo.environment["FLEET_CONSOLE_ADMIN_TOKEN"], replica: replica)
@@ -77,7 +81,10 @@ struct Serve: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let app = try HTTPAPI.makeApplication(core: core, logger: logger)
-        let group = ServiceGroup(configuration: .init(services: [core, app], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        let reloader = TokenReloader(hangups: hangups, core: core, logger: logger) { () throws(ConfigurationError) -> [TokenEntry] in
+            try ConsoleConfiguration.load(file: file, overrides: overrides).tokens
+        }
+        let group = ServiceGroup(configuration: .init(services: [core, app, reloader], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await group.run()
     }
 }

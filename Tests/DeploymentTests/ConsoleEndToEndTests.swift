@@ -121,6 +121,96 @@ struct ConsoleEndToEndTests {
         #expect(refused.standardError().contains("readable by group or others"), "\(refused.standardError())")
     }
 
+    @Test("SIGHUP reloads the tokens file: a token revoke-token removed gets 401 at once and its dashboard session ends; a bad file keeps the old tokens and names the key (issue 20, item 13)")
+    func tokensReloadOnSIGHUP() async throws {
+        let executable = try BuildProducts.executable(named: "fleet-console")
+        let fleet = try await ProvisionedFleet.create()
+        let broker = try await fleet.startBroker()
+        defer { broker.stopNow() }
+        try await fleet.provision(["token", "head-office", "admin"])
+        try await fleet.provision(["token", "north-desk", "viewer", "clinic-north"])
+        func token(_ name: String) throws -> String {
+            try String(contentsOf: fleet.url.appendingPathComponent("console/tokens/\(name).token"), encoding: .utf8)
+                .trimmingCharacters(in: .newlines)
+        }
+        let admin = try token("head-office"), desk = try token("north-desk")
+
+        // Installed as operations.md says; the tokens file is provision.sh's own.
+        let etc = try TemporaryDirectory(prefix: "etc-fleet-console")
+        let installed = etc.file("fleet-console")
+        try FileManager.default.copyItem(at: fleet.consoleDirectory, to: installed)
+        let tokensFile = fleet.url.appendingPathComponent("console/tokens.yaml")
+        let brokerYAML = try String(contentsOf: installed.appendingPathComponent("broker.yaml"), encoding: .utf8)
+        let port = try #require(broker.tlsPort)
+        let httpPort = try freeLoopbackPort()
+        let configFile = installed.appendingPathComponent("console.yaml")
+        try (brokerYAML.replacingOccurrences(of: "  port: 8883\n", with: "  port: \(port)\n") + """
+            http: 127.0.0.1:\(httpPort)
+            database: \(etc.file("fleet-console.sqlite").path)
+            sites:
+              - {id: clinic-north, name: Clinic North, timezone: Europe/Berlin}
+            tokens_file: \(tokensFile.path)
+
+            """).write(to: configFile, atomically: true, encoding: .utf8)
+        let console = try ProcessRunner.start(
+            executable, arguments: ["serve", "--config", configFile.path], environment: ["FLEET_CONSOLE_ADMIN_TOKEN": ""],
+            outputDirectory: etc.url)
+        defer { console.kill() }
+        let api = "http://127.0.0.1:\(httpPort)"
+        try await waitUntil(timeout: .seconds(30), "the console's API to answer") {
+            if !console.isRunning {
+                throw FixtureError("fleet-console exited (\(console.exitStatus.map(\.description) ?? "?")): \(console.standardError())")
+            }
+            return (try? await get("\(api)/healthz"))?.status == 200
+        }
+        #expect(try await get("\(api)/api/v1/devices", token: desk).status == 200)
+        let session = try await signIn(api, token: desk)
+        #expect(try await dashboard(api, session: session) == "200", "signed in")
+        let pid = console.processIdentifier
+
+        // A bad file (a token without sites): the old tokens stay, the log names the key.
+        let good = try String(contentsOf: tokensFile, encoding: .utf8)
+        try (good + "  - {name: \"broken\", sha256: \"\(String(repeating: "ab", count: 32))\", role: viewer}\n")
+            .write(to: tokensFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokensFile.path)
+        console.send(SIGHUP)
+        try await console.waitForOutput("tokens_file: tokens[2].sites", in: .standardError)
+        #expect(console.standardError().contains("API tokens are unchanged"), "\(console.standardError())")
+        #expect(try await get("\(api)/api/v1/devices", token: desk).status == 200, "the old tokens still hold")
+        #expect(try await dashboard(api, session: session) == "200", "and so does the session")
+        try good.write(to: tokensFile, atomically: true, encoding: .utf8)
+        try FileManager.default.setAttributes([.posixPermissions: 0o600], ofItemAtPath: tokensFile.path)
+
+        // revoke-token, then `systemctl reload` (ExecReload: SIGHUP).
+        try await fleet.provision(["revoke-token", "north-desk"])
+        console.send(SIGHUP)
+        try await console.waitForOutput("tokens.ended=north-desk", in: .standardError)
+        #expect(try await get("\(api)/api/v1/devices", token: desk).status == 401, "the removed token is refused at once")
+        #expect(try await dashboard(api, session: session) == "303", "its dashboard session ended (sent to /login)")
+        #expect(try await get("\(api)/api/v1/devices", token: admin).status == 200, "the others still hold")
+        #expect(console.isRunning && console.processIdentifier == pid, "reloaded, not restarted")
+        #expect(try await console.stop(gracePeriod: .seconds(10)) == .exited(0))
+        #expect(!console.standardError().contains(desk) && !console.standardError().contains(admin), "tokens never reach the log")
+    }
+
+    /// Signs in to the dashboard with `token` (fed to curl on standard
+    /// input, never its command line) and returns the session cookie.
+    func signIn(_ api: String, token: String) async throws -> String {
+        let run = try await ProcessRunner.run(
+            tool: "curl", arguments: ["-sS", "-o", "/dev/null", "-D", "-", "--data-urlencode", "token@-", "\(api)/login"],
+            standardInput: token)
+        let line = run.standardOutput.split(separator: "\r\n").first { $0.lowercased().hasPrefix("set-cookie: fc_session=") }
+        let cookie = try #require(line.map { String($0.dropFirst("set-cookie: ".count).prefix { $0 != ";" }) }, "\(run)")
+        return cookie
+    }
+
+    /// The status of the dashboard's overview for a session cookie ("303": sent to sign in).
+    func dashboard(_ api: String, session cookie: String) async throws -> String {
+        let run = try await ProcessRunner.run(
+            tool: "curl", arguments: ["-sS", "-o", "/dev/null", "-w", "%{http_code}", "-H", "Cookie: \(cookie)", "\(api)/"])
+        return run.standardOutput
+    }
+
     struct Response {
         let status: Int
         let body: Data

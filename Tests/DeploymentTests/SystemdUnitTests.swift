@@ -31,6 +31,11 @@ struct SystemdUnitTests {
             let path = binaries.appendingPathComponent(name).path
             #expect(fileManager.createFile(atPath: path, contents: Data("#!/bin/sh\n".utf8), attributes: [.posixPermissions: 0o755]))
         }
+        // The console's ExecReload (/bin/kill, from procps on every Debian system).
+        let bin = root.file("bin")
+        try fileManager.createDirectory(at: bin, withIntermediateDirectories: true)
+        #expect(fileManager.createFile(atPath: bin.appendingPathComponent("kill").path, contents: Data("#!/bin/sh\n".utf8),
+                                       attributes: [.posixPermissions: 0o755]))
         return root
     }
 
@@ -95,5 +100,13 @@ struct SystemdUnitTests {
         for directive in ["Type=notify", "NotifyAccess=main", "WatchdogSec=30s", "Restart=on-failure"] {
             #expect(lines.contains(directive), "fleet-console.service lacks \(directive)")
         }
+    }
+
+    /// Issue 20, item 13: revoking an API token must not wait for a restart.
+    @Test("the console's unit reloads the API tokens with SIGHUP (systemctl reload)")
+    func consoleReload() throws {
+        let text = try String(contentsOf: Deploy.systemdDirectory.appendingPathComponent("fleet-console.service"), encoding: .utf8)
+        let lines = Set(text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) })
+        #expect(lines.contains("ExecReload=/bin/kill -HUP $MAINPID"), "fleet-console.service lacks ExecReload")
     }
 }
