@@ -9,6 +9,7 @@
 #   deploy/provision.sh device clinic-north massager-01
 #   deploy/provision.sh revoke clinic-north massager-01
 #   deploy/provision.sh console [INSTANCE]
+#   deploy/provision.sh revoke-console INSTANCE
 #   deploy/provision.sh token NAME admin|operator|viewer [SITE...]
 #   deploy/provision.sh help
 #
@@ -61,6 +62,11 @@ Commands
             broker credentials for a console instance (default "console"):
             DIR/console/INSTANCE/ with broker-password, console.crt,
             console.key, ca.crt and broker.yaml      (--rotate: new ones)
+  revoke-console INSTANCE
+            removes a console instance's broker password and ACL entries
+            (and every device's reply topic of it), revokes its
+            certificates (CRL), deletes DIR/console/INSTANCE/ and reloads
+            the broker: its open connection is closed at once
   token NAME ROLE [SITE...]
             an API token for fleet-console (ROLE admin, operator or viewer;
             operators and viewers see only the SITEs given, or every site
@@ -85,7 +91,8 @@ The console, for revoke and re-provisioning (\`fleet-console forget\`):
                      it the command to run is printed instead
   --console-token-file FILE
                      an admin token (default \$FLEET_CONSOLE_TOKEN)
-How the broker is reloaded after a change (device, console, revoke, reload):
+How the broker is reloaded after a change (device, console, revoke,
+revoke-console, reload):
   --broker-pid PID   send SIGHUP to this mosquitto process
   --pid-file FILE    read its pid from FILE
   --no-reload        only write the files
@@ -844,6 +851,42 @@ cmd_revoke() {
     fi
 }
 
+# Like cmd_revoke, for a console instance (issue 20, item 13): a leaked
+# console identity reads the whole tree and commands every device, so it is
+# cut off without waiting for a restart of anything but the broker's files.
+cmd_revoke_console() {
+    (($# == 1)) || usage_error "revoke-console needs the console INSTANCE, e.g. \"revoke-console replica-2\""
+    local instance=$1
+    check_id instance "$instance"
+    require_init
+    local user="console-$instance" out="$DIR/console/$instance" found=false
+    if has_broker_password "$user"; then
+        remove_broker_password "$user"
+        found=true
+    fi
+    if [[ -f $BROKER_DIR/acl.d/console-$instance.acl ]]; then
+        rm -f "$BROKER_DIR/acl.d/console-$instance.acl"
+        found=true
+    fi
+    # Drops the console's block and every device's reply topic of it.
+    rebuild_acl
+    if [[ -n $(valid_serials "$user") ]]; then
+        revoke_certificates "$user" cessationOfOperation
+        found=true
+    fi
+    write_crl
+    if [[ -d $out ]]; then
+        rm -rf "$out"
+        found=true
+    fi
+    if $found; then
+        note "revoked console $instance: password, ACL entries and certificates removed, $out deleted"
+    else
+        note "console $instance was not provisioned (nothing to revoke)"
+    fi
+    reload_broker || die "console $instance is revoked in the files but the broker was NOT reloaded: run \"$PROGRAM reload\" (or systemctl reload mosquitto) now"
+}
+
 cmd_token() {
     local positional=() rotate=false
     while (($#)); do
@@ -888,7 +931,7 @@ cmd_token() {
     fi
     line+="}"
     write_tokens "$name" "$line"
-    note "token $name ($role${sites[*]:+ for ${sites[*]}}) is in $DIR/console/tokens/$name.token; its SHA-256 in $file (restart the console to load it)"
+    note "token $name ($role${sites[*]:+ for ${sites[*]}}) is in $DIR/console/tokens/$name.token; its SHA-256 in $file (systemctl reload fleet-console loads it)"
 }
 
 write_tokens() { # name-to-replace [new-line]
@@ -926,7 +969,7 @@ cmd_revoke_token() {
     has_token "$1" || { note "no token named $1"; return 0; }
     write_tokens "$1"
     rm -f "$DIR/console/tokens/$1.token"
-    note "removed token $1 (restart the console to drop it)"
+    note "removed token $1 (systemctl reload fleet-console drops it at once)"
 }
 
 cmd_list() {
@@ -990,7 +1033,7 @@ fi
 
 case $command in
     help) usage; exit 0 ;;
-    init | device | revoke | console | crl | reload | list) require_tools openssl mosquitto_passwd flock ;;
+    init | device | revoke | console | revoke-console | crl | reload | list) require_tools openssl mosquitto_passwd flock ;;
     token | revoke-token) require_tools openssl flock ;;
     *) usage_error "unknown command \"$command\"" ;;
 esac
@@ -1000,6 +1043,7 @@ case $command in
     device) cmd_device "$@" ;;
     revoke) cmd_revoke "$@" ;;
     console) cmd_console "$@" ;;
+    revoke-console) cmd_revoke_console "$@" ;;
     token) cmd_token "$@" ;;
     revoke-token) cmd_revoke_token "$@" ;;
     crl)

@@ -68,6 +68,69 @@ struct ProvisioningTests {
         #expect(revoked.contains("clinic-north.massager-01\tcessationOfOperation"))
     }
 
+    @Test("after revoke-console the console instance cannot connect, its live connection is dropped, its reply grants are gone, and the broker and the other console carry on (issue 20, item 13)")
+    func revokeConsoleOnRunningBroker() async throws {
+        let fleet = try await ProvisionedFleet.create()
+        let broker = try await fleet.startBroker()
+        defer { broker.stopNow() }
+        let device = try await fleet.device("clinic-north", "massager-01", on: broker)
+        try await fleet.provisionAndWaitForReload(["console", "replica-2"], on: broker)
+        // The instance's files as installed on its host (or kept by whoever leaked them).
+        let host = try TemporaryDirectory(prefix: "etc-fleet-console-replica-2")
+        let installed = host.file("replica-2")
+        try FileManager.default.copyItem(at: fleet.url.appendingPathComponent("console/replica-2", isDirectory: true), to: installed)
+        var copy = try BrokerSettingsFile(installed.appendingPathComponent("broker.yaml"))
+        copy.port = try #require(broker.tlsPort)
+        let pid = try #require(broker.processIdentifier)
+        var acl = try String(contentsOf: fleet.brokerDirectory.appendingPathComponent("acl"), encoding: .utf8)
+        #expect(acl.contains("user console-replica-2\n"))
+        #expect(acl.contains("_console/reply/replica-2/clinic-north/massager-01\n"))
+
+        let live = try await connectedClient(copy, name: "replica-2-live")
+        let refusedCertificates = broker.log().components(separatedBy: "certificate verify failed").count
+        let result = try await fleet.provisionAndWaitForReload(["revoke-console", "replica-2"], on: broker)
+        #expect(result.standardOutput.contains("revoked console replica-2"), "\(result)")
+        #expect(result.standardOutput.contains("reloaded the broker (SIGHUP to mosquitto, pid \(pid))"), "\(result)")
+
+        try await waitForState(live, "to be disconnected by the reload") { !$0.isConnected }
+        try await waitUntil(timeout: .seconds(10), "a reconnect of the revoked console to be refused") {
+            broker.log().components(separatedBy: "certificate verify failed").count > refusedCertificates
+        }
+        await live.shutdown()
+        try await expectCertificateRefused(by: broker, "the revoked console's own files") {
+            try await refusedConnection(copy, name: "leaked-console")
+        }
+        let console = try fleet.consoleSettings(broker)
+        let leakedPassword = try await refusedConnection(console, name: "leaked-password") {
+            $0.username = copy.username
+            $0.password = copy.password
+        }
+        #expect(leakedPassword?.code == .notAuthorized, "the revoked password with a valid certificate: \(String(describing: leakedPassword))")
+
+        // The other console instance and the devices carry on, on the same broker process.
+        #expect(broker.processIdentifier == pid)
+        let other = try await connectedClient(console, name: "console")
+        await other.shutdown()
+        let stillThere = try await connectedClient(device.settings, name: "device")
+        try await stillThere.publish(device.topic("status"), payload: bytes("still here"), qos: .atLeastOnce)
+        await stillThere.shutdown()
+
+        #expect(!FileManager.default.fileExists(atPath: fleet.url.appendingPathComponent("console/replica-2").path))
+        let passwd = try String(contentsOf: fleet.brokerDirectory.appendingPathComponent("passwd"), encoding: .utf8)
+        #expect(!passwd.contains("console-replica-2:"))
+        #expect(passwd.contains("console-console:"))
+        acl = try String(contentsOf: fleet.brokerDirectory.appendingPathComponent("acl"), encoding: .utf8)
+        #expect(!acl.contains("console-replica-2"))
+        #expect(!acl.contains("_console/reply/replica-2/"), "no device may still write the revoked console's reply topics")
+        #expect(acl.contains("user console-console\n"))
+        #expect(acl.contains("_console/reply/console/clinic-north/massager-01\n"))
+        let revoked = try String(contentsOf: fleet.caDirectory.appendingPathComponent("revoked.txt"), encoding: .utf8)
+        #expect(revoked.contains("console-replica-2\tcessationOfOperation"))
+
+        let again = try await fleet.provision(["revoke-console", "replica-2", "--no-reload"])
+        #expect(again.standardOutput.contains("console replica-2 was not provisioned (nothing to revoke)"))
+    }
+
     @Test("revoke is idempotent, and says so loudly when the broker could not be reloaded")
     func revokeEdgeCases() async throws {
         let fleet = try await ProvisionedFleet.create()
