@@ -64,7 +64,10 @@ for n in "$@"; do
     start=$(now)
     kill -HUP "$broker"
     # Answered only once the reload is over (the broker is single-threaded).
-    mosquitto_pub -p "$port" -u "$site.$device" -P "$password" -t "massage/v1/$site/$device/status" -m x -q 1
+    # The password through mosquitto_pub's options file, as with real ones
+    # (docs/operations.md): never on a command line.
+    printf -- '-u %s\n-P %s\n' "$site.$device" "$password" >"$dir/mosquitto_pub"
+    XDG_CONFIG_HOME=$dir mosquitto_pub -p "$port" -t "massage/v1/$site/$device/status" -m x -q 1
     reload=$(since "$start")
     kill "$broker"
     wait "$broker" 2>/dev/null || true
