@@ -172,7 +172,7 @@ private struct AgentRun {
             device: \(name)
             data_dir: \(directory.url.appendingPathComponent("data").path)
             programs_dir: \(repository.appendingPathComponent("Config/programs").path)
-            broker: {host: 127.0.0.1, port: \(broker.port)}
+            broker: {host: 127.0.0.1, port: \(broker.port), allow_plaintext: true}   # the bench broker: plain MQTT on loopback
             telemetry_interval_s: 1
             usage_interval_s: 60
             log_level: warning
