@@ -22,20 +22,7 @@ extension AgentEndToEndTests {
             options.hardwareSeed = nil
             options.settings = ["hardware": ["kind": "modbus-tcp", "host": "127.0.0.1", "port": .int(port), "timeout_ms": 50]]
         }) { rig in
-            let steps: WireJSON = ["steps": [["target": "calf", "technique": "compression", "intensity": 4, "duration_s": 3]]]
-            let first = try await rig.probe.send(action: "start_session", params: steps, to: rig.device)
-            try #require(first.ok, "start_session was refused: \(first)")
-            let firstID = try #require(first.result?["session_id"]?.string)
-            _ = try await rig.probe.waitForEvent(type: "session_completed", sessionID: firstID, on: rig.device, timeout: .seconds(30))
-
-            let long: WireJSON = ["steps": [["target": "calf", "technique": "compression", "intensity": 4, "duration_s": 60]]]
-            let second = try await rig.probe.send(action: "start_session", params: long, to: rig.device)
-            try #require(second.ok, "start_session was refused: \(second)")
-            let secondID = try #require(second.result?["session_id"]?.string)
-            _ = try await rig.probe.waitForEvent(type: "session_started", sessionID: secondID, on: rig.device)
-            try controller.write("press\n")
-            let aborted = try await rig.probe.waitForEvent(type: "session_aborted", sessionID: secondID, on: rig.device, timeout: .seconds(10))
-            #expect(aborted.json?["reason"]?.string == "pain_signal")
+            try await Self.sessionThenStopButton(rig, controller)
         }
     }
 
@@ -54,6 +41,13 @@ extension AgentEndToEndTests {
             options.hardwareSeed = nil
             options.settings = ["hardware": ["kind": "modbus-rtu", "device": .string(device), "baud": 115_200, "timeout_ms": 50]]
         }) { rig in
+            try await Self.sessionThenStopButton(rig, controller)
+        }
+    }
+
+    /// A 3 s session that completes, then a long one that the stop button
+    /// on the controller (its stdin) aborts `pain_signal`.
+    private static func sessionThenStopButton(_ rig: AgentRig, _ controller: ProcessRunner) async throws {
             let steps: WireJSON = ["steps": [["target": "calf", "technique": "compression", "intensity": 4, "duration_s": 3]]]
             let first = try await rig.probe.send(action: "start_session", params: steps, to: rig.device)
             try #require(first.ok, "start_session was refused: \(first)")
@@ -68,6 +62,5 @@ extension AgentEndToEndTests {
             try controller.write("press\n")
             let aborted = try await rig.probe.waitForEvent(type: "session_aborted", sessionID: secondID, on: rig.device, timeout: .seconds(10))
             #expect(aborted.json?["reason"]?.string == "pain_signal")
-        }
     }
 }
