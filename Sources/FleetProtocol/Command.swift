@@ -351,7 +351,9 @@ public struct CommandReply: Codable, Sendable, Equatable {
 
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
-        id = try c.decodeIfPresent(String.self, forKey: .id)
+        id = try c.decodeCheckedIfPresent(String.self, .id, "expected a string of at most \(ProtocolLimits.maxIDBytes) bytes") {
+            $0.utf8.count <= ProtocolLimits.maxIDBytes
+        }
         if try c.decode(Bool.self, forKey: .ok) {
             outcome = .success(try c.decodeIfPresent(JSONValue.self, forKey: .result) ?? .object([:]))
         } else {

@@ -42,6 +42,29 @@ public enum ProtocolLimits {
     public static let stepIndex: ClosedRange<Int> = 0...(maxSteps - 1)
     /// `step_count` of `session_step`.
     public static let stepCount: ClosedRange<Int> = 1...maxSteps
+
+    // Strings a device sends (docs/protocol.md, "Limits"): a device cannot
+    // make the console keep, store or show more text than these, whatever
+    // fits in a payload.
+
+    /// Longest name: an id, a program, a zone, a fault, a vocabulary value,
+    /// a map key (UTF-8 bytes). A longer one makes the message malformed.
+    public static let maxNameBytes = 128
+    /// Longest free text: a message, a reason (UTF-8 bytes). A longer one is
+    /// cut there, ending in `…`: the start of an explanation is worth keeping.
+    public static let maxTextBytes = 4096
+    /// Most items in a list or entries in a map of a device's message.
+    public static let maxListItems = 1000
+
+    /// `text` cut to at most `maxTextBytes` UTF-8 bytes at a character
+    /// boundary, ending in `…` when it was cut.
+    public static func boundedText(_ text: String) -> String {
+        guard text.utf8.count > maxTextBytes else { return text }
+        let ellipsis = "…"
+        var kept = Substring(text.unicodeScalars.prefix(maxTextBytes))
+        while kept.utf8.count + ellipsis.utf8.count > maxTextBytes { kept = kept.dropLast() }
+        return kept + ellipsis
+    }
 }
 
 /// The one JSON configuration agent and console share, so both encode the

@@ -45,8 +45,8 @@ public struct Status: AgentMessage {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         state = try c.decode(PresenceState.self, forKey: .state)
-        agentVersion = try c.decodeIfPresent(String.self, forKey: .agentVersion)
-        programs = try c.decodeIfPresent([String].self, forKey: .programs)
+        agentVersion = try c.decodeNameIfPresent(.agentVersion)
+        programs = try c.decodeNamesIfPresent(.programs)
         configVersion = try c.decodeCountIfPresent(.configVersion)
         capabilities = try c.decodeIfPresent([Capability].self, forKey: .capabilities)
         reason = try c.decodeIfPresent(OfflineReason.self, forKey: .reason)
@@ -105,10 +105,10 @@ public struct CurrentStep: Codable, Sendable, Equatable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         index = try c.decodeInt(.index, in: ProtocolLimits.stepIndex)
-        target = try c.decode(String.self, forKey: .target)
-        zone = try c.decode(String.self, forKey: .zone)
-        point = try c.decodeIfPresent(String.self, forKey: .point)
-        technique = try c.decode(String.self, forKey: .technique)
+        target = try c.decodeName(.target)
+        zone = try c.decodeName(.zone)
+        point = try c.decodeNameIfPresent(.point)
+        technique = try c.decodeName(.technique)
         intensity = try c.decodeInt(.intensity, in: ProtocolLimits.intensity)
         remainingSeconds = try c.decodeNumberIfPresent(.remainingSeconds, in: ProtocolLimits.sessionSeconds)
     }
@@ -167,9 +167,9 @@ public struct Telemetry: AgentMessage {
         /// Reads a lockout; `remaining_s` is bounded like the other durations.
         public init(from decoder: any Decoder) throws {
             let c = try decoder.container(keyedBy: CodingKeys.self)
-            reason = try c.decode(String.self, forKey: .reason)
-            zone = try c.decode(String.self, forKey: .zone)
-            point = try c.decodeIfPresent(String.self, forKey: .point)
+            reason = try c.decodeName(.reason)
+            zone = try c.decodeName(.zone)
+            point = try c.decodeNameIfPresent(.point)
             remainingSeconds = try c.decodeNumber(.remainingSeconds, in: ProtocolLimits.sessionSeconds)
         }
     }
@@ -209,15 +209,15 @@ public struct Telemetry: AgentMessage {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         sessionState = try c.decode(SessionPhase.self, forKey: .sessionState)
-        sessionID = try c.decodeIfPresent(String.self, forKey: .sessionID)
-        program = try c.decodeIfPresent(String.self, forKey: .program)
+        sessionID = try c.decodeNameIfPresent(.sessionID)
+        program = try c.decodeNameIfPresent(.program)
         step = try c.decodeIfPresent(CurrentStep.self, forKey: .step)
         elapsedSeconds = try c.decodeNumberIfPresent(.elapsedSeconds, in: ProtocolLimits.sessionSeconds)
         pressureMMHg = try c.decodeNumbers(.pressureMMHg, in: ProtocolLimits.pressureMMHg)
         motorTempC = try c.decodeNumber(.motorTempC, in: ProtocolLimits.motorTemperatureC)
         breathingBPM = try c.decodeIntIfPresent(.breathingBPM, in: ProtocolLimits.breathingBPM)
-        faults = try c.decode([String].self, forKey: .faults)
-        acknowledgeable = try c.decodeIfPresent([String].self, forKey: .acknowledgeable)
+        faults = try c.decodeNames(.faults)
+        acknowledgeable = try c.decodeNamesIfPresent(.acknowledgeable)
         lockout = try c.decodeIfPresent(Lockout.self, forKey: .lockout)
         intervalSeconds = try c.decodeNumber(.intervalSeconds, in: ProtocolLimits.telemetryIntervalSeconds)
     }
@@ -328,27 +328,27 @@ public struct Event: AgentMessage {
 
     init(from c: KeyedDecodingContainer<CodingKeys>) throws {
         type = try c.decode(EventType.self, forKey: .type)
-        sessionID = try c.decodeIfPresent(String.self, forKey: .sessionID)
-        program = try c.decodeIfPresent(String.self, forKey: .program)
+        sessionID = try c.decodeNameIfPresent(.sessionID)
+        program = try c.decodeNameIfPresent(.program)
         reason = try c.decodeIfPresent(SessionAbortReason.self, forKey: .reason)
-        source = try c.decodeIfPresent(String.self, forKey: .source)
-        commandID = try c.decodeIfPresent(String.self, forKey: .commandID)
+        source = try c.decodeNameIfPresent(.source)
+        commandID = try c.decodeNameIfPresent(.commandID)
         intensity = try c.decodeIntIfPresent(.intensity, in: ProtocolLimits.intensity)
         elapsedSeconds = try c.decodeNumberIfPresent(.elapsedSeconds, in: ProtocolLimits.sessionSeconds)
         stepIndex = try c.decodeIntIfPresent(.stepIndex, in: ProtocolLimits.stepIndex)
         stepCount = try c.decodeIntIfPresent(.stepCount, in: ProtocolLimits.stepCount)
-        target = try c.decodeIfPresent(String.self, forKey: .target)
-        zone = try c.decodeIfPresent(String.self, forKey: .zone)
-        point = try c.decodeIfPresent(String.self, forKey: .point)
-        technique = try c.decodeIfPresent(String.self, forKey: .technique)
+        target = try c.decodeNameIfPresent(.target)
+        zone = try c.decodeNameIfPresent(.zone)
+        point = try c.decodeNameIfPresent(.point)
+        technique = try c.decodeNameIfPresent(.technique)
         durationSeconds = try c.decodeIntIfPresent(.durationSeconds, in: 0...Int(ProtocolLimits.sessionSeconds.upperBound))
-        scheduleID = try c.decodeIfPresent(String.self, forKey: .scheduleID)
+        scheduleID = try c.decodeNameIfPresent(.scheduleID)
         at = try c.decodeRFC3339IfPresent(forKey: .at)
         error = try c.decodeIfPresent(ProtocolError.self, forKey: .error)
-        fault = try c.decodeIfPresent(String.self, forKey: .fault)
-        message = try c.decodeIfPresent(String.self, forKey: .message)
+        fault = try c.decodeNameIfPresent(.fault)
+        message = try c.decodeTextIfPresent(.message)
         configVersion = try c.decodeCountIfPresent(.configVersion)
-        reasons = try c.decodeIfPresent([String].self, forKey: .reasons)
+        reasons = try c.decodeTextsIfPresent(.reasons)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -509,8 +509,8 @@ public struct ReportedConfig: AgentMessage {
         version = try c.decodeCount(.version)
         state = try c.decode(ConfigApplyState.self, forKey: .state)
         appliedVersion = try c.decodeCountIfPresent(.appliedVersion)
-        error = try c.decodeIfPresent(String.self, forKey: .error)
-        reasons = try c.decodeIfPresent([String].self, forKey: .reasons)
+        error = try c.decodeTextIfPresent(.error)
+        reasons = try c.decodeTextsIfPresent(.reasons)
     }
 }
 
@@ -535,7 +535,7 @@ public struct ConsoleState: Codable, Sendable, Equatable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         state = try c.decode(PresenceState.self, forKey: .state)
         ts = try c.decodeRFC3339IfPresent(forKey: .ts)
-        instance = try c.decodeIfPresent(String.self, forKey: .instance)
+        instance = try c.decodeNameIfPresent(.instance)
     }
 
     public func encode(to encoder: any Encoder) throws {

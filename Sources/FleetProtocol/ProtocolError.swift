@@ -11,6 +11,16 @@ public struct ProtocolError: Error, Codable, Sendable, Equatable, CustomStringCo
         self.message = message
     }
 
+    enum CodingKeys: String, CodingKey { case code, message }
+
+    /// Reads an error; a device's `message` is cut to
+    /// `ProtocolLimits.maxTextBytes` (docs/protocol.md, "Limits").
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        code = try c.decode(ErrorCode.self, forKey: .code)
+        message = ProtocolLimits.boundedText(try c.decode(String.self, forKey: .message))
+    }
+
     public var description: String { "\(code): \(message)" }
 
     public static func badRequest(_ message: String) -> ProtocolError { .init(code: .badRequest, message: message) }
@@ -254,9 +264,54 @@ extension KeyedDecodingContainer {
         } catch {
             throw DecodingError.typeMismatch([String: T].self, .init(codingPath: codingPath + [key], debugDescription: expectation))
         }
+        let keys = inner.allKeys
+        guard keys.count <= ProtocolLimits.maxListItems else {
+            throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [key], debugDescription: "\(expectation), of at most \(ProtocolLimits.maxListItems) entries"))
+        }
         var out: [String: T] = [:]
-        for k in inner.allKeys { out[k.stringValue] = try entry(inner, k) }
+        for k in keys {
+            guard k.stringValue.utf8.count <= ProtocolLimits.maxNameBytes else {
+                throw DecodingError.dataCorrupted(.init(codingPath: codingPath + [key], debugDescription: "\(expectation), each key \(nameExpectation.dropFirst("expected ".count))"))
+            }
+            out[k.stringValue] = try entry(inner, k)
+        }
         return out
+    }
+
+    /// A name (an id, a program, a zone, a fault): at most
+    /// `ProtocolLimits.maxNameBytes` UTF-8 bytes.
+    func decodeName(_ key: Key) throws -> String {
+        try decodeChecked(String.self, key, nameExpectation) { $0.utf8.count <= ProtocolLimits.maxNameBytes }
+    }
+
+    func decodeNameIfPresent(_ key: Key) throws -> String? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        return try decodeName(key)
+    }
+
+    /// A list of names: at most `ProtocolLimits.maxListItems`, each a name.
+    func decodeNames(_ key: Key) throws -> [String] {
+        try decodeChecked([String].self, key, namesExpectation) {
+            $0.count <= ProtocolLimits.maxListItems && $0.allSatisfy { $0.utf8.count <= ProtocolLimits.maxNameBytes }
+        }
+    }
+
+    func decodeNamesIfPresent(_ key: Key) throws -> [String]? {
+        guard contains(key), try !decodeNil(forKey: key) else { return nil }
+        return try decodeNames(key)
+    }
+
+    /// Free text, cut to `ProtocolLimits.maxTextBytes`.
+    func decodeTextIfPresent(_ key: Key) throws -> String? {
+        try decodeIfPresent(String.self, forKey: key).map(ProtocolLimits.boundedText)
+    }
+
+    /// A list of free texts: at most `ProtocolLimits.maxListItems`, each cut
+    /// to `ProtocolLimits.maxTextBytes`.
+    func decodeTextsIfPresent(_ key: Key) throws -> [String]? {
+        try decodeCheckedIfPresent([String].self, key, "expected a list of at most \(ProtocolLimits.maxListItems) strings") {
+            $0.count <= ProtocolLimits.maxListItems
+        }.map { $0.map(ProtocolLimits.boundedText) }
     }
 
     func decodeCheckedIfPresent<T: Decodable>(
@@ -266,6 +321,10 @@ extension KeyedDecodingContainer {
         return try decodeChecked(type, key, expectation, check: check)
     }
 }
+
+/// `expected a string of at most 128 bytes`.
+let nameExpectation = "expected a string of at most \(ProtocolLimits.maxNameBytes) bytes"
+let namesExpectation = "expected a list of at most \(ProtocolLimits.maxListItems) strings of at most \(ProtocolLimits.maxNameBytes) bytes each"
 
 /// `expected an integer 0–9007199254740992 (2^53)`.
 let countExpectation = "expected an integer 0–\(ProtocolLimits.maxInteger) (2^53)"

@@ -15,6 +15,17 @@ extension OpenVocabulary {
     public var isKnown: Bool { Self.known.contains(self) }
     /// `a, b, c`: the known values, for error messages.
     public static var knownList: String { known.map(\.rawValue).joined(separator: ", ") }
+
+    /// Any string of at most `ProtocolLimits.maxNameBytes` (a value this
+    /// version does not know is kept; one longer than any name is refused).
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.singleValueContainer()
+        let raw = try c.decode(String.self)
+        guard raw.utf8.count <= ProtocolLimits.maxNameBytes else {
+            throw DecodingError.dataCorruptedError(in: c, debugDescription: nameExpectation)
+        }
+        self.init(rawValue: raw)
+    }
 }
 
 /// The stable error codes of a command reply (DESIGN.md §3).
