@@ -91,6 +91,8 @@ public struct ConsoleConfiguration: Sendable {
     public var leaseSeconds: Double = 10
     public var sites: [SiteConfiguration] = []
     public var health = HealthThresholds()
+    /// `ingest.*`: what one device may send (messages and bytes per second).
+    public var deviceQuota = DeviceQuota()
     public var tokens: [TokenEntry] = []
     public var logLevel: Logger.Level = .info
     public var maxRequestBodyBytes = 1 << 20
@@ -133,11 +135,12 @@ public struct ConsoleOverrides: Sendable {
 
 extension ConsoleConfiguration {
     static let knownKeys: [String: Set<String>] = [
-        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies", "dashboard", "database_password_file"],
+        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "ingest", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies", "dashboard", "database_password_file"],
         "dashboard": ["max_streams_per_session"],
         "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
+        "ingest": ["device_messages_per_s", "device_bytes_per_s", "device_burst_messages", "device_burst_bytes"],
         "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s", "max_start_ttl_s", "outbox_drop_window_s"],
     ]
 
@@ -233,6 +236,11 @@ extension ConsoleConfiguration {
                 r.problem("sites", "expected a list of {id, name, timezone}")
             }
         }
+        // Ingest quotas
+        if let v = r.double("ingest.device_messages_per_s", in: 0.1...100_000) { c.deviceQuota.messagesPerSecond = v }
+        if let v = r.double("ingest.device_bytes_per_s", in: 100...1_073_741_824) { c.deviceQuota.bytesPerSecond = v }
+        if let v = r.double("ingest.device_burst_messages", in: 1...10_000_000) { c.deviceQuota.burstMessages = v }
+        if let v = r.double("ingest.device_burst_bytes", in: Double(ProtocolLimits.maxPayloadBytes)...17_179_869_184) { c.deviceQuota.burstBytes = v }
         // Health
         if let v = r.double("health.stale_factor", in: 1...100) { c.health.staleFactor = v }
         if let v = r.double("health.config_drift_s", in: 1...86_400) { c.health.configDriftSeconds = v }

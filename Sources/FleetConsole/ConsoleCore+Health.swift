@@ -28,6 +28,11 @@ extension ConsoleCore {
         }
     }
 
+    /// `20`, `0.5`: a setting as written, without a trailing `.0`.
+    static func plain(_ value: Double) -> String {
+        value.rounded() == value && abs(value) < 1e15 ? String(Int64(value)) : String(value)
+    }
+
     struct Condition {
         var severity: Health
         var message: String
@@ -64,6 +69,10 @@ extension ConsoleCore {
             // The counter only grows: the alert follows its growth within the window, so it clears.
             if let grew = r.outboxDropsGrewAt, now.timeIntervalSince(grew) < h.outboxDropWindowSeconds {
                 raise("outbox_drops", .warning, "\(address) dropped undelivered messages from its outbox in the last \(Int(h.outboxDropWindowSeconds)) s (\(r.usage?.outboxDropped ?? 0) in all)")
+            }
+            if let at = r.quotaExceededAt, now.timeIntervalSince(at) < FleetModel.quotaAlertSeconds {
+                let q = configuration.deviceQuota
+                raise("quota_exceeded", .warning, "\(address) sent more than its ingest quota (\(Self.plain(q.messagesPerSecond)) messages, \(Self.plain(q.bytesPerSecond)) bytes a second); \(r.quotaDrops ?? 1) message(s) dropped in all, the last at \(RFC3339.string(from: at))")
             }
             if let at = r.sequenceFaultAt, now.timeIntervalSince(at) < FleetModel.sequenceFaultAlertSeconds {
                 raise("sequence_fault", .warning, "\(address) sent \(r.sequenceFaults ?? 1) event(s) with an implausible seq, refused; the last: \(r.sequenceFaultDetail ?? "?")")

@@ -110,8 +110,16 @@ extension ConsoleCore {
         }
         var resync = false
         let batchItems = model.withLock { m -> PendingItems in
-            var r = m.takeRecord(address) // put back below, on every path
             var items = PendingItems()
+            guard m.quotas.admit(address, bytes: raw.count, quota: configuration.deviceQuota, now: now) else {
+                var r = m.record(address)
+                items.overQuota = r.quotaExceededAt.map { now.timeIntervalSince($0) > FleetModel.quotaAlertSeconds } ?? true ? .firstDrop : .drop
+                r.quotaDrops = .saturatingSum(r.quotaDrops ?? 0, 1)
+                r.quotaExceededAt = now
+                m.devices[address] = r
+                return items
+            }
+            var r = m.takeRecord(address) // put back below, on every path
             let envelope = payload.envelope
             /// Asks the device for a `resync` now, or once `health.resync_interval_s` has passed since the last.
             func askResync() {
@@ -262,6 +270,16 @@ extension ConsoleCore {
             m.devices[address] = r
             return items
         }
+        if let drop = batchItems.overQuota {
+            metrics.quotaDropped.increment()
+            pending.withLock { _ = $0.dirtyDevices.insert(address) } // the count is kept in the device's row
+            if drop == .firstDrop {
+                logger.warning("a device sends more than its ingest quota: its messages are dropped until it slows down", metadata: [
+                    "device": "\(address)", "messages_per_s": "\(configuration.deviceQuota.messagesPerSecond)", "bytes_per_s": "\(configuration.deviceQuota.bytesPerSecond)",
+                ])
+            }
+            return
+        }
         if batchItems.ignoredRevoked {
             metrics.revokedIgnored.increment()
             return
@@ -347,7 +365,11 @@ extension ConsoleCore {
         return e.epoch > last[0] || (e.epoch == last[0] && e.seq > last[1])
     }
 
+    enum QuotaDrop { case firstDrop, drop }
+
     struct PendingItems {
+        /// Dropped over the device's quota (the first of an episode is logged).
+        var overQuota: QuotaDrop?
         /// The event was the next of its device (not a duplicate or a late replay).
         var isNewEvent = false
         /// The event was refused for an implausible jump of its seq.

@@ -13,6 +13,7 @@ final class ConsoleMetrics: Sendable {
     let resyncs: Counter
     let sequenceFaults: Counter
     let revokedIgnored: Counter
+    let quotaDropped: Counter
     let lag: Gauge
     let alertsActive: Gauge
     let coordinator: Gauge
@@ -43,6 +44,7 @@ final class ConsoleMetrics: Sendable {
         sessionsStarted = registry.makeCounter(descriptor: Self.d("sessions", "total", "Sessions started"))
         resyncs = registry.makeCounter(descriptor: Self.d("resync_requests", "total", "resync commands sent after an event gap or a new epoch"))
         sequenceFaults = registry.makeCounter(descriptor: Self.d("ingest_sequence_faults", "total", "Events refused for an implausible jump of their seq (a device fault)"))
+        quotaDropped = registry.makeCounter(descriptor: Self.d("ingest_quota_dropped", "total", "Messages dropped because their device sent more than its ingest quota"))
         revokedIgnored = registry.makeCounter(descriptor: Self.d("ingest_revoked_ignored", "total", "Retained messages of forgotten (revoked) devices, ignored"))
         lag = registry.makeGauge(descriptor: Self.d("ingest_lag", "seconds", "Age of the last live message when it was ingested"))
         alertsActive = registry.makeGauge(descriptor: Self.d("alerts", "active", "Alerts not yet cleared"))

@@ -60,6 +60,8 @@ extension DeviceRecord {
             sequenceFaultDetail = other.sequenceFaultDetail
         }
         if let theirs = other.sequenceFaults { sequenceFaults = max(sequenceFaults ?? 0, theirs) }
+        if let theirs = other.quotaExceededAt, theirs > (quotaExceededAt ?? .distantPast) { quotaExceededAt = theirs }
+        if let theirs = other.quotaDrops { quotaDrops = max(quotaDrops ?? 0, theirs) }
         if let theirs = other.epochResyncAsked { epochResyncAsked = max(epochResyncAsked ?? 0, theirs) }
         if let theirs = other.outboxDropsGrewAt, theirs > (outboxDropsGrewAt ?? .distantPast) { outboxDropsGrewAt = theirs }
     }

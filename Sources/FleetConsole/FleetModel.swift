@@ -35,6 +35,10 @@ struct DeviceRecord: Codable, Sendable {
     var sequenceFaults: Int?
     var sequenceFaultAt: Date?
     var sequenceFaultDetail: String?
+    /// Messages dropped over the device's ingest quota (`DeviceQuota`), and
+    /// the last one's time: alerted as `quota_exceeded`.
+    var quotaDrops: Int?
+    var quotaExceededAt: Date?
     /// The epoch whose start made the console ask for a `resync` (once per epoch).
     var epochResyncAsked: UInt64?
     /// When `usage.outbox_dropped` last grew: `outbox_drops` is raised while
@@ -98,6 +102,10 @@ struct FleetModel: Sendable {
     var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]
     var usageDays: [String: UsageDay] = [:]
     var activeAlerts: [AlertKey: ActiveAlert] = [:]
+    /// Each device's ingest quota as it stands (not persisted).
+    var quotas = IngestQuotas()
+    /// How long `quota_exceeded` stays raised after the last dropped message.
+    static let quotaAlertSeconds: TimeInterval = 600
     /// Devices with an event gap seen while their last `resync` was too
     /// recent to ask again; the health loop asks once it may.
     var resyncOwed: Set<DeviceAddress> = []
@@ -167,6 +175,7 @@ struct FleetModel: Sendable {
         holes[address] = nil
         resyncAttempts[address] = nil
         resyncOwed.remove(address)
+        quotas.remove(address)
         let (site, device) = (address.site.rawValue, address.device.rawValue)
         activeAlerts = activeAlerts.filter { !($0.key.site == site && $0.key.device == device) }
     }

@@ -116,6 +116,46 @@ extension ConsoleEndToEndTests {
         }
     }
 
+    @Test("a device over its ingest quota has its messages dropped, counted and alerted as quota_exceeded, while another device's every event is stored")
+    func floodingDeviceIsHeldToItsQuota() async throws {
+        try await ConsoleRig.run(console: { $0.settings = ["ingest": ["device_messages_per_s": 2, "device_burst_messages": 40]] }, agents: []) { rig in
+            let flooder = try await CraftedDevice.connect(Fleet.device(Fleet.lab, "flooder"), broker: rig.broker, epoch: 1)
+            let honest = try await CraftedDevice.connect(Fleet.device(Fleet.lab, "honest"), broker: rig.broker, epoch: 1)
+            for device in [flooder, honest] {
+                try await rig.waitForDevice(device.device, "\(device.device.device) online") { $0["online"]?.bool == true }
+            }
+            let storedBefore = try await rig.metrics().sum("fleet_events_stored_total")
+            let flood = 300, sessions = 10
+            for i in 0..<flood {
+                try await flooder.publish("events", ["type": "fault_cleared", "fault": "overheat", "message": .string("flood \(i)")])
+                if i % (flood / sessions) == 0 {
+                    let s: WireJSON = ["session_id": .string("s-1-\(i)"), "program": "calf-release", "source": "device"]
+                    try await honest.publish("events", s.setting("type", to: "session_started"))
+                    try await honest.publish("events", s.setting("type", to: "session_completed").setting("elapsed_s", to: 60))
+                }
+            }
+            // Every message of the flood is either stored or dropped and counted.
+            let metrics = try await rig.waitForMetrics(timeout: .seconds(30), "every event stored or dropped") { m in
+                m.sum("fleet_events_stored_total") - storedBefore + m.sum("fleet_ingest_quota_dropped_total") >= Double(flood + 2 * sessions)
+            }
+            let dropped = metrics.sum("fleet_ingest_quota_dropped_total")
+            #expect(dropped >= 150 && dropped <= Double(flood - 30), "the burst of 40 (less its connect messages) passes, the rest mostly not: \(dropped) dropped")
+            #expect(metrics.sum("fleet_events_stored_total") - storedBefore + dropped == Double(flood + 2 * sessions),
+                    "\(metrics.lines(of: ["fleet_events_stored_total", "fleet_ingest_quota_dropped_total"]))")
+            let alerts = try await rig.waitFor("/api/v1/alerts?active=true", "quota_exceeded for flooder") {
+                ($0.json?["alerts"]?.array ?? []).about(flooder.device).contains { $0["type"]?.string == "quota_exceeded" }
+            }
+            let alert = (alerts.json?["alerts"]?.array ?? []).about(flooder.device).first { $0["type"]?.string == "quota_exceeded" }
+            #expect(alert?["message"]?.string?.contains("2 messages") == true && alert?["message"]?.string?.contains("dropped") == true, "\(alert ?? .null)")
+            #expect(try await rig.alerts(active: true).about(honest.device).isEmpty, "the honest device raised nothing")
+            let page = try await rig.getJSON("/api/v1/devices/\(Fleet.lab)/honest")
+            let completed = (page["recent_sessions"]?.array ?? []).filter { $0["outcome"]?.string == "completed" }
+            #expect(completed.count == sessions, "every session of the honest device: \(page["recent_sessions"] ?? .null)")
+            await flooder.close()
+            await honest.close()
+        }
+    }
+
     @Test("an abort reason a device made up is counted as reason=\"other\" in /metrics, escaped and bounded, never as its own series")
     func madeUpAbortReasonsAreBoundedLabels() async throws {
         try await ConsoleRig.run(agents: []) { rig in
