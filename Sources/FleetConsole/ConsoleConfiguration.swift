@@ -70,6 +70,9 @@ public struct HealthThresholds: Sendable, Equatable {
     /// `outbox_drops` is raised while a device's `usage.outbox_dropped` grew
     /// within this many seconds, and clears once it has not for this long.
     public var outboxDropWindowSeconds: Double = 3600
+    /// `disk_space` is raised while the database's file system has less
+    /// free space than this (MiB; SQLite, where the console can see it).
+    public var diskFreeMinMiB: Double = 1024
     public init() {}
 }
 
@@ -93,6 +96,8 @@ public struct ConsoleConfiguration: Sendable {
     public var health = HealthThresholds()
     /// `ingest.*`: what one device may send (messages and bytes per second).
     public var deviceQuota = DeviceQuota()
+    /// `retention.*`: how long events, sessions and cleared alerts are kept.
+    public var retention = RetentionSettings()
     public var tokens: [TokenEntry] = []
     public var logLevel: Logger.Level = .info
     public var maxRequestBodyBytes = 1 << 20
@@ -135,13 +140,14 @@ public struct ConsoleOverrides: Sendable {
 
 extension ConsoleConfiguration {
     static let knownKeys: [String: Set<String>] = [
-        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "ingest", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies", "dashboard", "database_password_file"],
+        "": ["broker", "topic_root", "http", "database", "instance", "replica", "sites", "health", "ingest", "retention", "tokens", "tokens_file", "log_level", "max_request_body_bytes", "secure_cookies", "dashboard", "database_password_file"],
         "dashboard": ["max_streams_per_session"],
         "replica": ["name", "lease_s"],
         "broker": BrokerSettings.keys,
         "broker.tls": BrokerSettings.tlsKeys,
+        "retention": ["events_days", "sessions_days", "alerts_days", "interval_s"],
         "ingest": ["device_messages_per_s", "device_bytes_per_s", "device_burst_messages", "device_burst_bytes"],
-        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s", "max_start_ttl_s", "outbox_drop_window_s"],
+        "health": ["stale_factor", "config_drift_s", "clear_after_s", "pain_signal_count", "pain_signal_window_h", "command_timeout_s", "resync_interval_s", "max_start_ttl_s", "outbox_drop_window_s", "disk_free_min_mb"],
     ]
 
     /// Loads and validates the console's YAML file; `FLEET_CONSOLE_ADMIN_TOKEN`
@@ -241,7 +247,13 @@ extension ConsoleConfiguration {
         if let v = r.double("ingest.device_bytes_per_s", in: 100...1_073_741_824) { c.deviceQuota.bytesPerSecond = v }
         if let v = r.double("ingest.device_burst_messages", in: 1...10_000_000) { c.deviceQuota.burstMessages = v }
         if let v = r.double("ingest.device_burst_bytes", in: Double(ProtocolLimits.maxPayloadBytes)...17_179_869_184) { c.deviceQuota.burstBytes = v }
+        // Retention (0 days: kept for ever)
+        if let v = r.double("retention.events_days", in: 0...36_500) { c.retention.eventsDays = v }
+        if let v = r.double("retention.sessions_days", in: 0...36_500) { c.retention.sessionsDays = v }
+        if let v = r.double("retention.alerts_days", in: 0...36_500) { c.retention.alertsDays = v }
+        if let v = r.double("retention.interval_s", in: 1...86_400) { c.retention.intervalSeconds = v }
         // Health
+        if let v = r.double("health.disk_free_min_mb", in: 0...100_000_000) { c.health.diskFreeMinMiB = v }
         if let v = r.double("health.stale_factor", in: 1...100) { c.health.staleFactor = v }
         if let v = r.double("health.config_drift_s", in: 1...86_400) { c.health.configDriftSeconds = v }
         if let v = r.double("health.clear_after_s", in: 0...3600) { c.health.clearAfterSeconds = v }

@@ -78,6 +78,11 @@ extension ConsoleCore {
                 raise("sequence_fault", .warning, "\(address) sent \(r.sequenceFaults ?? 1) event(s) with an implausible seq, refused; the last: \(r.sequenceFaultDetail ?? "?")")
             }
         }
+        if let free = model.withLock({ $0.storage?.freeBytes }), Double(free) < h.diskFreeMinMiB * 1_048_576 {
+            out[.init(site: FleetModel.consoleSite, device: nil, type: "disk_space")] = Condition(
+                severity: .critical,
+                message: "\(free / 1_048_576) MiB free beside the database \(configuration.database.description) (alert below \(Self.plain(h.diskFreeMinMiB)) MiB): ingest stops when the disk is full; shorten retention or add space")
+        }
         for p in pain where p.count >= h.painSignalCount {
             out[.init(site: p.site, device: nil, type: "pain_signals")] = Condition(
                 severity: .warning,

@@ -295,8 +295,11 @@ extension ConsoleCore {
         }
         let size = pending.withLock { b -> Int in
             b.dirtyDevices.insert(address)
-            if let (event, data) = batchItems.event, case .event(let stamped) = payload {
+            if let (event, data) = batchItems.event, case .event(var stamped) = payload {
                 _ = event
+                // Stored at most at its arrival time: a device's future time
+                // would keep its events from retention and in every "since" window.
+                stamped.envelope.ts = min(stamped.envelope.ts, now)
                 b.events.append((address, stamped, data))
             }
             if let s = batchItems.session { b.sessions[s.sessionID] = merge(b.sessions[s.sessionID], s) }

@@ -142,6 +142,7 @@ public final class ConsoleCore: Service, Sendable {
                 group.addTask { await self.leaseLoop() }
                 group.addTask { await self.deviceSyncLoop() }
                 group.addTask { await self.systemdLoop() }
+                group.addTask { await self.housekeepingLoop() }
                 await (try? gracefulShutdown())
                 SystemdNotifier()?.send("STOPPING=1")
                 group.cancelAll()

@@ -14,6 +14,11 @@ final class ConsoleMetrics: Sendable {
     let sequenceFaults: Counter
     let revokedIgnored: Counter
     let quotaDropped: Counter
+    let prunedEvents: Counter
+    let prunedSessions: Counter
+    let prunedAlerts: Counter
+    let databaseBytes: Gauge
+    let diskFreeBytes: Gauge
     let lag: Gauge
     let alertsActive: Gauge
     let coordinator: Gauge
@@ -46,6 +51,12 @@ final class ConsoleMetrics: Sendable {
         sequenceFaults = registry.makeCounter(descriptor: Self.d("ingest_sequence_faults", "total", "Events refused for an implausible jump of their seq (a device fault)"))
         quotaDropped = registry.makeCounter(descriptor: Self.d("ingest_quota_dropped", "total", "Messages dropped because their device sent more than its ingest quota"))
         revokedIgnored = registry.makeCounter(descriptor: Self.d("ingest_revoked_ignored", "total", "Retained messages of forgotten (revoked) devices, ignored"))
+        let pruned = Self.d("retention_deleted", "total", "Rows deleted by retention, by table")
+        prunedEvents = registry.makeCounter(descriptor: pruned, labels: [("table", "event")])
+        prunedSessions = registry.makeCounter(descriptor: pruned, labels: [("table", "session")])
+        prunedAlerts = registry.makeCounter(descriptor: pruned, labels: [("table", "alert")])
+        databaseBytes = registry.makeGauge(descriptor: Self.d("database_size", "bytes", "The console's database on disk"))
+        diskFreeBytes = registry.makeGauge(descriptor: Self.d("database_disk_free", "bytes", "Free space on the database's file system (SQLite; -1 when the console cannot see it)"))
         lag = registry.makeGauge(descriptor: Self.d("ingest_lag", "seconds", "Age of the last live message when it was ingested"))
         alertsActive = registry.makeGauge(descriptor: Self.d("alerts", "active", "Alerts not yet cleared"))
         coordinator = registry.makeGauge(descriptor: Self.d("coordinator", "", "1 while this console does the once-only work (a replica holding the lease)"))

@@ -46,6 +46,17 @@ public protocol ConsoleStore: Sendable {
     /// commands, rollouts and the audit log are not touched.
     func forgetDevice(_ address: DeviceAddress, record: Data, writer: String, at: Date) async throws -> ForgetCounts
 
+    // Retention and disk (issue 20, item 5).
+    /// Deletes events, sessions and cleared alerts older than `cutoffs`, in
+    /// transactions of at most `chunk` rows each. For every (device, epoch)
+    /// whose events it deletes it keeps the highest deleted seq (a floor):
+    /// `missingEvents` does not ask for seqs at or below it, and
+    /// `lastEventSequences` still knows where a device whose events are all
+    /// gone stands.
+    func prune(_ cutoffs: RetentionCutoffs, chunk: Int) async throws -> PruneCounts
+    /// The database's size and the free space beside it.
+    func storageStatus() async throws -> StorageStatus
+
     // Alerts.
     func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) async throws -> Int64
     func clearAlert(id: Int64, at: Date) async throws
@@ -90,14 +101,22 @@ public struct EventKey: Hashable, Sendable {
         self.seq = seq
     }
 
-    /// The seqs 1..<`top` of `epoch` that are not in `stored`, appended to
+    /// The seqs `floor`+1..<`top` of `epoch` that are not in `stored`, appended to
     /// `missing` while it holds fewer than `limit` (both stores' gap scan).
-    static func appendMissing(epoch: Int64, below top: Int64, stored: Set<Int64>, limit: Int, to missing: inout [EventKey]) {
-        var seq: Int64 = 1
+    static func appendMissing(epoch: Int64, above floor: Int64 = 0, below top: Int64, stored: Set<Int64>, limit: Int, to missing: inout [EventKey]) {
+        var seq: Int64 = max(1, floor + 1)
         while seq < top, missing.count < limit {
             if !stored.contains(seq) { missing.append(EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq))) }
             seq += 1
         }
+    }
+}
+
+extension [DeviceAddress: EventKey] {
+    /// Keeps `key` for `address` if it is newer than the one held.
+    mutating func keepNewest(_ address: DeviceAddress, _ key: EventKey) {
+        if let held = self[address], (held.epoch, held.seq) >= (key.epoch, key.seq) { return }
+        self[address] = key
     }
 }
 

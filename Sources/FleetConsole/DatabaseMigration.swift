@@ -45,7 +45,7 @@ public struct DatabaseMigration: Sendable {
     public static let skippedTables: Set<String> = ["grdb_migrations", "console_migrations", "lease"]
     /// The console's tables in the order they are copied; any other table
     /// found in the SQLite file follows, by name.
-    public static let tableOrder = ["device", "event", "session", "usage_device", "usage_day", "alert", "command", "audit", "rollout"]
+    public static let tableOrder = ["device", "event", "event_floor", "session", "usage_device", "usage_day", "alert", "command", "audit", "rollout"]
     /// Rows per INSERT, fewer for wide tables: a statement has at most
     /// 65,535 parameters.
     public static let rowsPerStatement = 1000

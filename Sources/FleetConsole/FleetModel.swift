@@ -104,6 +104,11 @@ struct FleetModel: Sendable {
     var activeAlerts: [AlertKey: ActiveAlert] = [:]
     /// Each device's ingest quota as it stands (not persisted).
     var quotas = IngestQuotas()
+    /// The database's size and free disk, as last measured (housekeeping).
+    var storage: StorageStatus?
+    /// The `site` of alerts about the console itself (`disk_space`): no
+    /// site id starts with `_`, and only a token for every site sees them.
+    static let consoleSite = "_console"
     /// How long `quota_exceeded` stays raised after the last dropped message.
     static let quotaAlertSeconds: TimeInterval = 600
     /// Devices with an event gap seen while their last `resync` was too

@@ -125,6 +125,11 @@ public final class PostgresStore: ConsoleStore {
             }
             for r in stale { try await saveRollout(r, json: try FleetJSON.encode(r), on: c, logger: logger) }
         },
+        // As SQLiteStore's v6.
+        Migration("v6: retention (event floors, events by time)", [
+            "CREATE TABLE event_floor (site text NOT NULL, device text NOT NULL, epoch bigint NOT NULL, seq bigint NOT NULL, PRIMARY KEY (site, device, epoch))",
+            "CREATE INDEX event_ts ON event (ts)",
+        ]),
     ]
 
     /// Seconds since 1970 by the server's clock: every replica's leases and
@@ -276,26 +281,36 @@ public final class PostgresStore: ConsoleStore {
         try await collect(client.query("SELECT json FROM usage_day", logger: logger).decode(Data.self))
     }
 
+    /// The last stored (epoch, seq) of each device's events, or of what
+    /// retention deleted of them (its floors), whichever is newer.
     public func lastEventSequences() async throws -> [DeviceAddress: EventKey] {
         var out: [DeviceAddress: EventKey] = [:]
-        let rows = try await client.query("SELECT DISTINCT ON (site, device) site, device, epoch, seq FROM event ORDER BY site DESC, device DESC, epoch DESC, seq DESC", logger: logger)
-        for try await (site, device, epoch, seq) in rows.decode((String, String, Int64, Int64).self) {
-            if let a = try? DeviceAddress(site: site, device: device) { out[a] = EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq)) }
+        for query: PostgresQuery in [
+            "SELECT DISTINCT ON (site, device) site, device, epoch, seq FROM event ORDER BY site DESC, device DESC, epoch DESC, seq DESC",
+            "SELECT DISTINCT ON (site, device) site, device, epoch, seq FROM event_floor ORDER BY site DESC, device DESC, epoch DESC, seq DESC",
+        ] {
+            for try await (site, device, epoch, seq) in try await client.query(query, logger: logger).decode((String, String, Int64, Int64).self) {
+                if let a = try? DeviceAddress(site: site, device: device) { out.keepNewest(a, EventKey(epoch: UInt64(bitPattern: epoch), seq: UInt64(bitPattern: seq))) }
+            }
         }
         return out
     }
 
     public func missingEvents(within: TimeInterval, limit: Int, now: Date) async throws -> [DeviceAddress: [EventKey]] {
         let since = now.timeIntervalSince1970 - within
+        // Above each epoch's floor (what retention deleted), if any.
         let groups = try await collect(client.query("""
-            SELECT site, device, epoch, max(seq) FROM event GROUP BY site, device, epoch HAVING count(*) < max(seq) AND max(ts) >= \(since)
-            """, logger: logger).decode((String, String, Int64, Int64).self))
+            SELECT e.site, e.device, e.epoch, max(e.seq), coalesce(f.seq, 0) FROM event e
+            LEFT JOIN event_floor f ON f.site = e.site AND f.device = e.device AND f.epoch = e.epoch
+            WHERE e.seq > coalesce(f.seq, 0)
+            GROUP BY e.site, e.device, e.epoch, f.seq HAVING count(*) < max(e.seq) - coalesce(f.seq, 0) AND max(e.ts) >= \(since)
+            """, logger: logger).decode((String, String, Int64, Int64, Int64).self))
         var out: [DeviceAddress: [EventKey]] = [:]
-        for (site, device, epoch, top) in groups {
+        for (site, device, epoch, top, floor) in groups {
             guard let address = try? DeviceAddress(site: site, device: device) else { continue }
-            let stored = Set(try await collect(client.query("SELECT seq FROM event WHERE site = \(site) AND device = \(device) AND epoch = \(epoch)", logger: logger)
+            let stored = Set(try await collect(client.query("SELECT seq FROM event WHERE site = \(site) AND device = \(device) AND epoch = \(epoch) AND seq > \(floor)", logger: logger)
                 .decode(Int64.self)))
-            EventKey.appendMissing(epoch: epoch, below: top, stored: stored, limit: limit, to: &out[address, default: []])
+            EventKey.appendMissing(epoch: epoch, above: floor, below: top, stored: stored, limit: limit, to: &out[address, default: []])
         }
         return out
     }
@@ -345,6 +360,7 @@ public final class PostgresStore: ConsoleStore {
                 return Int(n)
             }
             let events = try await count("WITH d AS (DELETE FROM event WHERE site = \(site) AND device = \(device) RETURNING 1) SELECT count(*) FROM d")
+            try await c.query("DELETE FROM event_floor WHERE site = \(site) AND device = \(device)", logger: logger)
             let usage = try await count("WITH u AS (UPDATE usage_device SET last = \(zero) WHERE site = \(site) AND device = \(device) RETURNING 1) SELECT count(*) FROM u")
             let alerts = try await count("""
                 WITH a AS (UPDATE alert SET cleared_at = \(at.timeIntervalSince1970) WHERE site = \(site) AND device = \(device) AND cleared_at IS NULL RETURNING 1)
@@ -514,7 +530,7 @@ public final class PostgresStore: ConsoleStore {
 
     // MARK: Helpers
 
-    private func collect<S: AsyncSequence>(_ sequence: S) async throws -> [S.Element] {
+    func collect<S: AsyncSequence>(_ sequence: S) async throws -> [S.Element] {
         var out: [S.Element] = []
         for try await element in sequence { out.append(element) }
         return out

@@ -144,6 +144,13 @@ public final class SQLiteStore: ConsoleStore {
                 if let r = try? decoder.decode(Rollout.self, from: json), r.canChange { try saveRollout(r, db) }
             }
         }
+        m.registerMigration("v6: retention (event floors, events by time)") { db in
+            // The highest seq retention deleted per (device, epoch): the gap
+            // scan starts above it. Events by time: retention deletes the
+            // oldest in chunks without scanning the table.
+            try db.execute(sql: "CREATE TABLE event_floor (site TEXT NOT NULL, device TEXT NOT NULL, epoch INTEGER NOT NULL, seq INTEGER NOT NULL, PRIMARY KEY (site, device, epoch))")
+            try db.execute(sql: "CREATE INDEX event_ts ON event(ts)")
+        }
         return m
     }
 
@@ -295,28 +302,34 @@ public final class SQLiteStore: ConsoleStore {
     public func missingEvents(within: TimeInterval, limit: Int, now: Date) async throws -> [DeviceAddress: [EventKey]] {
         try await pool.read { db in
             var out: [DeviceAddress: [EventKey]] = [:]
+            // Above each epoch's floor (what retention deleted), if any.
             let groups = try Row.fetchAll(db, sql: """
-                SELECT site, device, epoch, count(*) AS n, max(seq) AS top FROM event
-                GROUP BY site, device, epoch HAVING n < top AND max(ts) >= ?
+                SELECT e.site, e.device, e.epoch, count(*) AS n, max(e.seq) AS top, coalesce(f.seq, 0) AS floor FROM event e
+                LEFT JOIN event_floor f ON f.site = e.site AND f.device = e.device AND f.epoch = e.epoch
+                WHERE e.seq > coalesce(f.seq, 0)
+                GROUP BY e.site, e.device, e.epoch HAVING n < top - floor AND max(e.ts) >= ?
                 """, arguments: [now.timeIntervalSince1970 - within])
             for g in groups {
                 guard let address = try? DeviceAddress(site: g["site"] as String, device: g["device"] as String) else { continue }
-                let epoch: Int64 = g["epoch"]
-                let stored = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM event WHERE site = ? AND device = ? AND epoch = ?",
-                                                    arguments: [g["site"] as String, g["device"] as String, epoch]))
-                EventKey.appendMissing(epoch: epoch, below: g["top"], stored: stored, limit: limit, to: &out[address, default: []])
+                let epoch: Int64 = g["epoch"], floor: Int64 = g["floor"]
+                let stored = Set(try Int64.fetchAll(db, sql: "SELECT seq FROM event WHERE site = ? AND device = ? AND epoch = ? AND seq > ?",
+                                                    arguments: [g["site"] as String, g["device"] as String, epoch, floor]))
+                EventKey.appendMissing(epoch: epoch, above: floor, below: g["top"], stored: stored, limit: limit, to: &out[address, default: []])
             }
             return out
         }
     }
 
-    /// The last stored (epoch, seq) of each device's events.
+    /// The last stored (epoch, seq) of each device's events, or of what
+    /// retention deleted of them (its floors), whichever is newer.
     public func lastEventSequences() async throws -> [DeviceAddress: EventKey] {
         try await pool.read { db in
             var out: [DeviceAddress: EventKey] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT site, device, max(epoch * 4294967296 + seq) AS k, epoch, seq FROM event GROUP BY site, device") {
-                if let a = try? DeviceAddress(site: row["site"] as String, device: row["device"] as String) {
-                    out[a] = EventKey(epoch: UInt64(bitPattern: row["epoch"] as Int64), seq: UInt64(bitPattern: row["seq"] as Int64))
+            for table in ["event", "event_floor"] {
+                for row in try Row.fetchAll(db, sql: "SELECT site, device, max(epoch * 4294967296 + seq) AS k, epoch, seq FROM \(table) GROUP BY site, device") {
+                    if let a = try? DeviceAddress(site: row["site"] as String, device: row["device"] as String) {
+                        out.keepNewest(a, EventKey(epoch: UInt64(bitPattern: row["epoch"] as Int64), seq: UInt64(bitPattern: row["seq"] as Int64)))
+                    }
                 }
             }
             return out
@@ -360,6 +373,7 @@ public final class SQLiteStore: ConsoleStore {
         return try await pool.write { db in
             try db.execute(sql: "DELETE FROM event WHERE site = ? AND device = ?", arguments: [site, device])
             let events = db.changesCount
+            try db.execute(sql: "DELETE FROM event_floor WHERE site = ? AND device = ?", arguments: [site, device])
             try db.execute(sql: "UPDATE usage_device SET last = ? WHERE site = ? AND device = ?", arguments: [zero, site, device])
             let usage = db.changesCount > 0
             try db.execute(sql: "UPDATE alert SET cleared_at = ? WHERE site = ? AND device = ? AND cleared_at IS NULL",

@@ -15,7 +15,7 @@ struct MigrateDBTests {
                           try! DeviceAddress(site: "spa-south", device: "s-1")]
     /// Events per (device, epoch): 2,500 in all, so the event table takes three statements.
     static let eventsPerEpoch: [(device: Int, epoch: UInt64, count: Int)] = [(0, 3, 400), (0, 4, 600), (1, 7, 900), (2, 1, 250), (2, 2, 350)]
-    static let tables = ["device", "event", "session", "usage_device", "usage_day", "alert", "command", "audit", "rollout"]
+    static let tables = ["device", "event", "event_floor", "session", "usage_device", "usage_day", "alert", "command", "audit", "rollout"]
 
     /// What the SQLite store held, read back through ConsoleStore.
     struct Original {
@@ -104,6 +104,12 @@ struct MigrateDBTests {
         finished.state = .completed
         try await store.saveRollout(finished)
 
+        // An older epoch of s-1 that retention took: a floor row to copy, the 2,500 events stay.
+        var old = IngestBatch()
+        old.events = (1...UInt64(100)).map { event(devices[2], epoch: 0, seq: $0) }
+        try await store.commit(old)
+        let pruned = try await store.prune(RetentionCutoffs(events: t0.addingTimeInterval(1000)), chunk: 40)
+        #expect(pruned == PruneCounts(events: 100))
         let original = try await read(store, command: "cmd-1")
         await store.close()
         return original
@@ -157,7 +163,7 @@ struct MigrateDBTests {
         let run = try await Self.migrate(from: path, to: url)
         try #require(run.status == .exited(0), "\(run)")
         let printed = Self.printedCounts(run.standardOutput)
-        let expected = ["device": 3, "event": 2500, "session": 9, "usage_device": 3, "usage_day": 4, "alert": 3, "command": 2, "audit": 5, "rollout": 2]
+        let expected = ["device": 3, "event": 2500, "event_floor": 1, "session": 9, "usage_device": 3, "usage_day": 4, "alert": 3, "command": 2, "audit": 5, "rollout": 2]
         #expect(Set(printed.keys) == Set(Self.tables), "one row per table: \(run.standardOutput)")
         for (table, rows) in expected {
             #expect(printed[table].map { $0.0 == rows && $0.1 == rows } == true, "\(table): \(run.standardOutput)")
