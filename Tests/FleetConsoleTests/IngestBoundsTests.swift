@@ -33,11 +33,11 @@ struct IngestBoundsTests {
 
     @Test("a jump of more than a million events is implausible; up to a million is a gap")
     func implausibleJump() {
-        #expect(ConsoleCore.implausibleJump(.gap(missing: FleetModel.maxEventGap)) == nil)
-        #expect(ConsoleCore.implausibleJump(.gap(missing: FleetModel.maxEventGap + 1)) == FleetModel.maxEventGap + 1)
-        #expect(ConsoleCore.implausibleJump(.newEpoch(missing: ProtocolLimits.maxInteger - 1)) == ProtocolLimits.maxInteger - 1)
-        #expect(ConsoleCore.implausibleJump(.newEpoch(missing: 0)) == nil)
-        #expect(ConsoleCore.implausibleJump(.next) == nil && ConsoleCore.implausibleJump(.notNewer) == nil)
+        #expect(FleetModel.implausibleJump(.gap(missing: FleetModel.maxEventGap)) == nil)
+        #expect(FleetModel.implausibleJump(.gap(missing: FleetModel.maxEventGap + 1)) == FleetModel.maxEventGap + 1)
+        #expect(FleetModel.implausibleJump(.newEpoch(missing: ProtocolLimits.maxInteger - 1)) == ProtocolLimits.maxInteger - 1)
+        #expect(FleetModel.implausibleJump(.newEpoch(missing: 0)) == nil)
+        #expect(FleetModel.implausibleJump(.next) == nil && FleetModel.implausibleJump(.notNewer) == nil)
     }
 
     @Test("usage totals saturate at 2^53 instead of trapping, however often a device resets its ledger")
