@@ -14,6 +14,7 @@ let package = Package(
     products: [
         .library(name: "MassageEngine", targets: ["MassageEngine"]),
         .library(name: "FleetProtocol", targets: ["FleetProtocol"]),
+        .library(name: "FleetSettings", targets: ["FleetSettings"]),
         .library(name: "MassageAgent", targets: ["MassageAgent"]),
         .library(name: "FleetConsole", targets: ["FleetConsole"]),
         .library(name: "Mosquitto", targets: ["Mosquitto"]),
@@ -64,17 +65,25 @@ let package = Package(
             name: "MassageEngine",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
-        // The wire contract shared by agent and console, and the broker
-        // settings both read from their config files.
+        // The wire contract shared by agent and console: topics, messages,
+        // command and error codes, config documents. Depends on the engine
+        // alone (never on the MQTT client).
         .target(
             name: "FleetProtocol",
-            dependencies: ["MassageEngine", "Mosquitto"]
+            dependencies: ["MassageEngine"]
+        ),
+        // The YAML configuration files' reader (dotted keys, every problem
+        // collected) and the `broker:` section both files share, which
+        // becomes a Mosquitto client configuration.
+        .target(
+            name: "FleetSettings",
+            dependencies: ["FleetProtocol", "Mosquitto"]
         ),
         // The agent library: engine <-> MQTT, outbox, commands, config.
         .target(
             name: "MassageAgent",
             dependencies: [
-                "Mosquitto", "MassageEngine", "FleetProtocol",
+                "Mosquitto", "MassageEngine", "FleetProtocol", "FleetSettings",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -100,7 +109,7 @@ let package = Package(
         .executableTarget(
             name: "massage-agent",
             dependencies: [
-                "MassageAgent", "FleetProtocol", "MassagerLink",
+                "MassageAgent", "FleetProtocol", "FleetSettings", "MassagerLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -109,7 +118,7 @@ let package = Package(
         .target(
             name: "FleetConsole",
             dependencies: [
-                "Mosquitto", "MassageEngine", "FleetProtocol",
+                "Mosquitto", "MassageEngine", "FleetProtocol", "FleetSettings",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -128,7 +137,7 @@ let package = Package(
         .executableTarget(
             name: "fleet-console",
             dependencies: [
-                "FleetConsole",
+                "FleetConsole", "FleetProtocol", "FleetSettings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
@@ -171,11 +180,11 @@ let package = Package(
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
         .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "FleetTestSupport"]),
-        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetSettings", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "FleetConsoleTests",
             dependencies: [
-                "FleetConsole", "MassageAgent", "FleetTestSupport",
+                "FleetConsole", "FleetSettings", "MassageAgent", "FleetTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]

@@ -1,6 +1,7 @@
 import ArgumentParser
 import FleetConsole
 import FleetProtocol
+import FleetSettings
 import Foundation
 import Logging
 import ServiceLifecycle

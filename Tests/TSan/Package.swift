@@ -39,6 +39,7 @@ let package = Package(
                 .product(name: "MassageAgent", package: "MassageFleet"),
                 .product(name: "MassageEngine", package: "MassageFleet"),
                 .product(name: "FleetProtocol", package: "MassageFleet"),
+                .product(name: "FleetSettings", package: "MassageFleet"),
                 .product(name: "FleetTestSupport", package: "MassageFleet"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],
