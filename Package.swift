@@ -13,6 +13,7 @@ let package = Package(
     // Tests/Fuzz (a separate package, built with -sanitize=fuzzer) use them.
     products: [
         .library(name: "MassageEngine", targets: ["MassageEngine"]),
+        .library(name: "MassageEngineTesting", targets: ["MassageEngineTesting"]),
         .library(name: "FleetProtocol", targets: ["FleetProtocol"]),
         .library(name: "FleetSettings", targets: ["FleetSettings"]),
         .library(name: "MassageAgent", targets: ["MassageAgent"]),
@@ -60,10 +61,19 @@ let package = Package(
             ],
             swiftSettings: tsanShadow
         ),
-        // Pure domain: no MQTT, no database.
+        // The device engine, pure domain: programs, safety, sessions,
+        // schedules, usage ledger, the hardware protocol and its simulator.
+        // No MQTT, no database, no test doubles.
         .target(
             name: "MassageEngine",
             dependencies: [.product(name: "Yams", package: "Yams")]
+        ),
+        // The engine's test doubles (the habit of HummingbirdTesting): a
+        // manual clock and in-memory and JSON-file storages, for tests and
+        // engine-bench; no program ships them.
+        .target(
+            name: "MassageEngineTesting",
+            dependencies: ["MassageEngine"]
         ),
         // The wire contract shared by agent and console: topics, messages,
         // command and error codes, config documents. Depends on the engine
@@ -166,7 +176,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "engine-bench", dependencies: ["MassageEngine"]),
+        .executableTarget(name: "engine-bench", dependencies: ["MassageEngine", "MassageEngineTesting"]),
         .executableTarget(
             name: "fleet-bench",
             dependencies: [
@@ -177,10 +187,10 @@ let package = Package(
         .testTarget(name: "FleetTestSupportTests", dependencies: ["FleetTestSupport"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
         .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetProtocol", "FleetTestSupport"]),
-        .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
+        .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine", "MassageEngineTesting"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
-        .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "FleetTestSupport"]),
-        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetSettings", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "MassageEngineTesting", "FleetTestSupport"]),
+        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetSettings", "MassageEngineTesting", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "FleetConsoleTests",
             dependencies: [

@@ -40,8 +40,11 @@ public final class MassageEngine: Sendable {
     ///   - clock: wall time for schedules and event timestamps.
     ///   - monotonicClock: engine time for the session limit and the pain
     ///     lockout (default: the wall clock if it is also monotonic, as
-    ///     `ManualClock` is, else `CLOCK_MONOTONIC`).
-    ///   - storage: where usage, schedules and the active-session marker persist.
+    ///     MassageEngineTesting's `ManualClock` is, else `CLOCK_MONOTONIC`).
+    ///   - storage: where usage, schedules and the active-session marker
+    ///     persist (the agent's SQLite `AgentEngineStorage`; tests use
+    ///     MassageEngineTesting's `InMemoryEngineStorage`). No default: a host
+    ///     that forgot it would lose its ledger on every restart.
     ///   - eventObserver: called synchronously with every event, in order,
     ///     after the hardware actions of the same tick or command, while the
     ///     engine is locked. It must return quickly and must not call the
@@ -53,7 +56,7 @@ public final class MassageEngine: Sendable {
         hardware: any MassagerHardware = SimulatedMassager(),
         clock: any WallClock = SystemWallClock(),
         monotonicClock: (any MonotonicClock)? = nil,
-        storage: any EngineStorage = InMemoryEngineStorage(),
+        storage: any EngineStorage,
         eventObserver: (@Sendable (EngineEvent) -> Void)? = nil
     ) throws {
         let problems = configuration.problems

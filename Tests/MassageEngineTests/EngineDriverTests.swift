@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MassageEngine
+import MassageEngineTesting
 import Synchronization
 import Testing
 
@@ -82,7 +83,7 @@ struct EngineDriverTests {
         // test of the process (it did in CI); this shows the cause directly:
         // the driver of 752c33b ticked inside a task on the pool.
         let probe = WhereTicksRun(SimulatedMassager(seed: 7))
-        let engine = try MassageEngine(programs: try Harness.builtIns(), hardware: probe, clock: ManualClock())
+        let engine = try MassageEngine(programs: try Harness.builtIns(), hardware: probe, clock: ManualClock(), storage: InMemoryEngineStorage())
         let run = Task { await EngineDriver(engine: engine).run() }
         #expect(await waitUntil(deadline: 60) { probe.reads.withLock { $0.count } >= 10 })
         run.cancel()

@@ -1,6 +1,7 @@
 import Dispatch
 import Foundation
 @testable import MassageEngine
+import MassageEngineTesting
 import Synchronization
 import Testing
 
@@ -184,7 +185,7 @@ struct ProtectiveActionTests {
     func driverFindsLateLoop() async throws {
         let hardware = HangingMassager(SimulatedMassager(seed: 7))
         let journal = Journal()
-        let engine = try MassageEngine(programs: try Harness.builtIns(), hardware: hardware, clock: ManualClock(),
+        let engine = try MassageEngine(programs: try Harness.builtIns(), hardware: hardware, clock: ManualClock(), storage: InMemoryEngineStorage(),
                                        eventObserver: { journal.record(.event($0)) })
         let run = Task { await EngineDriver(engine: engine).run() }
         try engine.start(.steps([step("thigh", "compression", 5, 600)]))
