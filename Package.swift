@@ -89,7 +89,8 @@ let package = Package(
             name: "FleetSettings",
             dependencies: ["FleetProtocol", "Mosquitto"]
         ),
-        // The agent library: engine <-> MQTT, outbox, commands, config.
+        // The agent library: engine <-> MQTT, outbox, commands, config, and
+        // EngineDriver, the control thread that runs the engine in real time.
         .target(
             name: "MassageAgent",
             dependencies: [
@@ -189,7 +190,7 @@ let package = Package(
         .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetProtocol", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine", "MassageEngineTesting"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
-        .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "MassageEngineTesting", "FleetTestSupport"]),
+        .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "MassageEngineTesting", "MassageAgent", "FleetTestSupport"]),
         .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetSettings", "MassageEngineTesting", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(
             name: "FleetConsoleTests",

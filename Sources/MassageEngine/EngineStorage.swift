@@ -7,7 +7,7 @@ import Foundation
 ///
 /// The engine never calls storage from its control tick. It records changes
 /// in a pending `PersistenceBatch`; `MassageEngine.flushPersistence()` (run
-/// by `EngineDriver`'s persistence loop, and by the host after commands or at
+/// by the agent's `EngineDriver` persistence loop, and by the host after commands or at
 /// startup) hands the batch to `apply(_:)`. See docs/engine.md,
 /// "Persistence hand-off".
 public protocol EngineStorage: Sendable {

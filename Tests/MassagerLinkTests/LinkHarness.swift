@@ -1,5 +1,6 @@
 import FleetTestSupport
 import Foundation
+import MassageAgent
 import MassageEngine
 import MassageEngineTesting
 @testable import MassagerLink
