@@ -145,10 +145,16 @@ let package = Package(
                 .product(name: "Mustache", package: "swift-mustache"),
             ]
         ),
+        // A client of a running console's HTTP API and the text tables the
+        // CLI prints; what fleet-console's client subcommands call.
+        .target(
+            name: "FleetConsoleClient",
+            dependencies: ["FleetConsole", "FleetProtocol"]
+        ),
         .executableTarget(
             name: "fleet-console",
             dependencies: [
-                "FleetConsole", "FleetProtocol", "FleetSettings",
+                "FleetConsole", "FleetConsoleClient", "FleetProtocol", "FleetSettings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
@@ -192,6 +198,7 @@ let package = Package(
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
         .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "MassageEngineTesting", "MassageAgent", "FleetTestSupport"]),
         .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetSettings", "MassageEngineTesting", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "FleetConsoleClientTests", dependencies: ["FleetConsoleClient", "FleetConsole", "FleetProtocol"]),
         .testTarget(
             name: "FleetConsoleTests",
             dependencies: [
