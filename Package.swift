@@ -6,19 +6,53 @@ import PackageDescription
 // TSan can see (Mutex+ThreadSanitizer.swift in each). Normal builds: nothing.
 let tsanShadow: [SwiftSetting] = Context.environment["MASSAGEFLEET_TSAN"] == "1" ? [.define("MASSAGEFLEET_TSAN")] : []
 
+// The edges point one way: each layer depends only on layers above it.
+//
+//   CMosquitto, CModbus           C shims over libmosquitto and libmodbus
+//   Mosquitto, MassageEngine      the MQTT client; the pure engine (on nothing of ours)
+//   MassageEngineTesting,         the engine's test doubles; the Modbus hardware
+//   MassagerLink, FleetTestSupport  link; test fixtures (on Mosquitto)
+//   FleetProtocol                 the wire contract, on the engine alone
+//   FleetSettings                 config files and broker settings (+ Mosquitto)
+//   MassageAgent, FleetConsole    the agent and console libraries
+//   FleetConsoleClient            the console API's client (FleetConsole's records)
+//   executables                   on libraries only, never on another executable
+//
+// No cycles: the engine never sees MQTT, the protocol never sees the client.
 let package = Package(
     name: "MassageFleet",
     platforms: [.macOS(.v15)],
-    // Libraries other packages may depend on: the fuzz targets in
-    // Tests/Fuzz (a separate package, built with -sanitize=fuzzer) use them.
+    // What another package may depend on, each with who it is for. The fuzz
+    // targets (Tests/Fuzz, built with -sanitize=fuzzer) and the
+    // ThreadSanitizer pass (Tests/TSan) are packages of their own and reach
+    // our code only through these; nothing else is exported (the C shims,
+    // MassagerLink and the executables stay inside).
     products: [
+        // The device engine, for software that drives a massager. Fuzz:
+        // fuzz-desired-config, fuzz-rollout (the engine's limits); TSan.
         .library(name: "MassageEngine", targets: ["MassageEngine"]),
+        // The engine's test doubles (manual clock, in-memory storage), for
+        // tests of code that runs an engine. TSan: the agent's tests.
+        .library(name: "MassageEngineTesting", targets: ["MassageEngineTesting"]),
+        // The wire contract, for anything that talks to agents or the
+        // console over MQTT. Fuzz: fuzz-command, fuzz-desired-config; TSan.
         .library(name: "FleetProtocol", targets: ["FleetProtocol"]),
-        .library(name: "MassageAgent", targets: ["MassageAgent"]),
-        .library(name: "FleetConsole", targets: ["FleetConsole"]),
+        // The MQTT 5 client over libmosquitto. Fuzz: fuzz-ingest (its
+        // message type); TSan: the client's own suites.
         .library(name: "Mosquitto", targets: ["Mosquitto"]),
+        // The configuration files' reader and broker settings. TSan: the
+        // agent's configuration tests.
+        .library(name: "FleetSettings", targets: ["FleetSettings"]),
+        // The agent, to embed one. Fuzz: fuzz-agent-config,
+        // fuzz-desired-config; TSan: the agent's unit suites.
+        .library(name: "MassageAgent", targets: ["MassageAgent"]),
+        // The console, to embed one. Fuzz: fuzz-ingest, fuzz-rollout.
+        .library(name: "FleetConsole", targets: ["FleetConsole"]),
+        // A client of a running console's HTTP API, for scripts and tools
+        // (fleet-console's client subcommands are one).
+        .library(name: "FleetConsoleClient", targets: ["FleetConsoleClient"]),
         // The test fixtures (broker, console and agent processes), for the
-        // ThreadSanitizer package in Tests/TSan.
+        // ThreadSanitizer package in Tests/TSan only.
         .library(name: "FleetTestSupport", targets: ["FleetTestSupport"]),
     ],
     dependencies: [
@@ -38,7 +72,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
     ],
     targets: [
-        // C shim → Swift wrapper
+        // libmosquitto (pkg-config) as a system library: the C shim under Mosquitto.
         .systemLibrary(
             name: "CMosquitto",
             pkgConfig: "libmosquitto",
@@ -50,6 +84,8 @@ let package = Package(
             pkgConfig: "libmodbus",
             providers: [.apt(["libmodbus-dev"])]
         ),
+        // The Swift MQTT 5 client over libmosquitto; the only place that
+        // sees MOSQ_ERR_* and C pointers.
         .target(
             name: "Mosquitto",
             dependencies: [
@@ -59,22 +95,40 @@ let package = Package(
             ],
             swiftSettings: tsanShadow
         ),
-        // Pure domain: no MQTT, no database.
+        // The device engine, pure domain: programs, safety, sessions,
+        // schedules, usage ledger, the hardware protocol and its simulator.
+        // No MQTT, no database, no test doubles.
         .target(
             name: "MassageEngine",
             dependencies: [.product(name: "Yams", package: "Yams")]
         ),
-        // The wire contract shared by agent and console, and the broker
-        // settings both read from their config files.
+        // The engine's test doubles (the habit of HummingbirdTesting): a
+        // manual clock and in-memory and JSON-file storages, for tests and
+        // engine-bench; no program ships them.
+        .target(
+            name: "MassageEngineTesting",
+            dependencies: ["MassageEngine"]
+        ),
+        // The wire contract shared by agent and console: topics, messages,
+        // command and error codes, config documents. Depends on the engine
+        // alone (never on the MQTT client).
         .target(
             name: "FleetProtocol",
-            dependencies: ["MassageEngine", "Mosquitto"]
+            dependencies: ["MassageEngine"]
         ),
-        // The agent library: engine <-> MQTT, outbox, commands, config.
+        // The YAML configuration files' reader (dotted keys, every problem
+        // collected) and the `broker:` section both files share, which
+        // becomes a Mosquitto client configuration.
+        .target(
+            name: "FleetSettings",
+            dependencies: ["FleetProtocol", "Mosquitto"]
+        ),
+        // The agent library: engine <-> MQTT, outbox, commands, config, and
+        // EngineDriver, the control thread that runs the engine in real time.
         .target(
             name: "MassageAgent",
             dependencies: [
-                "Mosquitto", "MassageEngine", "FleetProtocol",
+                "Mosquitto", "MassageEngine", "FleetProtocol", "FleetSettings",
                 .product(name: "DequeModule", package: "swift-collections"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -90,6 +144,7 @@ let package = Package(
             name: "MassagerLink",
             dependencies: ["CModbus", "MassageEngine"]
         ),
+        // The reference controller board: serves MassagerLink's register map.
         .executableTarget(
             name: "massager-controller",
             dependencies: [
@@ -97,10 +152,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The agent a massager runs: arguments, config, service group.
         .executableTarget(
             name: "massage-agent",
             dependencies: [
-                "MassageAgent", "FleetProtocol", "MassagerLink",
+                "MassageAgent", "FleetProtocol", "FleetSettings", "MassagerLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -109,7 +165,7 @@ let package = Package(
         .target(
             name: "FleetConsole",
             dependencies: [
-                "Mosquitto", "MassageEngine", "FleetProtocol",
+                "Mosquitto", "MassageEngine", "FleetProtocol", "FleetSettings",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -125,20 +181,32 @@ let package = Package(
                 .product(name: "Mustache", package: "swift-mustache"),
             ]
         ),
+        // A client of a running console's HTTP API and the text tables the
+        // CLI prints; what fleet-console's client subcommands call.
+        .target(
+            name: "FleetConsoleClient",
+            dependencies: ["FleetConsole", "FleetProtocol"]
+        ),
+        // The console: `serve` and `migrate-db` over FleetConsole, the client
+        // subcommands over FleetConsoleClient; argument parsing and calls.
         .executableTarget(
             name: "fleet-console",
             dependencies: [
-                "FleetConsole",
+                "FleetConsole", "FleetConsoleClient", "FleetProtocol", "FleetSettings",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
-        // Fixtures shared by every test target (real mosquitto, temp dirs).
+        // Fixtures shared by the test targets and the benches (real
+        // mosquitto, agent and console processes, temp dirs, waits).
         .target(
             name: "FleetTestSupport",
             dependencies: ["Mosquitto"],
             swiftSettings: tsanShadow
         ),
+        // Benchmarks (docs/BENCHMARKS.md): the MQTT client against raw
+        // libmosquitto; a simulated fleet; the engine's ticks per CPU second;
+        // the fleet against a real console and agents.
         .executableTarget(
             name: "mqtt-bench",
             dependencies: [
@@ -148,6 +216,7 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // Many simulated massagers in one process (demo, load, chaos).
         .executableTarget(
             name: "fleet-sim",
             dependencies: [
@@ -157,7 +226,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "engine-bench", dependencies: ["MassageEngine"]),
+        .executableTarget(name: "engine-bench", dependencies: ["MassageEngine", "MassageEngineTesting"]),
         .executableTarget(
             name: "fleet-bench",
             dependencies: [
@@ -165,17 +234,20 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // One test target per library; DeploymentTests checks deploy/ (the
+        // shipped broker config, provisioning, systemd units).
         .testTarget(name: "FleetTestSupportTests", dependencies: ["FleetTestSupport"]),
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
         .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetProtocol", "FleetTestSupport"]),
-        .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine"]),
+        .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine", "MassageEngineTesting"]),
         .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
-        .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "FleetTestSupport"]),
-        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "MassageEngineTesting", "MassageAgent", "FleetTestSupport"]),
+        .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetSettings", "MassageEngineTesting", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
+        .testTarget(name: "FleetConsoleClientTests", dependencies: ["FleetConsoleClient", "FleetConsole", "FleetProtocol"]),
         .testTarget(
             name: "FleetConsoleTests",
             dependencies: [
-                "FleetConsole", "MassageAgent", "FleetTestSupport",
+                "FleetConsole", "FleetSettings", "MassageAgent", "FleetTestSupport",
                 .product(name: "HummingbirdTesting", package: "hummingbird"),
                 .product(name: "PostgresNIO", package: "postgres-nio"),
             ]

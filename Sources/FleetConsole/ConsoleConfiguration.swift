@@ -1,5 +1,6 @@
 import Crypto
 import FleetProtocol
+import FleetSettings
 import Foundation
 import Logging
 import MassageEngine

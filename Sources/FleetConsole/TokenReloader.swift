@@ -1,4 +1,5 @@
 import FleetProtocol
+import FleetSettings
 import Logging
 import ServiceLifecycle
 import UnixSignals

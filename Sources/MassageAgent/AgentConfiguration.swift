@@ -1,4 +1,5 @@
 import FleetProtocol
+import FleetSettings
 import Foundation
 import Logging
 import MassageEngine

@@ -1,4 +1,5 @@
 import FleetProtocol
+import FleetSettings
 
 /// Which massager the agent drives (`hardware:` in agent.yaml). The agent
 /// library only carries the choice; `massage-agent` opens the link

@@ -2,12 +2,12 @@ import Foundation
 
 /// Where the engine keeps what must survive a restart: the usage ledger,
 /// the schedules, and the marker of the session in progress. The agent
-/// implements it over SQLite; `InMemoryEngineStorage` and
-/// `JSONFileEngineStorage` come with the engine.
+/// implements it over SQLite; the MassageEngineTesting target has
+/// `InMemoryEngineStorage` and `JSONFileEngineStorage` for tests.
 ///
 /// The engine never calls storage from its control tick. It records changes
 /// in a pending `PersistenceBatch`; `MassageEngine.flushPersistence()` (run
-/// by `EngineDriver`'s persistence loop, and by the host after commands or at
+/// by the agent's `EngineDriver` persistence loop, and by the host after commands or at
 /// startup) hands the batch to `apply(_:)`. See docs/engine.md,
 /// "Persistence hand-off".
 public protocol EngineStorage: Sendable {

@@ -9,7 +9,8 @@ import Synchronization
 /// commands (`start`, `stop`, `pause`, …) may be called from any task at
 /// any time; each call runs to completion under the lock, so a command
 /// lands between two ticks. Tests call `tick()` directly; a device runs
-/// `EngineDriver`, which calls it in real time (or N× faster).
+/// the agent's `EngineDriver` (MassageAgent), which calls it in real time
+/// (or N× faster) on a thread of its own.
 ///
 /// Events go out on `events` (one consumer). Persistence is handed off:
 /// see `EngineStorage` and `flushPersistence()`.
@@ -40,8 +41,11 @@ public final class MassageEngine: Sendable {
     ///   - clock: wall time for schedules and event timestamps.
     ///   - monotonicClock: engine time for the session limit and the pain
     ///     lockout (default: the wall clock if it is also monotonic, as
-    ///     `ManualClock` is, else `CLOCK_MONOTONIC`).
-    ///   - storage: where usage, schedules and the active-session marker persist.
+    ///     MassageEngineTesting's `ManualClock` is, else `CLOCK_MONOTONIC`).
+    ///   - storage: where usage, schedules and the active-session marker
+    ///     persist (the agent's SQLite `AgentEngineStorage`; tests use
+    ///     MassageEngineTesting's `InMemoryEngineStorage`). No default: a host
+    ///     that forgot it would lose its ledger on every restart.
     ///   - eventObserver: called synchronously with every event, in order,
     ///     after the hardware actions of the same tick or command, while the
     ///     engine is locked. It must return quickly and must not call the
@@ -53,7 +57,7 @@ public final class MassageEngine: Sendable {
         hardware: any MassagerHardware = SimulatedMassager(),
         clock: any WallClock = SystemWallClock(),
         monotonicClock: (any MonotonicClock)? = nil,
-        storage: any EngineStorage = InMemoryEngineStorage(),
+        storage: any EngineStorage,
         eventObserver: (@Sendable (EngineEvent) -> Void)? = nil
     ) throws {
         let problems = configuration.problems
@@ -170,8 +174,8 @@ public final class MassageEngine: Sendable {
     }
 
     /// Releases every actuator at once, ends any session as aborted
-    /// `shutdown`, and refuses new sessions. Call on SIGTERM; `EngineDriver`
-    /// does when it is cancelled.
+    /// `shutdown`, and refuses new sessions. Call on SIGTERM; the agent's
+    /// `EngineDriver` does when it is cancelled.
     public func shutdown() {
         withCore { (state: inout EngineCore) in state.shutdown() }
     }
@@ -254,7 +258,7 @@ public final class MassageEngine: Sendable {
     /// ticks and commands go on while storage writes. On failure the changes
     /// stay pending (merged with newer ones) and the error is rethrown; the
     /// next flush retries. Flushes are serialised, so batches reach storage
-    /// in order. Call it from the persistence loop (`EngineDriver` does), and
+    /// in order. Call it from the persistence loop (the agent's `EngineDriver` does), and
     /// after a command whose result must be durable before replying.
     public func flushPersistence() throws {
         try flushLock.withLock { flushes in

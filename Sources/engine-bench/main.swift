@@ -16,6 +16,7 @@ import Darwin
 #endif
 import Foundation
 import MassageEngine
+import MassageEngineTesting
 
 func cpuSeconds() -> Double {
     var ts = timespec()

@@ -1,13 +1,12 @@
 import ArgumentParser
 import FleetConsole
+import FleetConsoleClient
 import FleetProtocol
+import FleetSettings
 import Foundation
 import Logging
 import ServiceLifecycle
 import UnixSignals
-#if canImport(FoundationNetworking)
-import FoundationNetworking
-#endif
 
 @main
 struct ConsoleCommand: AsyncParsableCommand {
@@ -106,86 +105,35 @@ struct ClientOptions: ParsableArguments {
     @Flag(help: "Print the API's JSON instead of a table.") var json = false
 }
 
-/// A small client of the console's HTTP API. The token comes from FLEET_CONSOLE_TOKEN.
-struct APIClient {
-    let base: String
-    let token: String
-
-    init(_ options: ClientOptions) throws {
-        base = options.api.hasSuffix("/") ? String(options.api.dropLast()) : options.api
+extension ConsoleClient {
+    /// The client for a subcommand: `--api`, and the token in FLEET_CONSOLE_TOKEN.
+    init(_ options: ClientOptions) throws(CLIError) {
         guard let token = ProcessInfo.processInfo.environment["FLEET_CONSOLE_TOKEN"], !token.isEmpty else {
             throw CLIError("set FLEET_CONSOLE_TOKEN to an API token (fleet-console hash-token explains how tokens are stored)")
         }
-        self.token = token
-    }
-
-    func call(_ method: String, _ path: String, body: Data? = nil) async throws -> Data {
-        guard let url = URL(string: base + path) else { throw CLIError("not a valid URL: \(base + path)") }
-        var request = URLRequest(url: url, timeoutInterval: 30)
-        request.httpMethod = method
-        request.setValue("Bearer \(token)", forHTTPHeaderField: "Authorization")
-        if let body {
-            request.httpBody = body
-            request.setValue("application/json", forHTTPHeaderField: "Content-Type")
-        }
-        let (data, response): (Data, URLResponse)
-        do { (data, response) = try await URLSession.shared.data(for: request) } catch {
-            throw CLIError("cannot reach the console at \(base): \(error.localizedDescription)")
-        }
-        let status = (response as? HTTPURLResponse)?.statusCode ?? 0
-        guard (200..<300).contains(status) else {
-            struct Failure: Decodable { var error: Inner; struct Inner: Decodable { var code: String; var message: String } }
-            if let failure = try? JSONDecoder().decode(Failure.self, from: data) {
-                throw CLIError("\(failure.error.message) (HTTP \(status) \(failure.error.code))")
-            }
-            throw CLIError("HTTP \(status): \(String(decoding: data.prefix(500), as: UTF8.self))")
-        }
-        return data
-    }
-
-    func get<T: Decodable>(_ path: String, as type: T.Type) async throws -> (T, Data) {
-        let data = try await call("GET", path)
-        return (try FleetJSON.makeDecoder().decode(T.self, from: data), data)
+        self.init(api: options.api, token: token)
     }
 }
 
+/// A mistake in a client subcommand's arguments or files, said to the user.
 struct CLIError: Error, CustomStringConvertible {
     var description: String
     init(_ text: String) { description = text }
 }
 
-/// Prints rows as an aligned text table.
-func printTable(_ header: [String], _ rows: [[String]]) {
-    var widths = header.map(\.count)
-    for row in rows { for (i, cell) in row.enumerated() where i < widths.count { widths[i] = max(widths[i], cell.count) } }
-    func line(_ cells: [String]) -> String {
-        cells.enumerated().map { i, c in c.padding(toLength: widths[i], withPad: " ", startingAt: 0) }.joined(separator: "  ").trimmingCharacters(in: .whitespaces)
-    }
-    print(line(header))
-    print(line(widths.map { String(repeating: "-", count: $0) }))
-    for row in rows { print(line(row)) }
-}
+func printTable(_ table: TextTable) { print(table.text) }
 
-func printJSON(_ data: Data) {
-    if let object = try? JSONSerialization.jsonObject(with: data),
-       let pretty = try? JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]) {
-        print(String(decoding: pretty, as: UTF8.self))
-    } else {
-        print(String(decoding: data, as: UTF8.self))
-    }
-}
+func printJSON(_ data: Data) { print(ConsoleTables.prettyJSON(data)) }
 
 /// Runs a client subcommand, turning failures into a message and exit 1.
 func runClient(_ body: () async throws -> Void) async throws {
     do { try await body() } catch let error as CLIError {
         FileHandle.standardError.write(Data("fleet-console: \(error.description)\n".utf8))
         throw ExitCode(1)
+    } catch let error as ConsoleClientError {
+        FileHandle.standardError.write(Data("fleet-console: \(error.description)\n".utf8))
+        throw ExitCode(1)
     }
-}
-
-func when(_ date: Date?) -> String {
-    guard let date else { return "-" }
-    return RFC3339.string(from: date)
 }
 
 struct Devices: AsyncParsableCommand {
@@ -197,7 +145,7 @@ struct Devices: AsyncParsableCommand {
 
     func run() async throws {
         try await runClient {
-            let client = try APIClient(options)
+            let client = try ConsoleClient(options)
             var query: [String] = []
             if let site { query.append("site=\(site)") }
             if let state { query.append("state=\(state)") }
@@ -205,10 +153,7 @@ struct Devices: AsyncParsableCommand {
             struct List: Decodable { var devices: [DeviceSummary] }
             let (list, raw) = try await client.get("/api/v1/devices" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")), as: List.self)
             if options.json { return printJSON(raw) }
-            printTable(["SITE", "DEVICE", "STATE", "HEALTH", "PROGRAM", "CONFIG", "ALERTS"], list.devices.map {
-                [$0.site, $0.device, $0.state.rawValue, $0.health.rawValue, $0.session?.program ?? "-",
-                 "\($0.config.reported.map(String.init) ?? "-")/\($0.config.desired.map(String.init) ?? "-")", $0.alerts.joined(separator: ",")]
-            })
+            printTable(ConsoleTables.devices(list.devices))
         }
     }
 }
@@ -220,20 +165,12 @@ struct Device: AsyncParsableCommand {
 
     func run() async throws {
         try await runClient {
-            let client = try APIClient(options)
+            let client = try ConsoleClient(options)
             let (detail, raw) = try await client.get("/api/v1/devices/\(address)", as: DeviceDetail.self)
             if options.json { return printJSON(raw) }
-            let d = detail.summary
-            print("\(d.site)/\(d.device): \(d.state.rawValue), health \(d.health.rawValue), epoch \(d.epoch.map(String.init) ?? "-"), last seen \(when(d.lastSeen))")
-            if let s = d.session { print("session \(s.sessionID) \(s.program ?? "") \(s.state)") }
-            if let t = detail.telemetry {
-                let step = t.step.map { "\($0.target) \($0.technique) level \($0.intensity)" } ?? "-"
-                print("telemetry: \(t.sessionState.rawValue), step \(step), motor \(t.motorTempC) °C, pressure \(t.pressureMMHg.map { "\($0.key) \($0.value)" }.joined(separator: ", "))")
-            }
+            print(ConsoleTables.deviceHeadline(detail).joined(separator: "\n"))
             print("")
-            printTable(["SESSION", "PROGRAM", "STARTED", "OUTCOME", "REASON"], detail.recentSessions.map {
-                [$0.sessionID, $0.program ?? "-", when($0.startedAt), $0.outcome, $0.reason ?? ""]
-            })
+            printTable(ConsoleTables.sessions(detail.recentSessions))
         }
     }
 }
@@ -252,7 +189,7 @@ struct TargetOptions: ParsableArguments {
 
 /// Submits a command and prints its per-device results.
 func submit(_ action: String, params: JSONValue?, targets: TargetOptions, options: ClientOptions) async throws {
-    let client = try APIClient(options)
+    let client = try ConsoleClient(options)
     let body = try FleetJSON.encode(CommandSubmission(action: action, params: params, targets: targets.targets, ttlSeconds: targets.ttl))
     var raw = try await client.call("POST", "/api/v1/commands", body: body)
     var record = try FleetJSON.makeDecoder().decode(CommandRecord.self, from: raw)
@@ -267,10 +204,8 @@ func submit(_ action: String, params: JSONValue?, targets: TargetOptions, option
         FileHandle.standardError.write(Data("\r\u{1B}[K".utf8))
     }
     if options.json { return printJSON(raw) }
-    print("command \(record.id) (\(record.action)), expires \(when(record.expiresAt))")
-    printTable(["SITE", "DEVICE", "STATE", "DETAIL"], record.results.map {
-        [$0.site, $0.device, $0.state.rawValue, $0.error.map { "\($0.code.rawValue): \($0.message)" } ?? ($0.result?["session_id"]?.stringValue ?? "")]
-    })
+    print("command \(record.id) (\(record.action)), expires \(ConsoleTables.when(record.expiresAt))")
+    printTable(ConsoleTables.commandResults(record))
     if record.results.contains(where: { $0.state == .failed || $0.state == .timedOut || $0.state == .expired }) { throw ExitCode(3) }
 }
 
@@ -310,12 +245,10 @@ struct SendCommand: AsyncParsableCommand {
     func run() async throws {
         try await runClient {
             if let show {
-                let client = try APIClient(options)
+                let client = try ConsoleClient(options)
                 let (record, raw) = try await client.get("/api/v1/commands/\(show)", as: CommandRecord.self)
                 if options.json { return printJSON(raw) }
-                printTable(["SITE", "DEVICE", "STATE", "DETAIL"], record.results.map {
-                    [$0.site, $0.device, $0.state.rawValue, $0.error.map { "\($0.code.rawValue): \($0.message)" } ?? ($0.result?["session_id"]?.stringValue ?? "")]
-                })
+                printTable(ConsoleTables.commandResults(record))
                 return
             }
             guard let action else { throw CLIError("give an action, or --show ID") }
@@ -339,7 +272,7 @@ struct Alerts: AsyncParsableCommand {
 
     func run() async throws {
         try await runClient {
-            let client = try APIClient(options)
+            let client = try ConsoleClient(options)
             if let ack {
                 let raw = try await client.call("POST", "/api/v1/alerts/\(ack)/ack")
                 return options.json ? printJSON(raw) : print("alert \(ack) acknowledged")
@@ -347,9 +280,7 @@ struct Alerts: AsyncParsableCommand {
             struct List: Decodable { var alerts: [AlertRecord] }
             let (list, raw) = try await client.get("/api/v1/alerts?active=\(!all)", as: List.self)
             if options.json { return printJSON(raw) }
-            printTable(["ID", "SEVERITY", "SITE", "DEVICE", "TYPE", "RAISED", "CLEARED", "ACK", "MESSAGE"], list.alerts.map {
-                ["\($0.id)", $0.severity.rawValue, $0.site, $0.device ?? "*", $0.type, when($0.raisedAt), when($0.clearedAt), $0.acknowledgedBy ?? "", $0.message]
-            })
+            printTable(ConsoleTables.alerts(list.alerts))
         }
     }
 }
@@ -363,17 +294,14 @@ struct Usage: AsyncParsableCommand {
 
     func run() async throws {
         try await runClient {
-            let client = try APIClient(options)
+            let client = try ConsoleClient(options)
             var query: [String] = []
             if let site { query.append("site=\(site)") }
             if let from { query.append("from=\(from)") }
             if let to { query.append("to=\(to)") }
             let (report, raw) = try await client.get("/api/v1/usage" + (query.isEmpty ? "" : "?" + query.joined(separator: "&")), as: UsageReport.self)
             if options.json { return printJSON(raw) }
-            printTable(["SITE", "DAY", "STARTED", "COMPLETED", "ABORTED", "MINUTES"], report.days.map { day in
-                let minutes = day.minutes["program"]?.values.reduce(0, +) ?? 0
-                return [day.site, day.day, "\(day.sessions.started)", "\(day.sessions.completed)", "\(day.sessions.abortedTotal)", String(format: "%.1f", minutes)]
-            })
+            printTable(ConsoleTables.usage(report))
         }
     }
 }
@@ -385,13 +313,11 @@ struct Audit: AsyncParsableCommand {
 
     func run() async throws {
         try await runClient {
-            let client = try APIClient(options)
+            let client = try ConsoleClient(options)
             struct List: Decodable { var entries: [AuditEntry] }
             let (list, raw) = try await client.get("/api/v1/audit?limit=\(limit)", as: List.self)
             if options.json { return printJSON(raw) }
-            printTable(["WHEN", "WHO", "ACTION", "TARGETS", "OUTCOME", "DETAIL"], list.entries.map {
-                [when($0.at), $0.actor, $0.action, $0.targets, $0.outcome, $0.detail ?? ""]
-            })
+            printTable(ConsoleTables.audit(list.entries))
         }
     }
 }
@@ -410,14 +336,11 @@ struct Forget: AsyncParsableCommand {
             guard parts.count == 2, !parts[0].isEmpty, !parts[1].isEmpty else {
                 throw CLIError("expected SITE/DEVICE, e.g. clinic-north/massager-07, got \"\(address)\"")
             }
-            let client = try APIClient(options)
+            let client = try ConsoleClient(options)
             let raw = try await client.call("POST", "/api/v1/devices/\(parts[0])/\(parts[1])/forget", body: try FleetJSON.encode(ForgetRequest(reason: reason)))
             if options.json { return printJSON(raw) }
             let r = try FleetJSON.makeDecoder().decode(ForgetResult.self, from: raw)
-            printTable(["SITE", "DEVICE", "STATE", "FORGOTTEN", "EVENTS DELETED", "ALERTS CLEARED", "USAGE BASELINE", "KNOWN"], [[
-                r.site, r.device, r.state.rawValue, when(r.forgottenAt), "\(r.eventsDeleted)", "\(r.alertsCleared)",
-                r.usageBaselineReset ? "reset" : "-", r.wasKnown ? "yes" : "no",
-            ]])
+            printTable(ConsoleTables.forgotten(r))
         }
     }
 }

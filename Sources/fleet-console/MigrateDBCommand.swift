@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetConsole
+import FleetConsoleClient
 import Foundation
 import Logging
 import Synchronization
@@ -71,7 +72,7 @@ struct MigrateDB: AsyncParsableCommand {
             let report = Report(from: from, to: destination.redacted, rows: rows, seconds: (seconds * 1000).rounded() / 1000, tables: counts)
             print(String(decoding: try encoder.encode(report), as: UTF8.self))
         } else {
-            printTable(["TABLE", "SQLITE", "POSTGRESQL"], counts.map { [$0.table, "\($0.sqlite)", "\($0.postgres)"] })
+            printTable(TextTable(["TABLE", "SQLITE", "POSTGRESQL"], counts.map { [$0.table, "\($0.sqlite)", "\($0.postgres)"] }))
             print("")
             print("copied \(rows) rows from \(from) to \(destination.redacted) in \(String(format: "%.1f", seconds)) s")
         }

@@ -1,5 +1,6 @@
 import ArgumentParser
 import FleetConsole
+import FleetConsoleClient
 import FleetProtocol
 import Foundation
 
@@ -11,14 +12,9 @@ struct RolloutCommand: AsyncParsableCommand {
 
     static func show(_ r: Rollout, raw: Data, json: Bool) {
         if json { return printJSON(raw) }
-        print("rollout \(r.id) \"\(r.name)\": \(r.state.rawValue)\(r.reason.map { " (\($0))" } ?? ""), wave \(min(r.currentWave + 1, r.waves.count))/\(r.waves.count)")
-        print("waves: " + r.waves.map { "\($0.index): \($0.size) \($0.state)" }.joined(separator: ", "))
-        print("devices: " + r.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "))
-        if r.partial { print("(only the devices at your token's sites are shown: the rollout also runs at other sites)") }
+        print(ConsoleTables.rolloutHeadline(r).joined(separator: "\n"))
         print("")
-        printTable(["WAVE", "SITE", "DEVICE", "STATE", "VERSION", "ERROR"], r.devices.map {
-            ["\($0.wave)", $0.site, $0.device, $0.state.rawValue, $0.version.map(String.init) ?? "-", $0.error ?? ""]
-        })
+        printTable(ConsoleTables.rolloutDevices(r))
     }
 
     struct Create: AsyncParsableCommand {
@@ -28,7 +24,7 @@ struct RolloutCommand: AsyncParsableCommand {
 
         func run() async throws {
             try await runClient {
-                let client = try APIClient(options)
+                let client = try ConsoleClient(options)
                 let text: String
                 do { text = try String(contentsOfFile: file, encoding: .utf8) } catch { throw CLIError("cannot read \(file): \(error.localizedDescription)") }
                 let body: Data
@@ -45,7 +41,7 @@ struct RolloutCommand: AsyncParsableCommand {
         @Argument var id: String
         func run() async throws {
             try await runClient {
-                let (r, raw) = try await APIClient(options).get("/api/v1/rollouts/\(id)", as: Rollout.self)
+                let (r, raw) = try await ConsoleClient(options).get("/api/v1/rollouts/\(id)", as: Rollout.self)
                 RolloutCommand.show(r, raw: raw, json: options.json)
             }
         }
@@ -57,12 +53,9 @@ struct RolloutCommand: AsyncParsableCommand {
         func run() async throws {
             try await runClient {
                 struct Rollouts: Decodable { var rollouts: [Rollout] }
-                let (list, raw) = try await APIClient(options).get("/api/v1/rollouts", as: Rollouts.self)
+                let (list, raw) = try await ConsoleClient(options).get("/api/v1/rollouts", as: Rollouts.self)
                 if options.json { return printJSON(raw) }
-                printTable(["ID", "NAME", "STATE", "WAVE", "DEVICES", "CREATED"], list.rollouts.map {
-                    [$0.id, $0.name, $0.state.rawValue, "\(min($0.currentWave + 1, $0.waves.count))/\($0.waves.count)",
-                     $0.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "), when($0.createdAt)]
-                })
+                printTable(ConsoleTables.rollouts(list.rollouts))
             }
         }
     }
@@ -70,7 +63,7 @@ struct RolloutCommand: AsyncParsableCommand {
     enum Control {
         static func run(_ action: String, _ id: String, _ options: ClientOptions) async throws {
             try await runClient {
-                let raw = try await APIClient(options).call("POST", "/api/v1/rollouts/\(id)/\(action)")
+                let raw = try await ConsoleClient(options).call("POST", "/api/v1/rollouts/\(id)/\(action)")
                 RolloutCommand.show(try FleetJSON.makeDecoder().decode(Rollout.self, from: raw), raw: raw, json: options.json)
             }
         }

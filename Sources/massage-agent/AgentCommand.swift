@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import FleetProtocol
+import FleetSettings
 import MassageAgent
 import MassageEngine
 import MassagerLink

@@ -1,5 +1,6 @@
 @testable import FleetConsole
 import FleetProtocol
+import FleetSettings
 import FleetTestSupport
 import Foundation
 import Testing

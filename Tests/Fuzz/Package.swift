@@ -40,6 +40,7 @@ let package = Package(
             name: "fuzz-rollout",
             dependencies: [
                 .product(name: "FleetConsole", package: "MassageFleet"),
+                .product(name: "FleetProtocol", package: "MassageFleet"),
                 .product(name: "MassageEngine", package: "MassageFleet"),
             ],
             path: "Sources/fuzz-rollout"
@@ -48,6 +49,7 @@ let package = Package(
             name: "fuzz-ingest",
             dependencies: [
                 .product(name: "FleetConsole", package: "MassageFleet"),
+                .product(name: "FleetProtocol", package: "MassageFleet"),
                 .product(name: "Mosquitto", package: "MassageFleet"),
             ],
             path: "Sources/fuzz-ingest"

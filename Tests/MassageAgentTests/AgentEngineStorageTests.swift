@@ -4,6 +4,7 @@ import Foundation
 import GRDB
 @testable import MassageAgent
 import MassageEngine
+import MassageEngineTesting
 import Synchronization
 import Testing
 

@@ -1,6 +1,7 @@
 import FleetTestSupport
 import Foundation
 import FleetProtocol
+import FleetSettings
 @testable import MassageAgent
 import Testing
 

@@ -1,5 +1,6 @@
 import FleetTestSupport
 import FleetProtocol
+import FleetSettings
 import Foundation
 import MassageAgent
 import MassageEngine

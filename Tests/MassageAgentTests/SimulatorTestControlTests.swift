@@ -1,4 +1,5 @@
 import FleetProtocol
+import FleetSettings
 import FleetTestSupport
 import Foundation
 import MassageEngine

@@ -1,5 +1,6 @@
 import Foundation
 import MassageEngine
+import MassageEngineTesting
 import Synchronization
 import Testing
 
@@ -150,15 +151,4 @@ extension Array where Element == ZoneValues<Double> {
 
 func step(_ target: String, _ technique: String, _ intensity: Int, _ seconds: Int, bpm: Int? = nil) -> StepSpec {
     StepSpec(target: target, technique: technique, intensity: intensity, durationSeconds: seconds, breathingBPM: bpm)
-}
-
-/// Waits for `condition` with a deadline (real time), polling.
-func waitUntil(deadline seconds: Double, _ condition: () -> Bool) async -> Bool {
-    let clock = ContinuousClock()
-    let end = clock.now.advanced(by: .milliseconds(Int(seconds * 1000)))
-    while clock.now < end {
-        if condition() { return true }
-        try? await Task.sleep(for: .milliseconds(5))  // poll until the deadline
-    }
-    return condition()
 }

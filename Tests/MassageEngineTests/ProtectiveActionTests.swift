@@ -1,7 +1,6 @@
-import Dispatch
 import Foundation
 @testable import MassageEngine
-import Synchronization
+import MassageEngineTesting
 import Testing
 
 /// Every protective action is checked: the trip sits at the ceiling, every
@@ -179,40 +178,4 @@ struct ProtectiveActionTests {
         h.run(seconds: HardLimits.maxSoftStopSeconds)
         #expect(h.journal.abortReasons == [.timeLimit])
     }
-
-    @Test("the live driver reports a control loop held up for 150 ms: the session is released and aborted control_overrun")
-    func driverFindsLateLoop() async throws {
-        let hardware = HangingMassager(SimulatedMassager(seed: 7))
-        let journal = Journal()
-        let engine = try MassageEngine(programs: try Harness.builtIns(), hardware: hardware, clock: ManualClock(),
-                                       eventObserver: { journal.record(.event($0)) })
-        let run = Task { await EngineDriver(engine: engine).run() }
-        try engine.start(.steps([step("thigh", "compression", 5, 600)]))
-        #expect(await waitUntil(deadline: 60) { engine.telemetry().pressuresMMHg["thigh"] ?? 0 > 10 })
-        hardware.hangNextRead.store(true, ordering: .releasing)
-        #expect(await waitUntil(deadline: 60) { journal.abortReasons == [.controlOverrun] })
-        #expect(hardware.simulator.snapshot().released)
-        run.cancel()
-        await run.value
-        #expect(engine.faults.map(\.kind) == [.controlOverrun])
-    }
-}
-
-/// A massager whose next sensor read, when armed, takes 150 ms: a bus that
-/// hangs, a driver stuck in the kernel.
-private final class HangingMassager: MassagerHardware {
-    let simulator: SimulatedMassager
-    let hangNextRead = Atomic<Bool>(false)
-
-    init(_ simulator: SimulatedMassager) { self.simulator = simulator }
-
-    func read(engineTime: Double) -> SensorReadings {
-        if hangNextRead.exchange(false, ordering: .acquiringAndReleasing) {
-            _ = DispatchSemaphore(value: 0).wait(timeout: .now() + .milliseconds(150))
-        }
-        return simulator.read(engineTime: engineTime)
-    }
-
-    func apply(_ command: ActuatorCommand) { simulator.apply(command) }
-    func releaseAll() { simulator.releaseAll() }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import MassageEngine
+import MassageEngineTesting
 import Synchronization
 import Testing
 
@@ -87,7 +88,7 @@ private struct RandomRun {
         log = TickLog(simulator)
         programs = try Harness.builtIns()
         let aborts = aborts
-        engine = try MassageEngine(programs: programs, hardware: log, clock: clock,
+        engine = try MassageEngine(programs: programs, hardware: log, clock: clock, storage: InMemoryEngineStorage(),
                                    eventObserver: { if $0.abortReason != nil { aborts.count.add(1, ordering: .relaxed) } })
     }
 

@@ -1,5 +1,6 @@
 import Foundation
 import MassageEngine
+import MassageEngineTesting
 import Synchronization
 import Testing
 

@@ -1,6 +1,8 @@
 import FleetTestSupport
 import Foundation
+import MassageAgent
 import MassageEngine
+import MassageEngineTesting
 @testable import MassagerLink
 import Synchronization
 
@@ -39,7 +41,7 @@ final class LinkHarness: Sendable {
         }
         hardware = GatedHardware(massager)
         let journal = self.journal
-        engine = try MassageEngine(programs: ProgramLibrary(), hardware: hardware, clock: SystemWallClock(),
+        engine = try MassageEngine(programs: ProgramLibrary(), hardware: hardware, clock: SystemWallClock(), storage: InMemoryEngineStorage(),
                                    eventObserver: { journal.append($0) })
     }
 

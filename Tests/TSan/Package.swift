@@ -38,7 +38,9 @@ let package = Package(
             dependencies: [
                 .product(name: "MassageAgent", package: "MassageFleet"),
                 .product(name: "MassageEngine", package: "MassageFleet"),
+                .product(name: "MassageEngineTesting", package: "MassageFleet"),
                 .product(name: "FleetProtocol", package: "MassageFleet"),
+                .product(name: "FleetSettings", package: "MassageFleet"),
                 .product(name: "FleetTestSupport", package: "MassageFleet"),
                 .product(name: "GRDB", package: "GRDB.swift"),
             ],

@@ -1,9 +1,11 @@
 import Foundation
+import MassageEngine
 import Synchronization
 
-/// Storage in memory: for tests, demos and `fleet-sim`. Several engines
-/// created one after another on the same instance see each other's state,
-/// which is how tests simulate a restart.
+/// Storage in memory, for tests and `engine-bench` (the agent keeps its
+/// state in SQLite, `AgentEngineStorage`). Several engines created one after
+/// another on the same instance see each other's state, which is how tests
+/// simulate a restart; `failNextApplies(_:)` injects storage failures.
 public final class InMemoryEngineStorage: EngineStorage {
     private struct State {
         var persisted: PersistedState

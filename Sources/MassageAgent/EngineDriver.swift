@@ -1,5 +1,6 @@
 import Foundation
 import Glibc
+import MassageEngine
 import Synchronization
 
 /// Runs an engine in real time: `speed` control ticks every tick period of
@@ -16,7 +17,10 @@ import Synchronization
 /// 50 times a second costs a fraction of a timer on the global executor
 /// (a dispatch manager thread, then a pool thread, every tick).
 ///
-/// The agent runs `run()` inside its swift-service-lifecycle `Service`.
+/// The agent runs `run()` inside its swift-service-lifecycle `Service`
+/// (`AgentService`); the driver lives with it, in the agent library, so the
+/// engine stays a synchronous state machine without threads or clocks of
+/// its own.
 public struct EngineDriver: Sendable {
     public let engine: MassageEngine
     /// Ticks per real tick period (1 = real time).

@@ -1,8 +1,11 @@
 import Foundation
+import MassageEngine
 import Synchronization
 
 /// Storage in one JSON file, replaced atomically on every batch (write to a
-/// temporary file, then rename). Good for a demo device without a database.
+/// temporary file, then rename). Tests use it to show that what the engine
+/// persists survives a restart through a file (Codable round trip); no
+/// program ships it (the agent keeps its state in SQLite).
 public final class JSONFileEngineStorage: EngineStorage {
     public let fileURL: URL
     /// The last state written or read; nil until the first load.
