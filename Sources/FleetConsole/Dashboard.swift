@@ -270,7 +270,7 @@ final class Dashboard: Sendable {
             let site = context.parameters.get("site") ?? "", device = context.parameters.get("device") ?? ""
             let detail: DeviceDetail
             do { detail = try await core.device(site: site, device: device, for: s.principal) } catch let error as ConsoleError {
-                return Self.text(HTTPResponse.Status(code: error.status), error.message)
+                return Self.text(error.status, error.message)
             } catch {
                 return Self.text(.internalServerError, "\(error)")
             }
@@ -361,7 +361,7 @@ final class Dashboard: Sendable {
             switch self.authorize(request, form, role: .operator) { case .success(let x): s = x; case .failure(let r): return r }
             guard let id = context.parameters.get("id").flatMap(Int64.init) else { return Self.text(.badRequest, "alert id: expected a number") }
             do { _ = try await core.acknowledgeAlert(id: id, by: s.principal) } catch let error as ConsoleError {
-                return Self.text(HTTPResponse.Status(code: error.status), error.message)
+                return Self.text(error.status, error.message)
             } catch {
                 return Self.text(.internalServerError, "\(error)")
             }

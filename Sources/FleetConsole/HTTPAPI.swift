@@ -46,15 +46,15 @@ public enum HTTPAPI {
 
         @Sendable func failure(_ error: ConsoleError) -> Response {
             struct Body: Encodable { var error: Inner; struct Inner: Encodable { var code: String; var message: String } }
-            let data = (try? encoder.encode(Body(error: .init(code: error.code, message: error.message)))) ?? Data()
-            return respond(HTTPResponse.Status(code: error.status), data)
+            let data = (try? encoder.encode(Body(error: .init(code: error.code.rawValue, message: error.message)))) ?? Data()
+            return respond(error.status, data)
         }
 
         @Sendable func decodeBody<T: Decodable & Sendable>(_ request: Request, as type: T.Type) async throws -> T {
             var request = request
             let buffer: ByteBuffer
             do { buffer = try await request.collectBody(upTo: limit) } catch {
-                throw ConsoleError(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+                throw ConsoleError.tooLarge(limit: limit)
             }
             switch FleetJSON.decode(T.self, from: Array(buffer.readableBytesView)) {
             case .success(let value): return value
@@ -113,7 +113,7 @@ public enum HTTPAPI {
                 var request = request
                 let buffer: ByteBuffer
                 do { buffer = try await request.collectBody(upTo: limit) } catch {
-                    throw ConsoleError(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+                    throw ConsoleError.tooLarge(limit: limit)
                 }
                 var reason: String?
                 if buffer.readableBytes > 0 {
@@ -169,7 +169,7 @@ public enum HTTPAPI {
                 var request = request
                 let buffer: ByteBuffer
                 do { buffer = try await request.collectBody(upTo: limit) } catch {
-                    throw ConsoleError(status: 413, code: "too_large", message: "request body over \(limit) bytes")
+                    throw ConsoleError.tooLarge(limit: limit)
                 }
                 let document: RolloutDocument
                 switch RolloutDocument.decodeCollecting(Array(buffer.readableBytesView)) {
