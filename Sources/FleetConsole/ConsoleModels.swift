@@ -27,29 +27,6 @@ public struct Principal: Sendable, Equatable {
     public func canSee(site: String) -> Bool { sites?.contains(site) ?? true }
 }
 
-/// A console error with an HTTP status and a stable code, e.g. 400
-/// `invalid_request` naming the field.
-public struct ConsoleError: Error, Sendable, Equatable, CustomStringConvertible {
-    public var status: Int
-    public var code: String
-    public var message: String
-
-    public init(status: Int, code: String, message: String) {
-        self.status = status
-        self.code = code
-        self.message = message
-    }
-
-    public static func badRequest(_ message: String) -> ConsoleError { .init(status: 400, code: "invalid_request", message: message) }
-    public static func unauthorized(_ message: String = "a valid bearer token is required (Authorization: Bearer <token>)") -> ConsoleError { .init(status: 401, code: "unauthorized", message: message) }
-    public static func forbidden(_ message: String) -> ConsoleError { .init(status: 403, code: "forbidden", message: message) }
-    public static func notFound(_ message: String) -> ConsoleError { .init(status: 404, code: "not_found", message: message) }
-    public static func conflict(_ message: String) -> ConsoleError { .init(status: 409, code: "conflict", message: message) }
-    public static func unavailable(_ message: String) -> ConsoleError { .init(status: 503, code: "unavailable", message: message) }
-
-    public var description: String { "\(status) \(code): \(message)" }
-}
-
 public struct SiteSummary: Codable, Sendable, Equatable {
     public var site: String
     public var name: String

@@ -39,10 +39,8 @@ extension ConsoleReplyAndScopeTests {
         ]
         try await Self.withCore(tokens: tokens, configure: { $0.maxStreamsPerSession = 2 }) { core in
             Self.announce(Self.north, to: core)
-            let router = Router(context: BasicRequestContext.self)
-            HTTPAPI.addRoutes(to: router, core: core)
             let dashboard = try Dashboard(core: core)
-            dashboard.addRoutes(to: router)
+            let router = HTTPAPI.router(core: core, dashboard: dashboard)
             let app = Application(router: router, logger: Logger(label: "test.http"))
             try await app.test(.router) { client in
                 let first = try await Self.signInSession(client, token: viewerToken)
