@@ -59,8 +59,8 @@ private func makeConsole() -> ConsoleCore {
         // quota is still checked for each, at a rate the fuzzer cannot reach.
         configuration.deviceQuota.messagesPerSecond = 1e9
         configuration.deviceQuota.bytesPerSecond = 1e12
-        let quiet = logger
-        return try blocking { try await ConsoleCore(configuration: configuration, logger: quiet) }
+        let (quiet, settings) = (logger, configuration)
+        return try blocking { try await ConsoleCore(configuration: settings, logger: quiet) }
     } catch {
         fatalError("cannot create the console under \(dir.path): \(error)")
     }
