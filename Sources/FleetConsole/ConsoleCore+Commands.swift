@@ -125,35 +125,29 @@ extension ConsoleCore {
               result.state == .queued else { return }
         let now = Date()
         if now >= record.expiresAt {
-            update(commandID, address) { $0.state = .expired; $0.error = .init(code: .expired, message: "the command expired before the device was reachable") }
+            update(commandID, address, .expire, at: now)
             return
         }
         let online = model.withLock { $0.devices[address]?.online ?? false }
         guard online, client.isConnected else { return }
         guard let request = try? CommandRequest(action: Action(rawValue: record.action), params: record.params) else {
-            update(commandID, address) { $0.state = .failed; $0.error = .internal("the stored command no longer decodes") }
+            update(commandID, address, .undecodable, at: now)
             return
         }
         let command = Command(id: "\(record.id)/\(address.site)/\(address.device)", request: request, expiresAt: record.expiresAt)
         // Claim the copy, queued → sent in one step: of the paths that dispatch
         // (submit, a device back online, a new coordinator), one sends it.
-        var claimed = false
-        update(commandID, address) { r in
-            if r.state == .queued {
-                r.state = .sent
-                claimed = true
-            }
-        }
-        guard claimed else { return }
+        guard update(commandID, address, .claim, at: now) else { return }
         do {
             let payload = Array(try FleetJSON.encode(command))
             try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: payload, qos: .atLeastOnce,
-                                     properties: MQTTProperties(responseTopic: replyTopic(for: address), correlationData: Array("\(record.id)\n\(address)\n\(result.nonce ?? "")".utf8),
+                                     properties: MQTTProperties(responseTopic: replyTopic(for: address),
+                                                                correlationData: ReplyCorrelation(commandID: record.id, address: address, nonce: result.nonce ?? "").bytes,
                                                                 messageExpiryInterval: UInt32(max(1, record.expiresAt.timeIntervalSince(now).rounded(.up))),
                                                                 contentType: "application/json"))
         } catch {
             logger.warning("could not send a command; it stays queued", metadata: ["command.id": "\(commandID)", "device": "\(address)", "error": "\(error)"])
-            update(commandID, address) { $0.state = .queued }
+            update(commandID, address, .sendFailed, at: Date())
         }
     }
 
@@ -171,60 +165,45 @@ extension ConsoleCore {
     func handleReply(_ message: MQTTMessage) {
         // Retained, or not on a device's own reply topic: dropped (ConsoleCore+Replies).
         guard let sender = replyingDevice(message) else { return }
-        guard let correlation = message.properties.correlationData,
-              let text = String(bytes: correlation, encoding: .utf8) else {
+        guard let correlation = message.properties.correlationData.flatMap(ReplyCorrelation.init) else {
             metrics.malformed.increment()
             return
         }
-        let parts = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
-        guard parts.count >= 2, let address = try? DeviceAddress(site: String(parts[1].split(separator: "/").first ?? ""), device: String(parts[1].split(separator: "/").last ?? "")) else {
-            metrics.malformed.increment()
-            return
-        }
+        let (id, address) = (correlation.commandID, correlation.address)
         // The broker let only `sender` write this topic: it answers for itself only.
         guard address == sender else {
             metrics.malformed.increment()
-            logger.warning("ignored a command reply for another device", metadata: ["command.id": "\(parts[0])", "device": "\(address)", "sender": "\(sender)"])
+            logger.warning("ignored a command reply for another device", metadata: ["command.id": "\(id)", "device": "\(address)", "sender": "\(sender)"])
             return
         }
         // Only the device the copy was sent to knows its nonce (resync requests carry none).
-        let nonce = parts.count >= 3 ? parts[2] : ""
-        let expected = commands.withLock { $0[parts[0]]?.results.first { $0.site == address.site.rawValue && $0.device == address.device.rawValue }?.nonce }
-        if let expected, expected != nonce {
+        let expected = commands.withLock { $0[id]?.results.first { $0.site == address.site.rawValue && $0.device == address.device.rawValue }?.nonce }
+        if let expected, expected != correlation.nonce {
             metrics.malformed.increment()
-            logger.warning("ignored a command reply with the wrong correlation for its device", metadata: ["command.id": "\(parts[0])", "device": "\(address)"])
+            logger.warning("ignored a command reply with the wrong correlation for its device", metadata: ["command.id": "\(id)", "device": "\(address)"])
             return
         }
         guard case .success(let reply) = FleetJSON.decode(CommandReply.self, from: message.payload) else {
             metrics.malformed.increment()
             return
         }
-        update(parts[0], address) { r in
-            guard !r.state.isFinal || r.state == .timedOut else { return }
-            switch reply.outcome {
-            case .success(let result):
-                r.state = .succeeded
-                r.result = result
-                r.error = nil
-            case .failure(let error):
-                r.state = .failed
-                r.error = error
-            }
-        }
+        update(id, address, .reply(reply.outcome), at: Date())
     }
 
-    /// Applies a change to one device's result; the record is persisted with
-    /// the next ingest batch (≤ 50 ms), so a reply never waits on the database.
-    func update(_ commandID: String, _ address: DeviceAddress, _ change: (inout CommandTargetResult) -> Void) {
+    /// Applies `transition` to one device's copy (`CommandTargetResult.apply`,
+    /// the pure state machine) and returns whether its state allowed it. A
+    /// changed record is persisted with the next ingest batch (≤ 100 ms), so
+    /// a reply never waits on the database.
+    @discardableResult
+    func update(_ commandID: String, _ address: DeviceAddress, _ transition: CommandTransition, at now: Date) -> Bool {
         let record = commands.withLock { all -> CommandRecord? in
             guard var record = all[commandID],
-                  let i = record.results.firstIndex(where: { $0.site == address.site.rawValue && $0.device == address.device.rawValue }) else { return nil }
-            change(&record.results[i])
-            record.results[i].updatedAt = Date()
+                  let i = record.results.firstIndex(where: { $0.site == address.site.rawValue && $0.device == address.device.rawValue }),
+                  record.results[i].apply(transition, at: now) else { return nil }
             if record.isFinished { all[commandID] = nil } else { all[commandID] = record }
             return record
         }
-        guard let record else { return }
+        guard let record else { return false }
         var finished: AuditDraft?
         if record.isFinished {
             let counts = Dictionary(grouping: record.results, by: \.state).map { "\($0.value.count) \($0.key.rawValue)" }.sorted().joined(separator: ", ")
@@ -236,6 +215,7 @@ extension ConsoleCore {
             if let finished { b.audits.append(finished) }
         }
         flushSignal.yield()
+        return true
     }
 
     /// Every second: sent without a reply past the timeout → timed_out;
@@ -247,24 +227,8 @@ extension ConsoleCore {
             await adoptSubmittedCommands()
             let now = Date()
             let timeout = configuration.health.commandTimeoutSeconds
-            let due = commands.withLock { all in
-                all.values.flatMap { record in
-                    record.results.compactMap { r -> (String, DeviceAddress, CommandState)? in
-                        guard let a = try? DeviceAddress(site: r.site, device: r.device) else { return nil }
-                        if r.state == .queued, now >= record.expiresAt { return (record.id, a, .expired) }
-                        if r.state == .sent, let at = r.updatedAt, now.timeIntervalSince(at) >= timeout { return (record.id, a, .timedOut) }
-                        return nil
-                    }
-                }
-            }
-            for (id, address, state) in due {
-                update(id, address) { r in
-                    r.state = state
-                    r.error = state == .expired
-                        ? ProtocolError(code: .expired, message: "the device was not reachable before the command expired")
-                        : ProtocolError(code: ErrorCode(rawValue: "timeout"), message: "no reply from the device within \(Int(timeout)) s")
-                }
-            }
+            let due = commands.withLock { all in all.values.flatMap { record in record.sweep(now: now, timeout: timeout).map { (record.id, $0.0, $0.1) } } }
+            for (id, address, transition) in due { update(id, address, transition, at: now) }
         }
     }
 
@@ -273,7 +237,7 @@ extension ConsoleCore {
         let command = Command(id: "resync-\(UUID().uuidString.lowercased())", request: .resync, expiresAt: Date().addingTimeInterval(60))
         do {
             try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: Array(try FleetJSON.encode(command)), qos: .atLeastOnce,
-                                     properties: MQTTProperties(responseTopic: replyTopic(for: address), correlationData: Array("\(command.id)\n\(address)".utf8)))
+                                     properties: MQTTProperties(responseTopic: replyTopic(for: address), correlationData: ReplyCorrelation(commandID: command.id, address: address, nonce: "").bytes))
             metrics.resyncs.increment()
         } catch {
             logger.warning("could not send resync", metadata: ["device": "\(address)", "error": "\(error)"])
