@@ -41,7 +41,7 @@ extension ConsoleCore {
         guard !targets.isEmpty else {
             throw .badRequest("targets: no device matches (site \(submission.targets.site ?? "any"), devices \(submission.targets.devices?.joined(separator: ",") ?? "all")\(submission.targets.idleOnly == true ? ", idle and online only" : ""))")
         }
-        let now = Date()
+        let now = clock.now()
         var record = CommandRecord(id: "cmd-\(UUID().uuidString.lowercased())", action: action.rawValue, params: request.params,
                                    createdBy: principal.name, createdAt: now, expiresAt: now.addingTimeInterval(ttl),
                                    results: targets.map { CommandTargetResult(site: $0.site.rawValue, device: $0.device.rawValue, state: .queued, updatedAt: now,
@@ -123,7 +123,7 @@ extension ConsoleCore {
         guard let record = commands.withLock({ $0[commandID] }),
               let result = record.results.first(where: { $0.site == address.site.rawValue && $0.device == address.device.rawValue }),
               result.state == .queued else { return }
-        let now = Date()
+        let now = clock.now()
         if now >= record.expiresAt {
             update(commandID, address, .expire, at: now)
             return
@@ -147,7 +147,7 @@ extension ConsoleCore {
                                                                 contentType: "application/json"))
         } catch {
             logger.warning("could not send a command; it stays queued", metadata: ["command.id": "\(commandID)", "device": "\(address)", "error": "\(error)"])
-            update(commandID, address, .sendFailed, at: Date())
+            update(commandID, address, .sendFailed, at: clock.now())
         }
     }
 
@@ -187,7 +187,7 @@ extension ConsoleCore {
             metrics.malformed.increment()
             return
         }
-        update(id, address, .reply(reply.outcome), at: Date())
+        update(id, address, .reply(reply.outcome), at: clock.now())
     }
 
     /// Applies `transition` to one device's copy (`CommandTargetResult.apply`,
@@ -222,10 +222,10 @@ extension ConsoleCore {
     /// queued past expires_at → expired.
     func commandSweepLoop() async {
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
+            try? await clock.sleep(for: .seconds(1))
             guard isCoordinator else { continue }
             await adoptSubmittedCommands()
-            let now = Date()
+            let now = clock.now()
             let timeout = configuration.health.commandTimeoutSeconds
             let due = commands.withLock { all in all.values.flatMap { record in record.sweep(now: now, timeout: timeout).map { (record.id, $0.0, $0.1) } } }
             for (id, address, transition) in due { update(id, address, transition, at: now) }
@@ -234,7 +234,7 @@ extension ConsoleCore {
 
     func sendResync(to address: DeviceAddress) async {
         guard client.isConnected else { return }
-        let command = Command(id: "resync-\(UUID().uuidString.lowercased())", request: .resync, expiresAt: Date().addingTimeInterval(60))
+        let command = Command(id: "resync-\(UUID().uuidString.lowercased())", request: .resync, expiresAt: clock.now().addingTimeInterval(60))
         do {
             try await client.publish(configuration.topicRoot.topic(.cmd, for: address), payload: Array(try FleetJSON.encode(command)), qos: .atLeastOnce,
                                      properties: MQTTProperties(responseTopic: replyTopic(for: address), correlationData: ReplyCorrelation(commandID: command.id, address: address, nonce: "").bytes))

@@ -31,7 +31,7 @@ extension ConsoleCore {
         if let reason, reason.count > ForgetRequest.maxReason {
             throw .badRequest("reason: expected at most \(ForgetRequest.maxReason) characters, got \(reason.count)")
         }
-        let now = Date()
+        let now = clock.now()
         let result: ForgetResult
         do {
             // Through the commit gate: no batch taken before this runs commits after it.

@@ -11,8 +11,8 @@ extension ConsoleCore {
     func healthLoop() async {
         var lastGapScan = Date.distantPast
         while !Task.isCancelled {
-            try? await Task.sleep(for: .seconds(1))
-            let now = Date()
+            try? await clock.sleep(for: .seconds(1))
+            let now = clock.now()
             guard isCoordinator else {
                 if let active = try? await store.alerts(activeOnly: true, limit: 10_000), !isCoordinator { replaceActiveAlerts(active) }
                 updateGauges()
@@ -81,7 +81,7 @@ extension ConsoleCore {
         let existing = try await alerts(for: principal, activeOnly: false).first { $0.id == id }
         guard existing != nil else { throw .notFound("alert \(id) not found") }
         do {
-            guard let alert = try await store.acknowledgeAlert(id: id, by: principal.name, at: Date()) else { throw ConsoleError.notFound("alert \(id) not found") }
+            guard let alert = try await store.acknowledgeAlert(id: id, by: principal.name, at: clock.now()) else { throw ConsoleError.notFound("alert \(id) not found") }
             await audit(principal, "alert.ack", targets: "\(alert.site)/\(alert.device ?? "*")", outcome: "ok", detail: "alert \(id) \(alert.type)")
             return alert
         } catch let e as ConsoleError { throw e } catch {

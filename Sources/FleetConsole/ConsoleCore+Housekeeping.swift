@@ -6,11 +6,11 @@ extension ConsoleCore {
     /// (the first a minute after the start), on the coordinator only: deletes
     /// what retention says is too old (issue 20, item 5).
     func housekeepingLoop() async {
-        let start = Date()
+        let start = clock.now()
         var nextCheck = start
         var nextPrune = start.addingTimeInterval(min(60, configuration.retention.intervalSeconds))
         while !Task.isCancelled {
-            let now = Date()
+            let now = clock.now()
             if now >= nextCheck {
                 nextCheck = now.addingTimeInterval(Self.storageCheckSeconds)
                 await measureStorage()
@@ -19,8 +19,8 @@ extension ConsoleCore {
                 nextPrune = now.addingTimeInterval(configuration.retention.intervalSeconds)
                 if isCoordinator { await pruneHistory(now: now) }
             }
-            let wait = max(0.05, min(nextCheck, nextPrune).timeIntervalSince(Date()))
-            try? await Task.sleep(for: .seconds(wait))
+            let wait = max(0.05, min(nextCheck, nextPrune).timeIntervalSince(clock.now()))
+            try? await clock.sleep(for: .seconds(wait))
         }
     }
 

@@ -91,7 +91,7 @@ extension ConsoleCore {
     private func handleDesired(_ address: DeviceAddress, _ desired: DesiredConfig) {
         model.withLock { m in
             var r = m.record(address)
-            if r.desired?.version != desired.version { r.desiredSince = Date() }
+            if r.desired?.version != desired.version { r.desiredSince = clock.now() }
             r.desired = desired
             m.devices[address] = r
         }
@@ -101,7 +101,7 @@ extension ConsoleCore {
     /// Applies a decoded message (`FleetModel.apply`, the pure part) and
     /// performs what it asks: metrics, logs, the pending batch, a resync.
     func apply(_ payload: AgentPayload, from address: DeviceAddress, raw: [UInt8], retained: Bool = false) {
-        let now = Date()
+        let now = clock.now()
         let lag = now.timeIntervalSince(payload.envelope.ts)
         // Lag from live telemetry and events (a will carries its connect time, so status is left out).
         switch payload {

@@ -72,7 +72,7 @@ extension ConsoleCore {
             let zone = configuration.timeZone(ofSite: id)
             var calendar = Calendar(identifier: .gregorian)
             calendar.timeZone = zone
-            let today = calendar.startOfDay(for: Date())
+            let today = calendar.startOfDay(for: clock.now())
             let online = mine.filter(\.online).count
             let inSession = mine.filter { $0.state == .inSession }.count
             let sessionsToday = (try? await store.sessionsStarted(site: id, since: today)) ?? 0

@@ -98,7 +98,7 @@ extension ConsoleCore {
                 commands.withLock { $0 = [:] }
                 logger.warning("lost the coordinator lease; another console coordinates now")
             }
-            try? await Task.sleep(for: .seconds(seconds / 3))
+            try? await clock.sleep(for: .seconds(seconds / 3))
         }
     }
 
@@ -131,7 +131,7 @@ extension ConsoleCore {
             m.activeAlerts = [:]
             for alert in alerts {
                 m.activeAlerts[.init(site: alert.site, device: alert.device, type: alert.type)] =
-                    .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: Date())
+                    .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: clock.now())
             }
         }
     }
@@ -185,7 +185,7 @@ extension ConsoleCore {
             } catch {
                 logger.warning("cannot read the other replicas' device rows", metadata: ["error": "\(error)"])
             }
-            try? await Task.sleep(for: .seconds(1))
+            try? await clock.sleep(for: .seconds(1))
         }
     }
 

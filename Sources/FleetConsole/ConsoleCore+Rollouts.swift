@@ -16,7 +16,7 @@ extension ConsoleCore {
         }
         let targets = try rolloutTargets(document.targets, for: principal)
         guard !targets.isEmpty else { throw .badRequest("targets: no known device matches") }
-        let candidate = Rollout(id: "ro-\(UUID().uuidString.lowercased().prefix(12))", document: document, targets: targets, createdBy: principal.name, now: Date())
+        let candidate = Rollout(id: "ro-\(UUID().uuidString.lowercased().prefix(12))", document: document, targets: targets, createdBy: principal.name, now: clock.now())
         let wanted = Set(targets)
         // Checked and recorded in one store transaction: two consoles (replicas) never start overlapping rollouts.
         let rollout: Rollout
@@ -103,7 +103,7 @@ extension ConsoleCore {
         if seen.partial {
             throw .forbidden("rollout \(id) also has devices at sites token '\(principal.name)' may not act on; an admin of every site it spans can \(action) it")
         }
-        let now = Date()
+        let now = clock.now()
         let name = principal.name
         let changed: (Rollout, [RolloutAction])
         do {
@@ -148,7 +148,7 @@ extension ConsoleCore {
         await withDiscardingTaskGroup { group in
             group.addTask {
                 while !Task.isCancelled {
-                    try? await Task.sleep(for: .milliseconds(500))
+                    try? await self.clock.sleep(for: .milliseconds(500))
                     self.rolloutSignal.yield()
                 }
             }
@@ -160,7 +160,7 @@ extension ConsoleCore {
     /// The coordinator steps every rollout that can still change, in one store transaction.
     func stepRollouts() async {
         guard isCoordinator else { return }
-        let now = Date()
+        let now = clock.now()
         let devices = model.withLock { $0.devices }
         let configuration = self.configuration
         let observe = { @Sendable (a: DeviceAddress) -> RolloutObservation? in
@@ -205,7 +205,7 @@ extension ConsoleCore {
             for (address, desired) in writes {
                 var r = m.record(address)
                 r.desired = desired
-                r.desiredSince = Date()
+                r.desiredSince = clock.now()
                 m.devices[address] = r
             }
         }

@@ -25,6 +25,8 @@ public final class ConsoleCore: Service, Sendable {
     let metrics: ConsoleMetrics
     /// Ingest and store progress, for /healthz and the systemd watchdog.
     let liveness = Liveness()
+    /// What the console reads as now and how its loops wait (ConsoleClock.swift).
+    let clock: any ConsoleClock
     let replyTopic: String
     /// Wakes the flusher when a batch grew large.
     let flushSignal: AsyncStream<Void>.Continuation
@@ -46,18 +48,21 @@ public final class ConsoleCore: Service, Sendable {
     let tokens: Mutex<[TokenEntry]>
 
     /// Opens (and migrates) the configured store and loads the fleet from it.
-    public convenience init(configuration: ConsoleConfiguration, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) async throws {
+    public convenience init(configuration: ConsoleConfiguration, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared,
+                            clock: any ConsoleClock = SystemConsoleClock()) async throws {
         let store = try await configuration.database.open(logger: logger)
         do {
-            try await self.init(configuration: configuration, store: store, logger: logger, eventLoopGroup: eventLoopGroup)
+            try await self.init(configuration: configuration, store: store, logger: logger, eventLoopGroup: eventLoopGroup, clock: clock)
         } catch {
             await store.close()
             throw error
         }
     }
 
-    public init(configuration: ConsoleConfiguration, store: any ConsoleStore, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared) async throws {
+    public init(configuration: ConsoleConfiguration, store: any ConsoleStore, logger: Logger, eventLoopGroup: MQTTEventLoopGroup = .shared,
+                clock: any ConsoleClock = SystemConsoleClock()) async throws {
         self.configuration = configuration
+        self.clock = clock
         self.logger = logger
         self.store = store
         metrics = ConsoleMetrics()
@@ -82,7 +87,7 @@ public final class ConsoleCore: Service, Sendable {
         }
         // Gaps seen before a restart are still gaps: the health loop asks
         // those devices for a resync again (sendOwedResyncs).
-        for (a, missing) in try await store.missingEvents(within: 24 * 3600, limit: FleetModel.maxHolesPerDevice, now: Date()) {
+        for (a, missing) in try await store.missingEvents(within: 24 * 3600, limit: FleetModel.maxHolesPerDevice, now: clock.now()) {
             fleet.holes[a] = Set(missing)
         }
         for row in try await store.loadUsage() {
@@ -96,7 +101,7 @@ public final class ConsoleCore: Service, Sendable {
         }
         for alert in try await store.alerts(activeOnly: true, limit: 10_000) {
             fleet.activeAlerts[.init(site: alert.site, device: alert.device, type: alert.type)] =
-                .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: Date())
+                .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: clock.now())
         }
         // Presence is re-learned from the retained status messages after connecting.
         model = Mutex(fleet)
@@ -152,7 +157,7 @@ public final class ConsoleCore: Service, Sendable {
         await flushNow(includingDevices: true)
         await releaseCoordination()
         if client.isConnected {
-            _ = try? await client.publish(configuration.topicRoot.consoleStateTopic, payload: Array(try FleetJSON.encode(ConsoleState(state: .offline, ts: Date(), instance: configuration.instance))), qos: .atLeastOnce, retain: true)
+            _ = try? await client.publish(configuration.topicRoot.consoleStateTopic, payload: Array(try FleetJSON.encode(ConsoleState(state: .offline, ts: clock.now(), instance: configuration.instance))), qos: .atLeastOnce, retain: true)
         }
         await client.shutdown()
         await store.close()
@@ -169,7 +174,7 @@ public final class ConsoleCore: Service, Sendable {
             do {
                 try await client.subscribe(subscriptions)
                 try await client.publish(configuration.topicRoot.consoleStateTopic,
-                                         payload: Array(try FleetJSON.encode(ConsoleState(state: .online, ts: Date(), instance: configuration.instance))),
+                                         payload: Array(try FleetJSON.encode(ConsoleState(state: .online, ts: clock.now(), instance: configuration.instance))),
                                          qos: .atLeastOnce, retain: true)
             } catch {
                 logger.warning("could not subscribe or announce; retried at the next connection", metadata: ["error": "\(error)"])

@@ -1,6 +1,9 @@
 @testable import FleetConsole
 import FleetProtocol
 import Foundation
+import FleetTestSupport
+import Logging
+import Mosquitto
 import Testing
 
 /// The health rules, pure (issue 22, item 1): a fleet model, thresholds and
@@ -100,5 +103,41 @@ struct HealthRulesTests {
         #expect(clear == [41] && m.activeAlerts.isEmpty)
         (raise, _) = m.reconcileAlerts(stale, now: at(7), clearAfter: 5)
         #expect(raise.map(\.0) == [key], "back: raised again")
+    }
+
+    @Test("the console's own loops on a manual clock: an unanswered command expires and a quiet device goes stale, with no real time waited")
+    func loopsOnAManualClock() async throws {
+        let directory = try TemporaryDirectory(prefix: "console-manual-clock")
+        defer { directory.remove() }
+        let clock = ManualConsoleClock(Self.t0)
+        var logger = Logger(label: "test.console")
+        logger.logLevel = .critical
+        let core = try await ConsoleCore(configuration: ConsoleConfiguration(databasePath: directory.file("console.sqlite").path), logger: logger, clock: clock)
+        let address = Self.a
+        // Online, with telemetry every 5 s (stale after 15 s of silence); the client never connects, so a command stays queued.
+        let ts = RFC3339.string(from: Self.t0)
+        for (kind, body) in [(DeviceTopicKind.status, #""state": "online", "agent_version": "1", "programs": [], "config_version": 0, "capabilities": []"#),
+                             (.telemetry, #""session_state": "idle", "pressure_mmhg": {}, "motor_temp_c": 30, "faults": [], "interval_s": 5"#)] {
+            let json = "{\(body), \"epoch\": 1, \"seq\": 1, \"ts\": \"\(ts)\"}"
+            core.receive(MQTTMessage(topic: core.configuration.topicRoot.topic(kind, for: address), payload: Array(json.utf8), qos: .atLeastOnce, retain: false))
+        }
+        let record = try await core.submit(CommandSubmission(action: "ping", targets: .init(devices: ["\(address)"]), ttlSeconds: 60), by: Principal(name: "desk", role: .admin))
+        func state() -> CommandState? {
+            (core.commands.withLock { $0[record.id] } ?? core.pending.withLock { $0.commands[record.id] })?.results.first?.state
+        }
+        #expect(state() == .queued)
+
+        try await withThrowingDiscardingTaskGroup { group in
+            group.addTask { await core.commandSweepLoop() }
+            group.addTask { await core.healthLoop() }
+            try await waitUntil(timeout: .seconds(10), "both loops asleep on the manual clock") { clock.sleepers >= 2 }
+            #expect(state() == .queued && core.model.withLock { $0.activeAlerts.isEmpty }, "nothing happens before the clock moves")
+            clock.advance(by: 61)
+            try await waitUntil(timeout: .seconds(10), "the copy expired and the device alerted stale") {
+                state() == .expired && core.model.withLock { $0.activeAlerts.keys.contains { $0.type == "stale" } }
+            }
+            group.cancelAll()
+        }
+        await core.store.close()
     }
 }
