@@ -26,7 +26,7 @@ public final class PostgresStore: ConsoleStore {
         // One connection first: a wrong address, password or TLS setting
         // (a server without TLS under sslmode=verify-full) is an error now,
         // not a pool that retries in the background while start-up waits.
-        do { try await DatabaseMigration.probe(location, logger: logger) } catch let error as DatabaseMigrationError {
+        do { try await StoreCopier.probe(location, logger: logger) } catch let error as StoreCopyError {
             throw PostgresStoreError(message: error.message)
         }
         let tls: PostgresClient.Configuration.TLS = location.tlsConfiguration.map { .require($0) } ?? .disable

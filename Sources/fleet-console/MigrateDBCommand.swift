@@ -6,7 +6,7 @@ import Logging
 import Synchronization
 
 /// `fleet-console migrate-db --from FILE --to postgres://…`: moves a
-/// console's SQLite database to PostgreSQL (DatabaseMigration does the work).
+/// console's SQLite database to PostgreSQL (StoreCopier does the work).
 struct MigrateDB: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "migrate-db",
@@ -51,11 +51,11 @@ struct MigrateDB: AsyncParsableCommand {
         logger.logLevel = .error
         let reporter = ProgressReporter()
         let started = ContinuousClock.now
-        let counts: [DatabaseMigration.TableCount]
+        let counts: [StoreCopier.TableCount]
         do {
-            counts = try await DatabaseMigration(from: from, to: destination).run(logger: logger) { reporter.report($0) }
+            counts = try await StoreCopier(from: from, to: destination).run(logger: logger) { reporter.report($0) }
         } catch {
-            let message = (error as? DatabaseMigrationError)?.message ?? String(describing: error)
+            let message = (error as? StoreCopyError)?.message ?? String(describing: error)
             FileHandle.standardError.write(Data("fleet-console: migrate-db: \(message)\n".utf8))
             throw ExitCode(1)
         }
@@ -65,7 +65,7 @@ struct MigrateDB: AsyncParsableCommand {
         if json {
             struct Report: Encodable {
                 var from: String, to: String, rows: Int, seconds: Double
-                var tables: [DatabaseMigration.TableCount]
+                var tables: [StoreCopier.TableCount]
             }
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
@@ -85,7 +85,7 @@ private final class ProgressReporter: Sendable {
     /// The table in progress and the last tenth reported.
     private let state = Mutex<(table: String, tenth: Int)>(("", 0))
 
-    func report(_ p: DatabaseMigration.Progress) {
+    func report(_ p: StoreCopier.Progress) {
         let line: String? = state.withLock { state in
             if state.table != p.table { state = (p.table, 0) }
             if p.copied == p.total { return "\(p.table): \(p.copied)/\(p.total) (100%)" }

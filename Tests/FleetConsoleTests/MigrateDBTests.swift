@@ -208,7 +208,7 @@ struct MigrateDBTests {
         let url = try await PostgresServer.shared().createDatabase()
         let first = try await Self.migrate(from: path, to: url, json: true)
         try #require(first.status == .exited(0), "\(first)")
-        struct Report: Decodable { var rows: Int; var tables: [DatabaseMigration.TableCount] }
+        struct Report: Decodable { var rows: Int; var tables: [StoreCopier.TableCount] }
         let report = try JSONDecoder().decode(Report.self, from: Data(first.standardOutput.utf8))
         #expect(report.tables.map(\.table) == Self.tables)
         #expect(report.tables.allSatisfy { $0.sqlite == $0.postgres } && report.rows == report.tables.reduce(0) { $0 + $1.sqlite })
