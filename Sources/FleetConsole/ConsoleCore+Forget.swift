@@ -40,8 +40,7 @@ extension ConsoleCore {
                     (m.devices[address] ?? DeviceRecord(site: site, device: device), m.devices[address] != nil)
                 }
                 let tombstone = before.forgotten(at: now, revoked: true)
-                let counts = try await store.forgetDevice(address, record: try FleetJSON.makeEncoder().encode(tombstone),
-                                                          writer: configuration.instance, at: now)
+                let counts = try await store.forgetDevice(address, record: tombstone, writer: configuration.instance, at: now)
                 // Stored: now the model, and whatever ingest gathered of the device meanwhile.
                 model.withLock { m in
                     // (Its desired config as the model has it now: a rollout may have written one since.)

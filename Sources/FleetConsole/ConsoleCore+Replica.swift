@@ -169,13 +169,11 @@ extension ConsoleCore {
     func deviceSyncLoop() async {
         guard isReplica else { return }
         var since = 0.0
-        let decoder = FleetJSON.makeDecoder()
         while !Task.isCancelled {
             do {
                 // Overlap by two seconds: a row committed late with an earlier time is still read.
-                let (rows, newest) = try await store.devicesChanged(since: max(0, since - 2), excludingWriter: configuration.instance)
+                let (records, newest) = try await store.devicesChanged(since: max(0, since - 2), excludingWriter: configuration.instance)
                 since = newest
-                let records = rows.compactMap { try? decoder.decode(DeviceRecord.self, from: $0) }
                 model.withLock { m in
                     for other in records {
                         guard let address = try? DeviceAddress(site: other.site, device: other.device) else { continue }

@@ -71,11 +71,8 @@ public final class ConsoleCore: Service, Sendable {
 
         // Start from what the database holds.
         var fleet = FleetModel()
-        let decoder = FleetJSON.makeDecoder()
-        for data in try await store.loadDevices() {
-            if let r = try? decoder.decode(DeviceRecord.self, from: data), let a = try? DeviceAddress(site: r.site, device: r.device) {
-                fleet.devices[a] = r
-            }
+        for r in try await store.loadDevices() {
+            if let a = try? DeviceAddress(site: r.site, device: r.device) { fleet.devices[a] = r }
         }
         // Device rows are written behind the events (at most once a second);
         // where each device's events stand is what the event table says.
@@ -90,15 +87,8 @@ public final class ConsoleCore: Service, Sendable {
         for (a, missing) in try await store.missingEvents(within: 24 * 3600, limit: FleetModel.maxHolesPerDevice, now: clock.now()) {
             fleet.holes[a] = Set(missing)
         }
-        for row in try await store.loadUsage() {
-            if let a = try? DeviceAddress(site: row.site, device: row.device),
-               let last = try? decoder.decode(Usage.self, from: row.last), let total = try? decoder.decode(Usage.self, from: row.total) {
-                fleet.usage[a] = (last, total)
-            }
-        }
-        for data in try await store.loadUsageDays() {
-            if let day = try? decoder.decode(UsageDay.self, from: data) { fleet.usageDays["\(day.site)|\(day.day)"] = day }
-        }
+        for row in try await store.loadUsage() { fleet.usage[row.address] = (row.last, row.total) }
+        for day in try await store.loadUsageDays() { fleet.usageDays["\(day.site)|\(day.day)"] = day }
         for alert in try await store.alerts(activeOnly: true, limit: 10_000) {
             fleet.activeAlerts[.init(site: alert.site, device: alert.device, type: alert.type)] =
                 .init(id: alert.id, severity: alert.severity, message: alert.message, lastSeen: clock.now())

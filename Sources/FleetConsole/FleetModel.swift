@@ -1,8 +1,9 @@
 import FleetProtocol
 import Foundation
 
-/// What the console knows about one device (persisted as JSON in `device`).
-struct DeviceRecord: Codable, Sendable {
+/// What the console knows about one device (persisted as JSON in `device`;
+/// public as the store's record type, opaque outside this module).
+public struct DeviceRecord: Codable, Sendable {
     var site: String
     var device: String
     var online = false

@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Alerts.
+/// AlertStore.
 extension PostgresStore {
     // MARK: Alerts
 

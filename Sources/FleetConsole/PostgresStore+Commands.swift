@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Commands and the audit log.
+/// CommandStore and AuditLog.
 extension PostgresStore {
     // MARK: Commands, rollouts, audit
 
@@ -20,15 +20,15 @@ extension PostgresStore {
     }
 
     public func command(id: String) async throws -> CommandRecord? {
-        try await decodeAll(CommandRecord.self, client.query("SELECT json FROM command WHERE id = \(id)", logger: logger)).first
+        try await decodeAll(CommandRecord.self, client.query("SELECT json FROM command WHERE id = \(id)", logger: logger), from: "command").first
     }
 
     public func unfinishedCommands() async throws -> [CommandRecord] {
-        try await decodeAll(CommandRecord.self, client.query("SELECT json FROM command WHERE NOT finished", logger: logger))
+        try await decodeAll(CommandRecord.self, client.query("SELECT json FROM command WHERE NOT finished", logger: logger), from: "command")
     }
 
     public func recentCommands(limit: Int) async throws -> [CommandRecord] {
-        try await decodeAll(CommandRecord.self, client.query("SELECT json FROM command ORDER BY created_at DESC LIMIT \(Int64(limit))", logger: logger))
+        try await decodeAll(CommandRecord.self, client.query("SELECT json FROM command ORDER BY created_at DESC LIMIT \(Int64(limit))", logger: logger), from: "command")
     }
 
     public func audit(_ entry: AuditDraft) async throws {

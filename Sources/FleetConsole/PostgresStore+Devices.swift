@@ -3,33 +3,34 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// The device rows, forgetting a device, usage.
+/// DeviceRows and UsageStore: the device rows, forgetting a device, usage.
 extension PostgresStore {
-    // MARK: Start-up reads
-
-    public func loadDevices() async throws -> [Data] {
-        try await collect(client.query("SELECT json FROM device", logger: logger).decode(Data.self))
+    public func loadDevices() async throws -> [DeviceRecord] {
+        try await decodeAll(DeviceRecord.self, client.query("SELECT json FROM device", logger: logger), from: "device")
     }
+
+    public func devicesChanged(since: Double, excludingWriter writer: String) async throws -> (records: [DeviceRecord], newest: Double) {
+        let rows = try await collect(client.query("SELECT json, updated_at FROM device WHERE updated_at > \(since) AND writer <> \(writer)", logger: logger)
+            .decode((Data, Double).self))
+        return (StoredJSON.decode(DeviceRecord.self, rows.map(\.0), from: "device", logger: logger), rows.map(\.1).max() ?? since)
+    }
+
+    // MARK: Usage
 
     public func loadUsage() async throws -> [StoredUsage] {
         try await collect(client.query("SELECT site, device, last, total FROM usage_device", logger: logger).decode((String, String, Data, Data).self))
-            .map { StoredUsage(site: $0.0, device: $0.1, last: $0.2, total: $0.3) }
+            .compactMap { StoredJSON.usage(site: $0.0, device: $0.1, last: $0.2, total: $0.3, logger: logger) }
     }
 
-    public func loadUsageDays() async throws -> [Data] {
-        try await collect(client.query("SELECT json FROM usage_day", logger: logger).decode(Data.self))
-    }
-
-    public func devicesChanged(since: Double, excludingWriter writer: String) async throws -> (rows: [Data], newest: Double) {
-        let rows = try await collect(client.query("SELECT json, updated_at FROM device WHERE updated_at > \(since) AND writer <> \(writer)", logger: logger)
-            .decode((Data, Double).self))
-        return (rows.map(\.0), rows.map(\.1).max() ?? since)
+    public func loadUsageDays() async throws -> [UsageDay] {
+        try await decodeAll(UsageDay.self, client.query("SELECT json FROM usage_day", logger: logger), from: "usage_day")
     }
 
     // MARK: Forgetting a device
 
-    public func forgetDevice(_ address: DeviceAddress, record: Data, writer: String, at: Date) async throws -> ForgetCounts {
-        let zero = try FleetJSON.makeEncoder().encode(Usage())
+    public func forgetDevice(_ address: DeviceAddress, record: DeviceRecord, writer: String, at: Date) async throws -> ForgetCounts {
+        let encoder = FleetJSON.makeEncoder()
+        let (zero, record) = (try encoder.encode(Usage()), try encoder.encode(record))
         let (site, device) = (address.site.rawValue, address.device.rawValue)
         let logger = self.logger
         return try await client.withTransaction(logger: logger) { c in

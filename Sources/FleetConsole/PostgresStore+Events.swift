@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Batches, events, sessions and gaps (retention: PostgresStore+Retention).
+/// EventLog: batches, events, sessions and gaps (retention: PostgresStore+Retention).
 extension PostgresStore {
     // MARK: Batches
 

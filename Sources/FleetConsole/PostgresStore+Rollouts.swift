@@ -3,7 +3,7 @@ import Foundation
 import Logging
 import PostgresNIO
 
-/// Rollouts.
+/// RolloutStore.
 extension PostgresStore {
     public func saveRollout(_ r: Rollout) async throws {
         let json = try FleetJSON.encode(r)
@@ -52,6 +52,6 @@ extension PostgresStore {
     }
 
     public func rollouts() async throws -> [Rollout] {
-        try await decodeAll(Rollout.self, client.query("SELECT json FROM rollout ORDER BY created_at DESC", logger: logger))
+        try await decodeAll(Rollout.self, client.query("SELECT json FROM rollout ORDER BY created_at DESC", logger: logger), from: "rollout")
     }
 }

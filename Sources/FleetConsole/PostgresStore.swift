@@ -7,8 +7,8 @@ import PostgresNIO
 /// The console's store on PostgreSQL (postgres-nio), for consoles that
 /// outgrow one machine: replicas share it (docs/scaling.md). The schema
 /// and its semantics are SQLiteStore's — the same tables, keys, upserts and
-/// named migrations — so the same test suite runs against both. Each
-/// concern is an extension in a file of its own.
+/// named migrations — so the same test suite runs against both. Each role
+/// of ConsoleStore is an extension in a file of its own.
 ///
 /// A batch is one transaction of multi-row statements (one round trip per
 /// table, not per row). Rows are written in key order so that two replicas
@@ -91,9 +91,8 @@ public final class PostgresStore: ConsoleStore {
     }
 
     /// JSON documents of one column; a row that no longer decodes is skipped, as in SQLiteStore.
-    func decodeAll<T: Decodable>(_ type: T.Type, _ rows: PostgresRowSequence) async throws -> [T] {
-        let decoder = FleetJSON.makeDecoder()
-        return try await collect(rows.decode(Data.self)).compactMap { try? decoder.decode(T.self, from: $0) }
+    func decodeAll<T: Decodable>(_ type: T.Type, _ rows: PostgresRowSequence, from table: String) async throws -> [T] {
+        StoredJSON.decode(T.self, try await collect(rows.decode(Data.self)), from: table, logger: logger)
     }
 }
 

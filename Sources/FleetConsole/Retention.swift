@@ -28,7 +28,7 @@ public struct RetentionSettings: Sendable, Equatable {
     }
 }
 
-/// What ``ConsoleStore/prune(_:chunk:)`` deletes: rows older than each time.
+/// What ``EventLog/prune(_:chunk:)`` deletes: rows older than each time.
 public struct RetentionCutoffs: Sendable, Equatable {
     public var events: Date?
     public var sessions: Date?

@@ -2,7 +2,7 @@ import FleetProtocol
 import Foundation
 import GRDB
 
-/// Alerts.
+/// AlertStore.
 extension SQLiteStore {
     public func insertAlert(site: String, device: String?, type: String, severity: Health, message: String, at: Date) async throws -> Int64 {
         try await pool.write { db in

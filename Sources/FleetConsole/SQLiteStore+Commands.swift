@@ -2,7 +2,7 @@ import FleetProtocol
 import Foundation
 import GRDB
 
-/// Commands and the audit log.
+/// CommandStore and AuditLog.
 extension SQLiteStore {
     public func saveCommand(_ record: CommandRecord) async throws {
         try await pool.write { db in try Self.saveCommand(record, db) }

@@ -2,10 +2,15 @@ import FleetProtocol
 import Foundation
 import GRDB
 
-/// The device rows, forgetting a device, usage.
+/// DeviceRows and UsageStore: the device rows, forgetting a device, usage.
 extension SQLiteStore {
-    public func devicesChanged(since: Double, excludingWriter writer: String) async throws -> (rows: [Data], newest: Double) {
-        try await pool.read { db in
+    public func loadDevices() async throws -> [DeviceRecord] {
+        let rows = try await pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM device") }
+        return StoredJSON.decode(DeviceRecord.self, rows, from: "device", logger: logger)
+    }
+
+    public func devicesChanged(since: Double, excludingWriter writer: String) async throws -> (records: [DeviceRecord], newest: Double) {
+        let (rows, newest) = try await pool.read { db in
             var newest = since
             var rows: [Data] = []
             for row in try Row.fetchAll(db, sql: "SELECT json, updated_at FROM device WHERE updated_at > ? AND writer <> ?", arguments: [since, writer]) {
@@ -14,28 +19,30 @@ extension SQLiteStore {
             }
             return (rows, newest)
         }
+        return (StoredJSON.decode(DeviceRecord.self, rows, from: "device", logger: logger), newest)
     }
 
-    // MARK: Reads used at start-up and by the API
-
-    public func loadDevices() async throws -> [Data] {
-        try await pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM device") }
-    }
+    // MARK: Usage
 
     public func loadUsage() async throws -> [StoredUsage] {
-        try await pool.read { db in
-            try Row.fetchAll(db, sql: "SELECT site, device, last, total FROM usage_device").map { StoredUsage(site: $0["site"], device: $0["device"], last: $0["last"], total: $0["total"]) }
+        let rows = try await pool.read { db in
+            try Row.fetchAll(db, sql: "SELECT site, device, last, total FROM usage_device").map { row -> (String, String, Data, Data) in
+                (row["site"], row["device"], row["last"], row["total"])
+            }
         }
+        return rows.compactMap { StoredJSON.usage(site: $0.0, device: $0.1, last: $0.2, total: $0.3, logger: logger) }
     }
 
-    public func loadUsageDays() async throws -> [Data] {
-        try await pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM usage_day") }
+    public func loadUsageDays() async throws -> [UsageDay] {
+        let rows = try await pool.read { db in try Data.fetchAll(db, sql: "SELECT json FROM usage_day") }
+        return StoredJSON.decode(UsageDay.self, rows, from: "usage_day", logger: logger)
     }
 
     // MARK: Forgetting a device
 
-    public func forgetDevice(_ address: DeviceAddress, record: Data, writer: String, at: Date) async throws -> ForgetCounts {
-        let zero = try FleetJSON.makeEncoder().encode(Usage())
+    public func forgetDevice(_ address: DeviceAddress, record: DeviceRecord, writer: String, at: Date) async throws -> ForgetCounts {
+        let encoder = FleetJSON.makeEncoder()
+        let (zero, record) = (try encoder.encode(Usage()), try encoder.encode(record))
         let (site, device) = (address.site.rawValue, address.device.rawValue)
         return try await pool.write { db in
             try db.execute(sql: "DELETE FROM event WHERE site = ? AND device = ?", arguments: [site, device])

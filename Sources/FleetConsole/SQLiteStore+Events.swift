@@ -2,7 +2,7 @@ import FleetProtocol
 import Foundation
 import GRDB
 
-/// Batches, events, sessions and gaps (retention: SQLiteStore+Retention).
+/// EventLog: batches, events, sessions and gaps (retention: SQLiteStore+Retention).
 extension SQLiteStore {
     /// Commits a batch; returns the events that were new (not duplicates).
     /// The statements are prepared once per connection (GRDB's statement

@@ -2,7 +2,7 @@ import FleetProtocol
 import Foundation
 import GRDB
 
-/// Rollouts.
+/// RolloutStore.
 extension SQLiteStore {
     public func saveRollout(_ r: Rollout) async throws {
         try await pool.write { db in try Self.saveRollout(r, db) }

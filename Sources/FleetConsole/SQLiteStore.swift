@@ -1,22 +1,26 @@
 import FleetProtocol
 import Foundation
 import GRDB
+import Logging
 
 /// The console's SQLite database (WAL), the embedded default store. Ingest
 /// hands it batches (`IngestBatch`) committed in one transaction each —
 /// never a commit per message. Events are unique by (site, device, epoch,
 /// seq), so a QoS 1 duplicate or a replay is stored once whatever the
 /// in-memory state says. Migrations are named and append-only; PostgresStore
-/// has the same ones under the same names. Each concern is an extension in
-/// a file of its own. GRDB runs every access on its own queues, so awaiting
-/// one never blocks a Swift concurrency thread.
+/// has the same ones under the same names. Each role of ConsoleStore is an
+/// extension in a file of its own. GRDB runs every access on its own
+/// queues, so awaiting one never blocks a Swift concurrency thread.
 public final class SQLiteStore: ConsoleStore {
     let pool: DatabasePool
+    /// Where rows that no longer decode are noted (at debug).
+    let logger: Logger
 
     /// The writer connection's page cache, in KiB (see `init`).
     static let writerCacheKiB = 32 * 1024
 
-    public init(path: String) throws {
+    public init(path: String, logger: Logger = Logger(label: "fleet-console.sqlite")) throws {
+        self.logger = logger
         var config = Configuration()
         config.label = "fleet-console"
         config.busyMode = .timeout(5)

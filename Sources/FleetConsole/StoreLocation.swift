@@ -26,7 +26,7 @@ public enum StoreLocation: Sendable, Equatable {
     /// Opens (and migrates) the store.
     public func open(logger: Logger) async throws -> any ConsoleStore {
         switch self {
-        case .sqlite(let path): return try SQLiteStore(path: path)
+        case .sqlite(let path): return try SQLiteStore(path: path, logger: logger)
         case .postgres(let location): return try await PostgresStore(location: location, logger: logger)
         }
     }

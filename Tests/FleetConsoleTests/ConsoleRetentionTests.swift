@@ -78,7 +78,7 @@ struct ConsoleRetentionTests {
             try await store.commit(batch)
             _ = try await store.prune(RetentionCutoffs(events: S.t0.addingTimeInterval(60)), chunk: 10)
             #expect(try await store.lastEventSequences()[S.device] == EventKey(epoch: 7, seq: 3))
-            _ = try await store.forgetDevice(S.device, record: Data("{}".utf8), writer: "test", at: S.t0)
+            _ = try await store.forgetDevice(S.device, record: DeviceRecord(site: S.device.site.rawValue, device: S.device.device.rawValue), writer: "test", at: S.t0)
             #expect(try await store.lastEventSequences()[S.device] == nil)
         }
     }

@@ -28,9 +28,10 @@ struct MigrateDBTests {
         var unfinished: [String] = []
         var audit: [AuditEntry] = []
         var rollouts: [Rollout] = []
+        /// Device records, encoded again with sorted keys (DeviceRecord is not Equatable).
         var devices: Set<Data> = []
-        var usage: [String: Data] = [:]
-        var usageDays: Set<Data> = []
+        var usage: [DeviceAddress: StoredUsage] = [:]
+        var usageDays: [UsageDay] = []
         var pain: [PainSignalCount] = []
     }
 
@@ -57,7 +58,9 @@ struct MigrateDBTests {
         }
         var batch = IngestBatch()
         for (n, device) in devices.enumerated() {
-            batch.devices[device] = Data(#"{"site":"\#(device.site.rawValue)","device":"\#(device.device.rawValue)","n":\#(n)}"#.utf8)
+            var record = DeviceRecord(site: device.site.rawValue, device: device.device.rawValue)
+            record.telemetryGaps = n
+            batch.devices[device] = try FleetJSON.encode(record)
             batch.usage[device] = (Usage(sessions: SessionCounts(started: UInt64(n + 2))), Usage(sessions: SessionCounts(started: UInt64(n + 5))))
             for s in 0..<3 {
                 let id = "\(device.device.rawValue)-session-\(s)"
@@ -128,9 +131,9 @@ struct MigrateDBTests {
         out.unfinished = try await store.unfinishedCommands().map(\.id)
         out.audit = try await store.auditEntries(limit: 100)
         out.rollouts = try await store.rollouts()
-        out.devices = Set(try await store.loadDevices())
-        out.usage = Dictionary(uniqueKeysWithValues: try await store.loadUsage().map { ("\($0.site)/\($0.device)", $0.last + $0.total) })
-        out.usageDays = Set(try await store.loadUsageDays())
+        out.devices = Set(try await store.loadDevices().map { try FleetJSON.encode($0, sortedKeys: true) })
+        out.usage = Dictionary(uniqueKeysWithValues: try await store.loadUsage().map { ($0.address, $0) })
+        out.usageDays = try await store.loadUsageDays().sorted { ($0.site, $0.day) < ($1.site, $1.day) }
         out.pain = try await store.painSignalAborts(since: t0).sorted { $0.site < $1.site }
         return out
     }
@@ -186,6 +189,7 @@ struct MigrateDBTests {
             #expect(copied.audit == original.audit)
             #expect(copied.rollouts == original.rollouts)
             #expect(copied.devices == original.devices && copied.usage == original.usage && copied.usageDays == original.usageDays)
+            #expect(original.devices.count == 3 && original.usage.count == 3 && original.usageDays.count == 4, "every row decoded")
             #expect(copied.pain == original.pain && !copied.pain.isEmpty)
 
             let next = try await store.insertAlert(site: "clinic-north", device: "m-1", type: "offline", severity: .critical, message: "again", at: Date())
