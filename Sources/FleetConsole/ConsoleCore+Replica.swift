@@ -19,7 +19,6 @@ import Mosquitto
 /// - Storage stays exactly-once by the event table's unique key; gaps are
 ///   found in the event table, not in one replica's partial view.
 extension ConsoleCore {
-    static let coordinatorLease = "coordinator"
     /// The shared-subscription group every replica joins.
     static let shareGroup = "console"
 
@@ -72,7 +71,7 @@ extension ConsoleCore {
             let asked = ContinuousClock.now
             var held = false
             do {
-                held = try await store.acquireLease(Self.coordinatorLease, holder: leaseHolder, for: seconds)
+                held = try await lease.renew(for: seconds)
             } catch {
                 // Unsure whether it still holds the lease: it stops, so two never coordinate at once.
                 logger.warning("cannot renew the coordinator lease; not coordinating until it can", metadata: ["error": "\(error)"])
@@ -141,7 +140,7 @@ extension ConsoleCore {
         guard Self.usesLease(configuration), isCoordinator else { return }
         coordinating.withLock { $0 = Coordination() }
         metrics.coordinator.set(0.0)
-        try? await store.releaseLease(Self.coordinatorLease, holder: leaseHolder)
+        await lease.release()
     }
 
     // MARK: Commands submitted to other replicas

@@ -37,9 +37,8 @@ public final class ConsoleCore: Service, Sendable {
     let workItems: AsyncStream<ConsoleWork>
     /// Whether this console does the once-only work (see ConsoleCore+Replica).
     let coordinating: Mutex<Coordination>
-    /// Who this process is in the lease table: its instance and a per-process
-    /// id, so two processes started with the same name never both hold it.
-    let leaseHolder: String
+    /// This process's hold on the coordinator lease (replicas and PostgreSQL).
+    let lease: CoordinatorLease
     /// Commands the coordinator has taken up (replicas: accepted by any replica).
     let adoptedCommands = Mutex<Set<String>>([])
     let rolloutSignal: AsyncStream<Void>.Continuation
@@ -98,7 +97,7 @@ public final class ConsoleCore: Service, Sendable {
         // A console on SQLite coordinates from the start; on PostgreSQL (a
         // replica or not) once it holds the lease (leaseLoop).
         let usesLease = Self.usesLease(configuration)
-        leaseHolder = "\(configuration.instance)/\(UUID().uuidString.lowercased().prefix(8))"
+        lease = CoordinatorLease(store: store, instance: configuration.instance)
         coordinating = Mutex(usesLease ? Coordination() : Coordination(held: true, until: nil))
         metrics.coordinator.set(Double(usesLease ? 0 : 1))
         commands = Mutex(usesLease ? [:] : Dictionary(uniqueKeysWithValues: try await store.unfinishedCommands().map { ($0.id, $0) }))

@@ -7,7 +7,8 @@ import Logging
 /// the audit log, and a restart cache of the device model.
 ///
 /// Composed of one role protocol per concern, so code that needs one
-/// concern can ask for that role alone. Two
+/// concern can ask for that role alone (``CoordinatorLease`` holds a
+/// ``LeaseStore`` and nothing more). Two
 /// implementations with the same schema and named migrations:
 /// ``SQLiteStore`` (GRDB, the embedded default) and ``PostgresStore``
 /// (postgres-nio, for replicas sharing one database; docs/scaling.md).
