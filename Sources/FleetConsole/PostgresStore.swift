@@ -7,8 +7,9 @@ import PostgresNIO
 /// The console's store on PostgreSQL (postgres-nio), for consoles that
 /// outgrow one machine: replicas share it (docs/scaling.md). The schema
 /// and its semantics are SQLiteStore's — the same tables, keys, upserts and
-/// named migrations — so the same test suite runs against both. Each role
-/// of ConsoleStore is an extension in a file of its own.
+/// named migrations — so the same test suite runs against both, and a test
+/// compares the schemas the two make. Each role of ConsoleStore is an
+/// extension in a file of its own.
 ///
 /// A batch is one transaction of multi-row statements (one round trip per
 /// table, not per row). Rows are written in key order so that two replicas

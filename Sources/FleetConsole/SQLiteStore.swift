@@ -8,9 +8,10 @@ import Logging
 /// never a commit per message. Events are unique by (site, device, epoch,
 /// seq), so a QoS 1 duplicate or a replay is stored once whatever the
 /// in-memory state says. Migrations are named and append-only; PostgresStore
-/// has the same ones under the same names. Each role of ConsoleStore is an
-/// extension in a file of its own. GRDB runs every access on its own
-/// queues, so awaiting one never blocks a Swift concurrency thread.
+/// has the same ones under the same names (a test compares the schemas they
+/// make). Each role of ConsoleStore is an extension in a file of its own.
+/// GRDB runs every access on its own queues, so awaiting one never blocks a
+/// Swift concurrency thread.
 public final class SQLiteStore: ConsoleStore {
     let pool: DatabasePool
     /// Where rows that no longer decode are noted (at debug).

@@ -320,3 +320,41 @@ extension ConsoleStoreTests {
         }
     }
 }
+
+// The two migration lists cannot drift: both stores are compared by what they make.
+extension ConsoleStoreTests {
+    @Test("SQLite and PostgreSQL migrate to the same schema: migrations, tables, columns (type, nullability), primary keys, unique constraints, indexes (partial ones with their predicate)")
+    func schemasMatch() async throws {
+        let directory = try TemporaryDirectory(prefix: "console-schema")
+        defer { directory.remove() }
+        let sqlite = try SQLiteStore(path: directory.file("console.sqlite").path)
+        let fromSQLite: Set<String>
+        do { fromSQLite = try await StoreSchema.facts(sqlite) } catch {
+            await sqlite.close()
+            throw error
+        }
+        await sqlite.close()
+        guard case .postgres(let location) = try StoreLocation.parse(try await PostgresServer.shared().createDatabase()) else {
+            Issue.record("the test server's URL is not a PostgreSQL location")
+            return
+        }
+        let postgres = try await PostgresStore(location: location, logger: Logger(label: "schema-test"))
+        let fromPostgres: Set<String>
+        do { fromPostgres = try await StoreSchema.facts(postgres) } catch {
+            await postgres.close()
+            throw error
+        }
+        await postgres.close()
+
+        // The reader sees what it must compare.
+        #expect(fromSQLite.contains("index event_aborted_ts on event(ts) where type = 'session_aborted'"))
+        #expect(fromSQLite.contains("unique event(site, device, epoch, seq)"))
+        #expect(fromSQLite.contains("primary key event_floor(site, device, epoch)"))
+        #expect(fromSQLite.contains("column device.writer: text, not null"))
+        #expect(fromSQLite.filter { $0.hasPrefix("migration ") }.count == PostgresStore.migrations.count)
+        let onlySQLite = fromSQLite.subtracting(fromPostgres).sorted()
+        let onlyPostgres = fromPostgres.subtracting(fromSQLite).sorted()
+        #expect(onlySQLite.isEmpty, "in SQLite's schema only:\n\(onlySQLite.joined(separator: "\n"))")
+        #expect(onlyPostgres.isEmpty, "in PostgreSQL's schema only:\n\(onlyPostgres.joined(separator: "\n"))")
+    }
+}
