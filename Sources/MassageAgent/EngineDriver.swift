@@ -5,7 +5,8 @@ import Synchronization
 
 /// Runs an engine in real time: `speed` control ticks every tick period of
 /// real time, and a persistence loop that hands pending changes to storage
-/// off the control path. At speed N the engine runs N× faster than real time
+/// off the control path (and off the cooperative pool: the flushes run on
+/// `persistence`'s queue). At speed N the engine runs N× faster than real time
 /// with exactly the same physics and ramps (the same ticks, just closer
 /// together); wall-clock schedules are not scaled.
 ///
@@ -28,6 +29,8 @@ public struct EngineDriver: Sendable {
     /// How often the control thread looks for pending changes and wakes the
     /// persistence loop (real time).
     public let persistenceInterval: Duration
+    /// Where the flushes run (a dispatch queue of their own).
+    public let persistence: EnginePersistence
     /// `SCHED_FIFO` priority (1–99) for the control thread, or nil to stay
     /// on the default scheduler. A massager gives its control loop a
     /// real-time priority so that no other process on the board can delay a
@@ -40,10 +43,14 @@ public struct EngineDriver: Sendable {
     public var realtimeResult: Int32 { realtimeStatus.value.load(ordering: .acquiring) }
     private let realtimeStatus = AtomicBox(-1)
 
-    public init(engine: MassageEngine, speed: Int = 1, persistenceInterval: Duration = .milliseconds(100), realtimePriority: Int32? = nil) {
+    /// - Parameter persistence: the queue the flushes run on; share the
+    ///   host's when it flushes too (the agent does, after some commands).
+    public init(engine: MassageEngine, speed: Int = 1, persistenceInterval: Duration = .milliseconds(100), realtimePriority: Int32? = nil,
+                persistence: EnginePersistence? = nil) {
         self.engine = engine
         self.speed = max(1, speed)
         self.persistenceInterval = persistenceInterval
+        self.persistence = persistence ?? EnginePersistence(engine: engine)
         self.realtimePriority = realtimePriority.map { min(99, max(1, $0)) }
     }
 
@@ -60,7 +67,7 @@ public struct EngineDriver: Sendable {
         }
         wake.finish()
         engine.shutdown()
-        try? engine.flushPersistence()
+        try? await persistence.flush()
     }
 
     /// Starts the control thread and returns when it has stopped.
@@ -114,13 +121,14 @@ public struct EngineDriver: Sendable {
     }
 
     /// Flushes when woken; while storage keeps failing, retries with a
-    /// backoff of up to 32× the interval (failures show in telemetry).
+    /// backoff of up to 32× the interval (failures show in telemetry). Each
+    /// flush runs on `persistence`'s queue: this task only awaits it.
     private func persistenceLoop(_ wakeups: AsyncStream<Void>) async {
         var failures = 0
         for await _ in wakeups {
             while engine.hasPendingPersistence, !Task.isCancelled {
                 do {
-                    try engine.flushPersistence()
+                    try await persistence.flush()
                     failures = 0
                 } catch {
                     failures += 1
