@@ -78,19 +78,47 @@ public final class AgentDatabase: Sendable {
         return m
     }
 
-    // MARK: Meta
+    // MARK: Access from tasks
 
-    func meta(_ key: String) throws -> String? {
-        try writer.read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
-    }
-
-    func setMeta(_ key: String, _ value: String) throws {
-        try writer.write { db in
-            try db.execute(sql: "INSERT INTO meta(key, value) VALUES (?, ?) ON CONFLICT(key) DO UPDATE SET value = excluded.value", arguments: [key, value])
+    /// One write transaction, awaited: the calling task suspends while the
+    /// transaction runs on GRDB's writer queue (a serial dispatch queue of
+    /// its own), so SQLite's I/O (and a checkpoint's fsync, tens of
+    /// milliseconds on a board's flash) never holds a thread of Swift's
+    /// cooperative pool, which is as many threads as cores (two on a small
+    /// board) and runs the MQTT and command tasks. Writes are serialised with
+    /// every other write of this database, blocking or not.
+    ///
+    /// GRDB's `asyncWrite(_:completion:)` under a continuation rather than its
+    /// `write` async: that one honours task cancellation (it interrupts the
+    /// statement, rolls back and throws `CancellationError`), and a task the
+    /// agent cancels at shutdown would then lose the outbox entry or command
+    /// reply it was storing. A write the agent starts runs to its end, as the
+    /// blocking one did; only the thread is given back.
+    func write<T: Sendable>(_ updates: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            writer.asyncWrite(updates) { _, result in continuation.resume(with: result) }
         }
     }
 
+    /// One read (a snapshot of the last commit), awaited on one of GRDB's
+    /// reader queues; like ``write(_:)``, it is not abandoned on cancellation
+    /// (a repeated command id must not look new because its task was being
+    /// cancelled).
+    func read<T: Sendable>(_ value: @escaping @Sendable (Database) throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            writer.asyncRead { db in continuation.resume(with: Result { try value(db.get()) }) }
+        }
+    }
+
+    // MARK: Meta
+
+    func meta(_ key: String) async throws -> String? {
+        try await read { db in try String.fetchOne(db, sql: "SELECT value FROM meta WHERE key = ?", arguments: [key]) }
+    }
+
     /// Increments and returns the epoch: one more on every agent start.
+    /// Blocking: `AgentService.init` (synchronous) calls it once at start-up,
+    /// before any of the agent's tasks runs.
     public func nextEpoch() throws -> UInt64 {
         try writer.write { db in
             let current = try UInt64.fetchOne(db, sql: "SELECT CAST(value AS INTEGER) FROM meta WHERE key = 'epoch'") ?? 0
@@ -103,6 +131,12 @@ public final class AgentDatabase: Sendable {
 
 // MARK: - Engine storage
 
+// Blocking on purpose: `EngineStorage` is synchronous (the engine is a
+// synchronous state machine), and the engine calls it from
+// `flushPersistence()`, which the agent runs on `EnginePersistence`'s
+// dispatch queue, never on a cooperative thread nor on the control thread
+// (and once from `MassageEngine.init`, at start-up). Hopping to GRDB's async
+// API from there would only add a second queue hop.
 extension AgentDatabase: EngineStorage {
     public func load() throws -> PersistedState {
         try writer.read { db in
@@ -134,10 +168,14 @@ extension AgentDatabase: EngineStorage {
 
     /// Writes a batch, and the outbox messages of its events, in one
     /// transaction: a session's end is in the ledger exactly when its event
-    /// is in the outbox. Returns the outbox entries dropped for room.
-    func apply(_ batch: PersistenceBatch, outbox items: [(topic: String, payload: Data, qos: Int, retain: Bool)], limits: OutboxLimits) throws -> Int {
+    /// is in the outbox. The messages are made (stamped) inside the
+    /// transaction, so that their `seq` order is the outbox order (see
+    /// `MessageStamper`). Returns the outbox entries dropped for room.
+    func apply(_ batch: PersistenceBatch, limits: OutboxLimits,
+               outbox makeItems: () throws -> [(topic: String, payload: Data, qos: Int, retain: Bool)]) throws -> Int {
         try writer.write { db in
             try Self.write(batch, in: db)
+            let items = try makeItems()
             return items.isEmpty ? 0 : try Outbox.insert(items, at: Date(), limits: limits, in: db)
         }
     }

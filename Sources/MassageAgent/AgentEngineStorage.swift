@@ -9,6 +9,14 @@ import MassageEngine
 /// counts it completed and its marker is gone: a crash on either side of
 /// that transaction can neither count it twice (completed and interrupted)
 /// nor publish an end the ledger does not know.
+///
+/// Its SQLite calls block, on purpose: `EngineStorage` is synchronous, and
+/// the engine calls it only from `flushPersistence()`, which the agent runs
+/// on `EnginePersistence`'s own dispatch queue (the driver's persistence
+/// loop, commands that need a durable result, shutdown), never on a thread
+/// of the cooperative pool and never on the control thread; and from
+/// `MassageEngine.init` at start-up. A blocking write on a thread of its own
+/// is the right tool there; an async hop would only add one.
 final class AgentEngineStorage: EngineStorage {
     let database: AgentDatabase
     let stamper: MessageStamper
@@ -32,12 +40,12 @@ final class AgentEngineStorage: EngineStorage {
 
     func apply(_ batch: PersistenceBatch) throws {
         guard !batch.isEmpty else { return }
-        let dropped = try stamper.ordered { () throws -> Int in
-            let items = try batch.events.map { event in
+        // Stamped inside the transaction: the outbox order is the `seq` order.
+        let dropped = try database.apply(batch, limits: outboxLimits) {
+            try batch.events.map { event in
                 (topic: eventsTopic, payload: Data(try stamper.stamp(WireMapping.event(event))),
                  qos: DeviceTopicKind.events.qos, retain: DeviceTopicKind.events.retained)
             }
-            return try database.apply(batch, outbox: items, limits: outboxLimits)
         }
         if !batch.events.isEmpty { onEventsStored(dropped) }
     }

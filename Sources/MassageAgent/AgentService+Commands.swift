@@ -15,12 +15,12 @@ extension AgentService {
         case .failure(let rejection):
             logger.notice("refused a command", metadata: ["command.id": "\(rejection.id ?? "-")", "error": "\(rejection.error)"])
             let reply = encodeReply(.failure(id: rejection.id, error: rejection.error))
-            if let id = rejection.id, !id.isEmpty { try? replies.record(id: id, reply: Data(reply)) }
+            if let id = rejection.id, !id.isEmpty { try? await replies.record(id: id, reply: Data(reply)) }
             await send(reply, to: responseTopic ?? rejection.replyTo, correlation: correlation)
         case .success(let incoming):
             let command = incoming.command
             let target = responseTopic ?? command.replyTo
-            if let previous = try? replies.reply(for: command.id) {
+            if let previous = try? await replies.reply(for: command.id) {
                 logger.info("repeated command id: sending the first reply again", metadata: ["command.id": "\(command.id)"])
                 await send(Array(previous), to: target, correlation: correlation)
                 return
@@ -37,12 +37,13 @@ extension AgentService {
             logger.info("command", metadata: ["command.id": "\(command.id)", "command.action": "\(command.action)", "ok": "\(reply.failure == nil)",
                                                 "error": "\(reply.failure.map { "\($0)" } ?? "-")"])
             let bytes = encodeReply(reply)
-            do { try replies.record(id: command.id, reply: Data(bytes)) } catch {
+            // Stored before it is sent (awaited, not blocking a thread).
+            do { try await replies.record(id: command.id, reply: Data(bytes)) } catch {
                 logger.error("could not remember a command id", metadata: ["command.id": "\(command.id)", "error": "\(error)"])
             }
             await send(bytes, to: target, correlation: correlation)
         }
-        do { try replies.pruneIfDue() } catch {
+        do { try await replies.pruneIfDue() } catch {
             logger.warning("could not prune the remembered command ids; retried later", metadata: ["error": "\(error)"])
         }
     }
@@ -78,9 +79,9 @@ extension AgentService {
                     program: telemetry.program, scheduled: engine.schedules().map(Self.entry)))
             case .resync:
                 await publishStatus()
-                enqueueUsage()
-                republishReported()
-                replayDeliveredEvents()
+                await enqueueUsage()
+                await republishReported()
+                await replayDeliveredEvents()
                 return .success(id: id, result: ResyncResult(republished: ["status", "usage", "config/reported", "events"]))
             case .startSession(let params):
                 let request = sessionRequest(params)
@@ -97,9 +98,9 @@ extension AgentService {
                 let scheduled = try engine.schedule(sessionRequest(params.session), at: params.at)
                 // Acknowledged only once it is in storage: a power cut after the
                 // reply must not lose a booking the console was told about.
-                do { try engine.flushPersistence() } catch {
+                do { try await persistence.flush() } catch {
                     try? engine.cancelScheduled(scheduled.id)
-                    try? engine.flushPersistence()
+                    try? await persistence.flush()
                     throw error
                 }
                 var result = try JSONValue(encoding: Self.entry(scheduled))

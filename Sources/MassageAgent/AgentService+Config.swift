@@ -116,23 +116,23 @@ extension AgentService {
         switch decoded {
         case .failure(let rejection):
             logger.warning("desired config rejected", metadata: ["config.version": "\(rejection.version.map { "\($0)" } ?? "?")", "reasons": "\(rejection.reasons)"])
-            report(rejection.reported(appliedVersion: applied))
-            enqueue(Event(type: .configRejected, message: rejection.description, configVersion: rejection.version, reasons: rejection.reasons), topic: topics.events)
+            await report(rejection.reported(appliedVersion: applied))
+            await enqueue(Event(type: .configRejected, message: rejection.description, configVersion: rejection.version, reasons: rejection.reasons), topic: topics.events)
         case .success(let desired):
             if desired.version == applied, applied > 0 {
-                republishReported()
+                await republishReported()
                 return
             }
             if desired.version < applied {
                 logger.notice("ignored an older desired config", metadata: ["config.version": "\(desired.version)", "config.applied": "\(applied)"])
-                report(ReportedConfig(version: applied, state: .applied, appliedVersion: applied,
+                await report(ReportedConfig(version: applied, state: .applied, appliedVersion: applied,
                                       error: "ignored desired version \(desired.version): older than the applied version \(applied)"))
                 return
             }
             if engine.telemetry().state != .idle {
                 state.withLock { $0.pendingDesired = desired }
                 logger.info("desired config waits for the running session to end", metadata: ["config.version": "\(desired.version)"])
-                report(ReportedConfig(version: desired.version, state: .pending, appliedVersion: applied))
+                await report(ReportedConfig(version: desired.version, state: .pending, appliedVersion: applied))
                 return
             }
             await apply(desired)
@@ -150,7 +150,7 @@ extension AgentService {
         let previous = state.withLock { $0.applied }
         let resolved: ResolvedConfig
         do { resolved = try resolve(desired.config) } catch {
-            report(error.reported(appliedVersion: previous.version))
+            await report(error.reported(appliedVersion: previous.version))
             return
         }
         let next = AppliedConfig(version: desired.version, config: desired.config)
@@ -160,7 +160,7 @@ extension AgentService {
         } catch {
             logger.error("could not apply the desired config", metadata: ["error": "\(error)"])
             try? previous.save(to: configuration.dataDirectory)
-            report(ReportedConfig(version: desired.version, state: .rejected, appliedVersion: previous.version, error: "could not apply: \(error)"))
+            await report(ReportedConfig(version: desired.version, state: .rejected, appliedVersion: previous.version, error: "could not apply: \(error)"))
             return
         }
         engine.replacePrograms(resolved.programs)
@@ -176,25 +176,25 @@ extension AgentService {
                 engine.replacePrograms(back.programs)
             }
             state.withLock { $0.applied = previous }
-            report(ReportedConfig(version: desired.version, state: .rolledBack, appliedVersion: previous.version,
+            await report(ReportedConfig(version: desired.version, state: .rolledBack, appliedVersion: previous.version,
                                   error: problems.joined(separator: "; "), reasons: problems))
-            enqueue(Event(type: .configRolledBack, message: problems.joined(separator: "; "), configVersion: desired.version, reasons: problems), topic: topics.events)
+            await enqueue(Event(type: .configRolledBack, message: problems.joined(separator: "; "), configVersion: desired.version, reasons: problems), topic: topics.events)
             return
         }
         logger.info("desired config applied", metadata: ["config.version": "\(desired.version)"])
-        report(ReportedConfig(version: desired.version, state: .applied, appliedVersion: desired.version))
-        enqueue(Event(type: .configApplied, configVersion: desired.version), topic: topics.events)
+        await report(ReportedConfig(version: desired.version, state: .applied, appliedVersion: desired.version))
+        await enqueue(Event(type: .configApplied, configVersion: desired.version), topic: topics.events)
         await publishStatus()
         await publishTelemetryNow()
     }
 
-    func report(_ reported: ReportedConfig) {
+    func report(_ reported: ReportedConfig) async {
         state.withLock { $0.lastReported = reported }
-        enqueue(reported, topic: topics.configReported)
+        await enqueue(reported, topic: topics.configReported)
     }
 
-    func republishReported() {
+    func republishReported() async {
         let last = state.withLock { s in s.lastReported ?? ReportedConfig(version: s.applied.version, state: .applied, appliedVersion: s.applied.version) }
-        enqueue(last, topic: topics.configReported)
+        await enqueue(last, topic: topics.configReported)
     }
 }

@@ -25,5 +25,5 @@ extension AgentService {
     public var eventsNumbered: UInt64 { stamper.last(.events) }
     /// Messages in the outbox not yet acknowledged by the broker (0 when the
     /// database cannot be read).
-    public var outboxBacklog: Int { outbox.count }
+    public var outboxBacklog: Int { get async { await outbox.count } }
 }

@@ -7,11 +7,11 @@ extension AgentService {
     /// so a console that lost some fills its gap; it stores by `(epoch, seq)`,
     /// so the ones it has are duplicates it ignores. Returns how many.
     @discardableResult
-    func replayDeliveredEvents() -> Int {
+    func replayDeliveredEvents() async -> Int {
         do {
-            let kept = try deliveredEvents.all()
+            let kept = try await deliveredEvents.all()
             guard !kept.isEmpty else { return 0 }
-            try outbox.enqueue(kept.map { (topic: $0.topic, payload: Self.markHistorical($0.payload), qos: DeviceTopicKind.events.qos, retain: false) })
+            try await outbox.enqueue(kept.map { (topic: $0.topic, payload: Self.markHistorical($0.payload), qos: DeviceTopicKind.events.qos, retain: false) })
             outboxSignal.yield()
             logger.info("resync: delivered events queued again", metadata: ["events.count": "\(kept.count)"])
             return kept.count

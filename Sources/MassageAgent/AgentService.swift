@@ -26,6 +26,9 @@ public final class AgentService: Service, Sendable {
     let deliveredEvents: DeliveredEvents
     let replies: CommandReplyLog
     let engine: MassageEngine
+    /// Runs the engine's flushes (blocking SQLite) on a queue of their own;
+    /// the driver's persistence loop and the tasks here await them.
+    let persistence: EnginePersistence
     let client: MQTTClient
     let epoch: UInt64
     let topics: DeviceTopics
@@ -35,7 +38,8 @@ public final class AgentService: Service, Sendable {
     /// Wakes the outbox publisher (new entries, or connected again).
     let outboxSignal: AsyncStream<Void>.Continuation
     private let outboxWakeups: AsyncStream<Void>
-    /// Numbers messages and orders their writes to the outbox.
+    /// Numbers messages (stamped inside the outbox's write transaction, so
+    /// the outbox order is the `seq` order).
     let stamper: MessageStamper
 
     struct AgentState {
@@ -57,6 +61,9 @@ public final class AgentService: Service, Sendable {
         }
     }
 
+    /// Opens the database and builds the engine. Synchronous, and it blocks
+    /// on SQLite (migrations, the epoch, the command ids, the engine's
+    /// ledger): once, at start-up, before any of the agent's tasks runs.
     public init(configuration: AgentConfiguration, dependencies: Dependencies = .init(), logger: Logger) throws {
         self.configuration = configuration
         self.logger = logger
@@ -65,7 +72,7 @@ public final class AgentService: Service, Sendable {
         outbox = Outbox(database: database, limits: configuration.outbox)
         deliveredEvents = DeliveredEvents(database: database)
         replies = try CommandReplyLog(database: database)
-        try replies.prune()  // what aged out while the agent was stopped
+        try replies.pruneAtStart()  // what aged out while the agent was stopped
         epoch = try database.nextEpoch()
         stamper = MessageStamper(epoch: epoch)
         topics = DeviceTopics(root: configuration.topicRoot, device: configuration.address)
@@ -112,6 +119,7 @@ public final class AgentService: Service, Sendable {
             clock: dependencies.clock,
             monotonicClock: (dependencies.clock as? any MonotonicClock) ?? SystemMonotonicClock(speed: Double(configuration.driverSpeed)),
             storage: storage)
+        persistence = EnginePersistence(engine: engine)
 
         var mqtt = MQTTConfiguration(broker: configuration.broker, clientID: configuration.clientID)
         let willBody = Stamped(Status.offline(agentVersion: Self.version), envelope: Envelope(ts: Date(), epoch: epoch, seq: 0))
@@ -175,7 +183,8 @@ public final class AgentService: Service, Sendable {
 
     /// The control loop, on its own thread (real-time priority when configured).
     private func runEngine() async {
-        let driver = EngineDriver(engine: engine, speed: configuration.driverSpeed, realtimePriority: configuration.realtimePriority)
+        let driver = EngineDriver(engine: engine, speed: configuration.driverSpeed, realtimePriority: configuration.realtimePriority,
+                                  persistence: persistence)
         await withDiscardingTaskGroup { group in
             group.addTask { await driver.run() }
             if let priority = configuration.realtimePriority {
@@ -201,15 +210,16 @@ public final class AgentService: Service, Sendable {
     /// `reason: shutdown`.
     private func drainForShutdown() async {
         let clock = ContinuousClock()
-        try? engine.flushPersistence()
-        enqueueUsage()
+        try? await persistence.flush()
+        await enqueueUsage()
         let deadline = clock.now + .seconds(3)
-        while outbox.count > 0, client.isConnected, clock.now < deadline {
+        while await outbox.count > 0, client.isConnected, clock.now < deadline {
             outboxSignal.yield()
             try? await Task.sleep(for: .milliseconds(10))
         }
-        if outbox.count > 0 {
-            logger.warning("shutdown: undelivered messages stay in the outbox for the next start", metadata: ["outbox.count": "\(outbox.count)"])
+        let left = await outbox.count
+        if left > 0 {
+            logger.warning("shutdown: undelivered messages stay in the outbox for the next start", metadata: ["outbox.count": "\(left)"])
         }
         if client.isConnected {
             let offline = stamp(Status.offline(reason: .shutdown, agentVersion: Self.version))
@@ -235,26 +245,27 @@ public final class AgentService: Service, Sendable {
         }
     }
 
-    /// Stamps and stores a message for delivery. Stamping and storing happen
-    /// under one lock so that the outbox order is the `seq` order.
-    func enqueue<Body: AgentMessage>(_ body: Body, topic: String) {
-        stamper.ordered {
-            let payload = stamp(body)
-            do {
-                let dropped = try outbox.enqueue([(topic: topic, payload: Data(payload), qos: Body.topicKind.qos, retain: Body.topicKind.retained)])
-                if dropped > 0 { logger.warning("outbox full: dropped the oldest messages", metadata: ["outbox.dropped": "\(dropped)"]) }
-            } catch {
-                logger.error("could not write to the outbox", metadata: ["error": "\(error)"])
+    /// Stamps and stores a message for delivery, and returns once it is
+    /// stored (then wakes the publisher: written before published). It is
+    /// stamped inside the outbox's write transaction, so the outbox order is
+    /// the `seq` order; the task awaits the write without holding a thread.
+    func enqueue<Body: AgentMessage>(_ body: Body, topic: String) async {
+        do {
+            let dropped = try await outbox.enqueue(topic: topic, qos: Body.topicKind.qos, retain: Body.topicKind.retained) {
+                Data(self.stamp(body))
             }
+            if dropped > 0 { logger.warning("outbox full: dropped the oldest messages", metadata: ["outbox.dropped": "\(dropped)"]) }
+        } catch {
+            logger.error("could not write to the outbox", metadata: ["error": "\(error)"])
         }
         outboxSignal.yield()
     }
 
     /// Usage as storage holds it: retained usage never goes backwards, even
     /// after a crash that loses the last seconds of a session.
-    func enqueueUsage() {
-        let dropped = (try? outbox.droppedTotal()) ?? 0
-        enqueue(WireMapping.usage(engine.durableUsage(), outboxDropped: dropped), topic: topics.usage)
+    func enqueueUsage() async {
+        let dropped = (try? await outbox.droppedTotal()) ?? 0
+        await enqueue(WireMapping.usage(engine.durableUsage(), outboxDropped: dropped), topic: topics.usage)
     }
 
     func statusBody() -> Status {
@@ -332,7 +343,7 @@ public final class AgentService: Service, Sendable {
     private func deliverOutbox() async {
         while client.isConnected, !Task.isCancelled {
             let batch: [OutboxEntry]
-            do { batch = try outbox.peek(limit: 100) } catch {
+            do { batch = try await outbox.peek(limit: 100) } catch {
                 logger.error("could not read the outbox", metadata: ["error": "\(error)"])
                 return
             }
@@ -352,10 +363,10 @@ public final class AgentService: Service, Sendable {
                 }
             }
             // Kept before they leave the outbox: a SIGKILL in between sends one again, never loses it.
-            do { try deliveredEvents.record(events) } catch {
+            do { try await deliveredEvents.record(events) } catch {
                 logger.error("could not keep the delivered events for resync", metadata: ["error": "\(error)"])
             }
-            do { try outbox.remove(delivered) } catch {
+            do { try await outbox.remove(delivered) } catch {
                 logger.error("could not remove delivered messages from the outbox", metadata: ["error": "\(error)"])
             }
             if delivered.count < batch.count { return }
@@ -400,7 +411,7 @@ public final class AgentService: Service, Sendable {
         while !Task.isCancelled {
             let interval = state.withLock { $0.applied.config.usageIntervalSeconds } ?? configuration.usageIntervalSeconds
             try? await Task.sleep(for: .milliseconds(Int64(interval * 1000)))
-            if !Task.isCancelled { enqueueUsage() }
+            if !Task.isCancelled { await enqueueUsage() }
         }
     }
 
@@ -411,8 +422,8 @@ public final class AgentService: Service, Sendable {
         for await event in engine.events {
             switch event.kind {
             case .sessionCompleted, .sessionAborted:
-                try? engine.flushPersistence()
-                enqueueUsage()
+                try? await persistence.flush()
+                await enqueueUsage()
                 await applyPendingConfig()
             default:
                 break

@@ -12,6 +12,12 @@ import Synchronization
 /// database, and pruning picks its victims from the front of that order and
 /// deletes them by primary key — no sort of the table, and no re-read of
 /// every id. Only a repeat reads the database (its first reply).
+///
+/// The command handler's accesses are awaited (``AgentDatabase/write(_:)``):
+/// a reply is stored before it is sent without holding a cooperative thread
+/// while SQLite writes. Only loading the ids (`init`) and the start-up prune
+/// (`pruneAtStart`) block: `AgentService.init`, which is synchronous, runs
+/// them once before any of the agent's tasks exists.
 public final class CommandReplyLog: Sendable {
     private let database: AgentDatabase
     public let keepNewest: Int
@@ -34,7 +40,7 @@ public final class CommandReplyLog: Sendable {
         self.database = database
         self.keepNewest = keepNewest
         self.keepFor = keepFor
-        let rows = try database.writer.read { db in
+        let rows = try database.writer.read { db in  // blocking: start-up (see above)
             try Row.fetchAll(db, sql: "SELECT id, received_at FROM command_reply ORDER BY received_at")
         }
         var state = Known()
@@ -46,16 +52,16 @@ public final class CommandReplyLog: Sendable {
         known = Mutex(state)
     }
 
-    public func reply(for id: String) throws -> Data? {
+    public func reply(for id: String) async throws -> Data? {
         guard known.withLock({ $0.ids.contains(id) }) else { return nil }
-        return try database.writer.read { db in try Data.fetchOne(db, sql: "SELECT reply FROM command_reply WHERE id = ?", arguments: [id]) }
+        return try await database.read { db in try Data.fetchOne(db, sql: "SELECT reply FROM command_reply WHERE id = ?", arguments: [id]) }
     }
 
     /// Remembers a reply (durably, before it is sent). A second record of
     /// the same id keeps the first reply.
-    public func record(id: String, reply: Data, at date: Date = Date()) throws {
+    public func record(id: String, reply: Data, at date: Date = Date()) async throws {
         let at = date.timeIntervalSince1970
-        try database.writer.write { db in
+        try await database.write { db in
             try db.cachedStatement(sql: "INSERT OR IGNORE INTO command_reply(id, reply, received_at) VALUES (?, ?, ?)")
                 .execute(arguments: [id, reply, at])
         }
@@ -69,16 +75,42 @@ public final class CommandReplyLog: Sendable {
     /// Prunes once every `pruneEvery` records; the agent calls it after a
     /// reply has gone out, so pruning is never on a command's round trip.
     /// Keeping a few more than the minimum in between is harmless.
-    public func pruneIfDue(at date: Date = Date()) throws {
+    public func pruneIfDue(at date: Date = Date()) async throws {
         guard known.withLock({ $0.recordedSincePrune >= Self.pruneEvery }) else { return }
-        try prune(at: date)
+        try await prune(at: date)
     }
 
     /// Forgets replies older than `keepFor`, beyond the newest `keepNewest`
-    /// (at start-up, when due, and for tests).
-    public func prune(at date: Date = Date()) throws {
+    /// (when due, and for tests).
+    public func prune(at date: Date = Date()) async throws {
+        guard let victims = takeVictims(at: date) else { return }
+        do {
+            try await database.write { db in try Self.delete(victims, in: db) }
+        } catch {
+            known.withLock { $0.pruning = false }
+            throw error
+        }
+        forget(victims)
+    }
+
+    /// ``prune(at:)``, blocking: for `AgentService.init` (synchronous), once
+    /// at start-up, before any of the agent's tasks runs.
+    func pruneAtStart(at date: Date = Date()) throws {
+        guard let victims = takeVictims(at: date) else { return }
+        do {
+            try database.writer.write { db in try Self.delete(victims, in: db) }
+        } catch {
+            known.withLock { $0.pruning = false }
+            throw error
+        }
+        forget(victims)
+    }
+
+    /// The ids a prune removes, marked as being pruned; nil when there are
+    /// none or another prune runs.
+    private func takeVictims(at date: Date) -> [String]? {
         let cutoff = date.timeIntervalSince1970 - keepFor
-        let taken = known.withLock { state -> [String]? in
+        return known.withLock { state -> [String]? in
             guard !state.pruning else { return nil }
             state.recordedSincePrune = 0
             // Oldest first; stop at the first one young enough (a clock set
@@ -89,16 +121,15 @@ public final class CommandReplyLog: Sendable {
             state.pruning = true
             return Array(victims)
         }
-        guard let victims = taken else { return }
-        do {
-            try database.writer.write { db in
-                let delete = try db.cachedStatement(sql: "DELETE FROM command_reply WHERE id = ?")
-                for id in victims { try delete.execute(arguments: [id]) }
-            }
-        } catch {
-            known.withLock { $0.pruning = false }
-            throw error
-        }
+    }
+
+    private static func delete(_ victims: [String], in db: Database) throws {
+        let delete = try db.cachedStatement(sql: "DELETE FROM command_reply WHERE id = ?")
+        for id in victims { try delete.execute(arguments: [id]) }
+    }
+
+    /// After the delete committed.
+    private func forget(_ victims: [String]) {
         known.withLock { state in
             // Only a prune removes from the front, one at a time, and records
             // append at the back: the front is still exactly `victims`.
@@ -109,6 +140,8 @@ public final class CommandReplyLog: Sendable {
     }
 
     public var count: Int {
-        (try? database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM command_reply") ?? 0 }) ?? 0
+        get async {
+            (try? await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM command_reply") ?? 0 }) ?? 0
+        }
     }
 }

@@ -3,15 +3,17 @@ import Foundation
 import Synchronization
 
 /// Numbers the agent's messages (`ts`, `epoch`, and `seq` per topic within
-/// the epoch) and orders the writes to the outbox: stamping and storing
-/// happen under one lock, so on every topic the outbox order is the `seq`
-/// order, whether a message comes from a command, the usage timer or the
-/// engine's persistence hand-off (`AgentEngineStorage`).
+/// the epoch). A message bound for the outbox is stamped inside the write
+/// transaction that stores it (`Outbox.enqueue(topic:qos:retain:at:payload:)`,
+/// `AgentDatabase.apply(_:limits:outbox:)`); SQLite has one writer and GRDB
+/// runs this database's writes one at a time on its writer queue, so on every
+/// topic the outbox order is the `seq` order, whether a message comes from a
+/// command, the usage timer or the engine's persistence hand-off
+/// (`AgentEngineStorage`). No lock of ours is held across the write, so a
+/// task awaiting it holds no thread.
 final class MessageStamper: Sendable {
     let epoch: UInt64
     private let seqs = Mutex<[DeviceTopicKind: UInt64]>([:])
-    /// Held while a message is stamped and stored (never while publishing).
-    private let writes = Mutex(())
 
     init(epoch: UInt64) {
         self.epoch = epoch
@@ -25,11 +27,6 @@ final class MessageStamper: Sendable {
             return next
         }
         return Array(try FleetJSON.encode(Stamped(body, envelope: Envelope(ts: date, epoch: epoch, seq: seq))))
-    }
-
-    /// Runs `body` (stamp, then store) with every other ordered write held off.
-    func ordered<R>(_ body: () throws -> R) rethrows -> R {
-        try writes.withLock { _ in try body() }
     }
 
     /// The last `seq` numbered on a topic in this epoch.

@@ -27,6 +27,11 @@ public struct OutboxLimits: Sendable, Equatable {
 /// them, so an outage or a SIGKILL loses nothing. Delivery is in insertion
 /// order. Bounded: past `limits` the oldest entries are dropped and counted
 /// (the count is reported in usage as `outbox_dropped`).
+///
+/// Every access is awaited (``AgentDatabase/write(_:)``): the agent's tasks
+/// call it, and none of them may hold a cooperative thread while SQLite
+/// writes. Only the engine's hand-off writes to it blocking, inside its own
+/// transaction (`insert(_:at:limits:in:)`, on the persistence queue).
 public final class Outbox: Sendable {
     private let database: AgentDatabase
     public let limits: OutboxLimits
@@ -38,8 +43,22 @@ public final class Outbox: Sendable {
 
     /// Appends messages in one transaction; returns how many old ones were dropped to make room.
     @discardableResult
-    public func enqueue(_ items: [(topic: String, payload: Data, qos: Int, retain: Bool)], at date: Date = Date()) throws -> Int {
-        try database.writer.write { db in try Self.insert(items, at: date, limits: limits, in: db) }
+    public func enqueue(_ items: [(topic: String, payload: Data, qos: Int, retain: Bool)], at date: Date = Date()) async throws -> Int {
+        let limits = limits
+        return try await database.write { db in try Self.insert(items, at: date, limits: limits, in: db) }
+    }
+
+    /// Appends one message whose payload is made inside the write
+    /// transaction: stamping it there (`MessageStamper`) makes the outbox
+    /// order the `seq` order without a lock held across the write. Returns
+    /// how many old messages were dropped to make room.
+    @discardableResult
+    func enqueue(topic: String, qos: Int, retain: Bool, at date: Date = Date(),
+                 payload: @escaping @Sendable () throws -> Data) async throws -> Int {
+        let limits = limits
+        return try await database.write { db in
+            try Self.insert([(topic: topic, payload: try payload(), qos: qos, retain: retain)], at: date, limits: limits, in: db)
+        }
     }
 
     /// Appends messages inside the caller's transaction (the engine's batch
@@ -75,8 +94,8 @@ public final class Outbox: Sendable {
     }
 
     /// The oldest `limit` entries, in delivery order.
-    public func peek(limit: Int) throws -> [OutboxEntry] {
-        try database.writer.read { db in
+    public func peek(limit: Int) async throws -> [OutboxEntry] {
+        try await database.read { db in
             try Row.fetchAll(db, sql: "SELECT id, topic, payload, qos, retain, created_at FROM outbox ORDER BY id LIMIT ?", arguments: [limit]).map {
                 OutboxEntry(id: $0["id"], topic: $0["topic"], payload: $0["payload"], qos: $0["qos"], retain: $0["retain"],
                             createdAt: Date(timeIntervalSince1970: $0["created_at"]))
@@ -84,19 +103,23 @@ public final class Outbox: Sendable {
         }
     }
 
-    public func remove(_ ids: [Int64]) throws {
+    /// Removes delivered entries (the broker acknowledged them).
+    public func remove(_ ids: [Int64]) async throws {
         guard !ids.isEmpty else { return }
-        try database.writer.write { db in
+        try await database.write { db in
             try db.execute(sql: "DELETE FROM outbox WHERE id IN (\(ids.map { _ in "?" }.joined(separator: ",")))", arguments: StatementArguments(ids))
         }
     }
 
+    /// Entries waiting (0 when the database cannot be read).
     public var count: Int {
-        (try? database.writer.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") ?? 0 }) ?? 0
+        get async {
+            (try? await database.read { db in try Int.fetchOne(db, sql: "SELECT count(*) FROM outbox") ?? 0 }) ?? 0
+        }
     }
 
     /// Entries dropped for space since the database was created.
-    public func droppedTotal() throws -> Int {
-        Int(try database.meta("outbox_dropped") ?? "0") ?? 0
+    public func droppedTotal() async throws -> Int {
+        Int(try await database.meta("outbox_dropped") ?? "0") ?? 0
     }
 }

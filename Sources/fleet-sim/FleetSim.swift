@@ -79,7 +79,7 @@ struct FleetSim: AsyncParsableCommand {
             services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: $0 is SimulatedLoad ? .gracefullyShutdownGroup : .ignore) },
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
-        load.printTotals()
+        await load.printTotals()
     }
 }
 
@@ -135,7 +135,7 @@ final class SimulatedLoad: Service, Sendable {
                     }
                 }
                 if clock.now >= nextSummary {
-                    printSummary(elapsed: start.duration(to: clock.now))
+                    await printSummary(elapsed: start.duration(to: clock.now))
                     nextSummary = clock.now + .seconds(summaryEvery)
                 }
                 try? await Task.sleep(for: .seconds(1))
@@ -145,22 +145,30 @@ final class SimulatedLoad: Service, Sendable {
 
     func roll() -> Double { rng.withLock { Double($0.next() >> 11) / Double(1 << 53) } }
 
-    func printSummary(elapsed: Duration) {
+    /// The outbox backlog, summed over the agents (each an awaited read).
+    func outboxBacklog() async -> Int {
+        var backlog = 0
+        for (agent, _) in agents { backlog += await agent.outboxBacklog }
+        return backlog
+    }
+
+    func printSummary(elapsed: Duration) async {
         let connected = agents.filter { $0.0.isConnected }.count
         let inSession = agents.filter { $0.0.isInSession }.count
         let usage = agents.map { $0.0.usageCounters }
         let completed = usage.reduce(0) { $0 + $1.sessionsCompleted }
         let aborted = usage.reduce(0) { $0 + $1.sessionsAbortedTotal }
         let events = agents.reduce(0) { $0 + $1.0.eventsNumbered }
-        let backlog = agents.reduce(0) { $0 + $1.0.outboxBacklog }
+        let backlog = await outboxBacklog()
         print("[\(Int(elapsed.components.seconds)) s] connected \(connected)/\(agents.count), in session \(inSession), started \(started.load(ordering: .relaxed)), completed \(completed), aborted \(aborted), refused \(refused.load(ordering: .relaxed)), events \(events), outbox \(backlog)")
     }
 
-    func printTotals() {
+    func printTotals() async {
         let usage = agents.map { $0.0.usageCounters }
+        let backlog = await outboxBacklog()
         var aborted: [String: Int] = [:]
         for u in usage { for (k, v) in u.sessionsAborted where v > 0 { aborted[k, default: 0] += v } }
-        print("fleet-sim totals: started \(usage.reduce(0) { $0 + $1.sessionsStarted }), completed \(usage.reduce(0) { $0 + $1.sessionsCompleted }), aborted \(aborted.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")), pain presses \(painPresses.load(ordering: .relaxed)), overheats \(overheats.load(ordering: .relaxed)), events \(agents.reduce(0) { $0 + $1.0.eventsNumbered }), outbox \(agents.reduce(0) { $0 + $1.0.outboxBacklog })")
+        print("fleet-sim totals: started \(usage.reduce(0) { $0 + $1.sessionsStarted }), completed \(usage.reduce(0) { $0 + $1.sessionsCompleted }), aborted \(aborted.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")), pain presses \(painPresses.load(ordering: .relaxed)), overheats \(overheats.load(ordering: .relaxed)), events \(agents.reduce(0) { $0 + $1.0.eventsNumbered }), outbox \(backlog)")
     }
 }
 

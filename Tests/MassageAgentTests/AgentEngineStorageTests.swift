@@ -37,8 +37,8 @@ struct AgentEngineStorageTests {
         }
 
         var outboxEventTypes: [String] {
-            get throws {
-                try Outbox(database: database).peek(limit: 10_000).filter { $0.topic.hasSuffix("/events") }.map {
+            get async throws {
+                try await Outbox(database: database).peek(limit: 10_000).filter { $0.topic.hasSuffix("/events") }.map {
                     try #require(try JSONSerialization.jsonObject(with: $0.payload) as? [String: Any])["type"] as? String ?? "?"
                 }
             }
@@ -46,17 +46,17 @@ struct AgentEngineStorageTests {
     }
 
     @Test("a session's end goes into the outbox in the transaction that counts it in the ledger: a failed write stores neither, and the retry stores both once")
-    func endAndLedgerInOneTransaction() throws {
+    func endAndLedgerInOneTransaction() async throws {
         let rig = try Rig()
         let engine = try rig.engine()
         try engine.start(.steps([step("calf", "kneading", 4, 10)]))
         rig.run(engine, seconds: 3)
         try engine.flushPersistence()
-        #expect(try rig.outboxEventTypes == ["session_started", "session_step"])
+        #expect(try await rig.outboxEventTypes == ["session_started", "session_step"])
 
         // The outbox refuses writes for a moment (a full disk, say): the
         // session completes meanwhile.
-        try rig.database.writer.write { db in
+        try await rig.database.writer.write { db in
             try db.execute(sql: "CREATE TEMP TRIGGER refuse BEFORE INSERT ON outbox BEGIN SELECT RAISE(ABORT, 'disk full'); END")
         }
         rig.run(engine, seconds: 9)
@@ -66,13 +66,13 @@ struct AgentEngineStorageTests {
         // session once, interrupted, and never publish a completion.
         #expect(try rig.database.load().usage.sessionsCompleted == 0)
         #expect(try rig.database.load().activeSession != nil)
-        #expect(try rig.outboxEventTypes == ["session_started", "session_step"])
+        #expect(try await rig.outboxEventTypes == ["session_started", "session_step"])
 
-        try rig.database.writer.write { db in try db.execute(sql: "DROP TRIGGER refuse") }
+        try await rig.database.writer.write { db in try db.execute(sql: "DROP TRIGGER refuse") }
         try engine.flushPersistence()
         #expect(try rig.database.load().usage.sessionsCompleted == 1)
         #expect(try rig.database.load().activeSession == nil)
-        #expect(try rig.outboxEventTypes == ["session_started", "session_step", "session_completed"])
+        #expect(try await rig.outboxEventTypes == ["session_started", "session_step", "session_completed"])
     }
 
     @Test("latched faults and a pain lockout are kept in the agent's database across a restart")

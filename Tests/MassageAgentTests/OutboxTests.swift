@@ -11,99 +11,99 @@ struct OutboxTests {
     }
 
     @Test("entries come back in insertion order and survive reopening the database")
-    func orderAndDurability() throws {
+    func orderAndDurability() async throws {
         let dir = try TemporaryDirectory(prefix: "outbox")
         do {
             let outbox = Outbox(database: try database(dir))
             for i in 0..<5 {
-                try outbox.enqueue([(topic: "t/\(i)", payload: Data("\(i)".utf8), qos: 1, retain: i == 4)])
+                try await outbox.enqueue([(topic: "t/\(i)", payload: Data("\(i)".utf8), qos: 1, retain: i == 4)])
             }
         }
         let reopened = Outbox(database: try database(dir))
-        let entries = try reopened.peek(limit: 10)
+        let entries = try await reopened.peek(limit: 10)
         #expect(entries.map(\.topic) == ["t/0", "t/1", "t/2", "t/3", "t/4"])
         #expect(entries.last?.retain == true)
-        try reopened.remove(Array(entries.prefix(2).map(\.id)))
-        #expect(try reopened.peek(limit: 10).map(\.topic) == ["t/2", "t/3", "t/4"])
+        try await reopened.remove(Array(entries.prefix(2).map(\.id)))
+        #expect(try await reopened.peek(limit: 10).map(\.topic) == ["t/2", "t/3", "t/4"])
     }
 
     @Test("a full outbox drops the oldest entries first and counts them")
-    func boundedDropOldest() throws {
+    func boundedDropOldest() async throws {
         let dir = try TemporaryDirectory(prefix: "outbox")
         let outbox = Outbox(database: try database(dir), limits: OutboxLimits(maxMessages: 3, maxBytes: 1_000_000))
         for i in 0..<5 {
-            try outbox.enqueue([(topic: "t/\(i)", payload: Data("x".utf8), qos: 1, retain: false)])
+            try await outbox.enqueue([(topic: "t/\(i)", payload: Data("x".utf8), qos: 1, retain: false)])
         }
-        #expect(try outbox.peek(limit: 10).map(\.topic) == ["t/2", "t/3", "t/4"])
-        #expect(try outbox.droppedTotal() == 2)
+        #expect(try await outbox.peek(limit: 10).map(\.topic) == ["t/2", "t/3", "t/4"])
+        #expect(try await outbox.droppedTotal() == 2)
 
         // 3 × 1 byte + 20 bytes = 23 > 22: the oldest goes.
         let bytes = Outbox(database: try database(dir), limits: OutboxLimits(maxMessages: 100, maxBytes: 22))
-        try bytes.enqueue([(topic: "big", payload: Data(repeating: 1, count: 20), qos: 1, retain: false)])
-        #expect(try bytes.peek(limit: 10).map(\.topic) == ["t/3", "t/4", "big"])
-        #expect(try bytes.droppedTotal() == 3)
+        try await bytes.enqueue([(topic: "big", payload: Data(repeating: 1, count: 20), qos: 1, retain: false)])
+        #expect(try await bytes.peek(limit: 10).map(\.topic) == ["t/3", "t/4", "big"])
+        #expect(try await bytes.droppedTotal() == 3)
     }
 
     @Test("a command id is remembered with its first reply; old ids beyond the newest 1,000 are pruned after 24 h")
-    func commandIDs() throws {
+    func commandIDs() async throws {
         let dir = try TemporaryDirectory(prefix: "replies")
         let log = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
         let old = Date(timeIntervalSince1970: 1_000_000)
-        for i in 0..<5 { try log.record(id: "old-\(i)", reply: Data("r\(i)".utf8), at: old.addingTimeInterval(Double(i))) }
-        #expect(try log.reply(for: "old-0") == Data("r0".utf8))
+        for i in 0..<5 { try await log.record(id: "old-\(i)", reply: Data("r\(i)".utf8), at: old.addingTimeInterval(Double(i))) }
+        #expect(try await log.reply(for: "old-0") == Data("r0".utf8))
         // Recording again does not replace the first reply.
-        try log.record(id: "old-4", reply: Data("second".utf8), at: old.addingTimeInterval(5))
-        #expect(try log.reply(for: "old-4") == Data("r4".utf8))
+        try await log.record(id: "old-4", reply: Data("second".utf8), at: old.addingTimeInterval(5))
+        #expect(try await log.reply(for: "old-4") == Data("r4".utf8))
         // A day later: once pruned, only the newest 3 stay (ids older than 24 h beyond the newest 3 go).
         let later = old.addingTimeInterval(2 * 86_400)
-        try log.record(id: "new", reply: Data("n".utf8), at: later)
-        try log.prune(at: later)
-        #expect(log.count == 3)
-        #expect(try log.reply(for: "old-0") == nil)
-        #expect(try log.reply(for: "old-4") != nil)
-        #expect(try log.reply(for: "new") != nil)
+        try await log.record(id: "new", reply: Data("n".utf8), at: later)
+        try await log.prune(at: later)
+        #expect(await log.count == 3)
+        #expect(try await log.reply(for: "old-0") == nil)
+        #expect(try await log.reply(for: "old-4") != nil)
+        #expect(try await log.reply(for: "new") != nil)
         // After a restart the ids are known again (read from the database).
         let reopened = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
-        #expect(try reopened.reply(for: "new") == Data("n".utf8))
-        #expect(try reopened.reply(for: "old-0") == nil)
+        #expect(try await reopened.reply(for: "new") == Data("n".utf8))
+        #expect(try await reopened.reply(for: "old-0") == nil)
     }
 
     @Test("pruning after each reply acts every so many replies, keeping everything of the last 24 h")
-    func commandIDsPruneThemselves() throws {
+    func commandIDsPruneThemselves() async throws {
         let dir = try TemporaryDirectory(prefix: "replies-auto")
         let log = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
         let old = Date(timeIntervalSince1970: 1_000_000)
-        for i in 0..<5 { try log.record(id: "old-\(i)", reply: Data("r".utf8), at: old.addingTimeInterval(Double(i))) }
+        for i in 0..<5 { try await log.record(id: "old-\(i)", reply: Data("r".utf8), at: old.addingTimeInterval(Double(i))) }
         let later = old.addingTimeInterval(86_400)
         var sizes: [Int] = []
         for i in 0..<CommandReplyLog.pruneEvery {
             let at = later.addingTimeInterval(Double(i))
-            try log.record(id: "later-\(i)", reply: Data("r".utf8), at: at)
-            try log.pruneIfDue(at: at)  // as the agent does after each reply
-            sizes.append(log.count)
+            try await log.record(id: "later-\(i)", reply: Data("r".utf8), at: at)
+            try await log.pruneIfDue(at: at)  // as the agent does after each reply
+            sizes.append(await log.count)
         }
-        #expect(try log.reply(for: "old-4") == nil, "the old ids were pruned within \(CommandReplyLog.pruneEvery) records")
-        #expect(log.count == CommandReplyLog.pruneEvery, "every id of the last 24 h stays")
+        #expect(try await log.reply(for: "old-4") == nil, "the old ids were pruned within \(CommandReplyLog.pruneEvery) records")
+        #expect(await log.count == CommandReplyLog.pruneEvery, "every id of the last 24 h stays")
         // The five old records count too: the 50th record overall prunes.
         let firstPrune = sizes.indices.dropFirst().first { sizes[$0] < sizes[$0 - 1] }
         #expect(firstPrune.map { 5 + $0 + 1 } == CommandReplyLog.pruneEvery, "sizes after each record: \(sizes)")
         // The ids are still known after the prune: a repeat reads its reply.
-        #expect(try log.reply(for: "later-0") == Data("r".utf8))
+        #expect(try await log.reply(for: "later-0") == Data("r".utf8))
         // A restart knows exactly the ids that stayed.
         let reopened = try CommandReplyLog(database: try database(dir), keepNewest: 3, keepFor: 3600)
-        #expect(try reopened.reply(for: "old-0") == nil)
-        #expect(try reopened.reply(for: "later-49") == Data("r".utf8))
+        #expect(try await reopened.reply(for: "old-0") == nil)
+        #expect(try await reopened.reply(for: "later-49") == Data("r".utf8))
     }
 
     @Test("an agent upgraded from a database whose command ids were remembered in the old table still answers a repeat with the first reply")
-    func commandIDsSurviveTheV3Migration() throws {
+    func commandIDsSurviveTheV3Migration() async throws {
         let dir = try TemporaryDirectory(prefix: "replies-upgrade")
         let path = dir.url.appendingPathComponent("agent.sqlite").path
         do {
             // The database as the previous version left it.
             let old = try DatabaseQueue(path: path)
             try AgentDatabase.migrator.migrate(old, upTo: "v2: delivered events, kept for resync")
-            try old.write { db in
+            try await old.write { db in
                 for i in 0..<3 {
                     try db.execute(sql: "INSERT INTO command_reply(id, reply, received_at) VALUES (?, ?, ?)",
                                    arguments: ["before-\(i)", Data("reply \(i)".utf8), 1_000_000 + Double(i)])
@@ -111,13 +111,13 @@ struct OutboxTests {
             }
         }
         let log = try CommandReplyLog(database: try AgentDatabase(path: path))
-        for i in 0..<3 { #expect(try log.reply(for: "before-\(i)") == Data("reply \(i)".utf8)) }
-        try log.record(id: "after", reply: Data("new".utf8))
-        try log.record(id: "before-1", reply: Data("second".utf8))
-        #expect(try log.reply(for: "before-1") == Data("reply 1".utf8), "the first reply stays the reply")
-        #expect(try log.reply(for: "after") == Data("new".utf8))
-        #expect(log.count == 4)
-        let applied = try AgentDatabase(path: path).writer.read { db in try AgentDatabase.migrator.appliedMigrations(db) }
+        for i in 0..<3 { #expect(try await log.reply(for: "before-\(i)") == Data("reply \(i)".utf8)) }
+        try await log.record(id: "after", reply: Data("new".utf8))
+        try await log.record(id: "before-1", reply: Data("second".utf8))
+        #expect(try await log.reply(for: "before-1") == Data("reply 1".utf8), "the first reply stays the reply")
+        #expect(try await log.reply(for: "after") == Data("new".utf8))
+        #expect(await log.count == 4)
+        let applied = try await AgentDatabase(path: path).writer.read { db in try AgentDatabase.migrator.appliedMigrations(db) }
         #expect(applied.last == "v3: command replies in one B-tree keyed by id")
     }
 
