@@ -164,7 +164,9 @@ private final class WriteLockHolder: Sendable {
     let path: String
     let holdAtMost: Duration
     private let probe = DispatchSemaphore(value: 0)
-    private let state = Mutex(State())
+    // Synchronization's by name here and below: in ThreadSanitizer builds
+    // MassageAgent has a `Mutex` of its own, which `@testable` makes visible.
+    private let state = Synchronization.Mutex(State())
 
     init(path: String, holdAtMost: Duration) {
         self.path = path
@@ -217,7 +219,7 @@ private func onQueue(_ work: @escaping @Sendable () throws -> Void) async throws
 /// applied inside a Swift task (on the cooperative pool).
 private final class WhereFlushesRun: EngineStorage {
     let inner = InMemoryEngineStorage()
-    let applies = Mutex<[Bool]>([])
+    let applies = Synchronization.Mutex<[Bool]>([])
 
     func load() throws -> PersistedState { try inner.load() }
 
