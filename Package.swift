@@ -10,8 +10,9 @@ let tsanShadow: [SwiftSetting] = Context.environment["MASSAGEFLEET_TSAN"] == "1"
 //
 //   CMosquitto, CModbus           C shims over libmosquitto and libmodbus
 //   Mosquitto, MassageEngine      the MQTT client; the pure engine (on nothing of ours)
+//   FleetTestKit                  the test kit: waits, temp dirs, wire JSON, tags (on nothing of ours)
 //   MassageEngineTesting,         the engine's test doubles; the Modbus hardware
-//   MassagerLink, FleetTestSupport  link; test fixtures (on Mosquitto)
+//   MassagerLink, FleetTestSupport  link; test fixtures (on Mosquitto and the kit)
 //   FleetProtocol                 the wire contract, on the engine alone
 //   FleetSettings                 config files and broker settings (+ Mosquitto)
 //   MassageAgent, FleetConsole    the agent and console libraries
@@ -51,8 +52,8 @@ let package = Package(
         // A client of a running console's HTTP API, for scripts and tools
         // (fleet-console's client subcommands are one).
         .library(name: "FleetConsoleClient", targets: ["FleetConsoleClient"]),
-        // The test fixtures (broker, console and agent processes), for the
-        // ThreadSanitizer package in Tests/TSan only.
+        // The test fixtures (broker, console and agent processes) and the
+        // kit they re-export, for the ThreadSanitizer package in Tests/TSan only.
         .library(name: "FleetTestSupport", targets: ["FleetTestSupport"]),
     ],
     dependencies: [
@@ -197,11 +198,20 @@ let package = Package(
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
+        // The small test kit, without MQTT or processes: waits with
+        // deadlines, temporary directories, a seeded generator, wire JSON,
+        // fixture and timeout errors, and the tiers' tags (.e2e, .postgres,
+        // .browser, .chaos, .slow). Suites that need no fixture use it alone.
+        .target(
+            name: "FleetTestKit",
+            swiftSettings: tsanShadow
+        ),
         // Fixtures shared by the test targets and the benches (real
-        // mosquitto, agent and console processes, temp dirs, waits).
+        // mosquitto and PostgreSQL, child processes, the agent and console
+        // process harnesses, FleetProbe); re-exports FleetTestKit.
         .target(
             name: "FleetTestSupport",
-            dependencies: ["Mosquitto"],
+            dependencies: ["FleetTestKit", "Mosquitto"],
             swiftSettings: tsanShadow
         ),
         // Benchmarks (docs/BENCHMARKS.md): the MQTT client against raw
@@ -240,7 +250,7 @@ let package = Package(
         .testTarget(name: "MosquittoTests", dependencies: ["Mosquitto", "FleetTestSupport"]),
         .testTarget(name: "DeploymentTests", dependencies: ["Mosquitto", "FleetProtocol", "FleetTestSupport"]),
         .testTarget(name: "MassageEngineTests", dependencies: ["MassageEngine", "MassageEngineTesting"]),
-        .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol"]),
+        .testTarget(name: "FleetProtocolTests", dependencies: ["FleetProtocol", "FleetTestKit"]),
         .testTarget(name: "MassagerLinkTests", dependencies: ["MassagerLink", "MassageEngine", "MassageEngineTesting", "MassageAgent", "FleetTestSupport"]),
         .testTarget(name: "MassageAgentTests", dependencies: ["MassageAgent", "FleetSettings", "MassageEngineTesting", "FleetTestSupport", .product(name: "GRDB", package: "GRDB.swift")]),
         .testTarget(name: "FleetConsoleClientTests", dependencies: ["FleetConsoleClient", "FleetConsole", "FleetProtocol"]),

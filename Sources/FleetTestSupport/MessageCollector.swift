@@ -65,9 +65,3 @@ public final class StateRecorder: Sendable {
 
     public var states: [MQTTConnectionState] { seen.mutex.withLock { $0 } }
 }
-
-/// A `Mutex` that can be shared by reference (a `Mutex` itself cannot be copied).
-public final class LockedBox<Value: Sendable>: Sendable {
-    public let mutex: Mutex<Value>
-    public init(_ value: Value) { mutex = Mutex(value) }
-}

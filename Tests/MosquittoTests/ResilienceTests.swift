@@ -2,7 +2,7 @@ import FleetTestSupport
 import Mosquitto
 import Testing
 
-@Suite("MQTT client under faults", .timeLimit(.minutes(3)))
+@Suite("MQTT client under faults", .timeLimit(.minutes(3)), .tags(.e2e))
 struct ResilienceTests {
     @Test("the will is published when a client dies without DISCONNECT, and not after a clean shutdown")
     func will() async throws {
@@ -133,7 +133,7 @@ struct ResilienceTests {
         #expect(policy.ceiling(attempt: 3) == .milliseconds(800))
         #expect(policy.ceiling(attempt: 10) == .seconds(5))
         #expect(policy.ceiling(attempt: 1000) == .seconds(5))
-        var rng = SplitMix64(seed: 42)
+        var rng = SeededGenerator(seed: 42)
         for attempt in 0..<12 {
             let delays = (0..<500).map { _ in policy.delay(attempt: attempt, using: &rng) }
             #expect(delays.allSatisfy { $0 >= .zero && $0 <= policy.ceiling(attempt: attempt) })
@@ -141,18 +141,5 @@ struct ResilienceTests {
             let half = policy.ceiling(attempt: attempt) / 2
             #expect(delays.contains { $0 < half } && delays.contains { $0 > half })
         }
-    }
-}
-
-/// Deterministic generator for the backoff test.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
