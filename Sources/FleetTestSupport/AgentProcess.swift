@@ -177,21 +177,17 @@ public final class AgentProcess: Sendable {
     /// The config file's text.
     public let configText: String
 
-    private let executableURL: URL
-    private let state = Mutex(State())
-
-    private struct State {
-        var runs: [ProcessRunner] = []
-        /// The epoch of the last `online` status seen by ``waitUntilOnline(_:after:timeout:)``.
-        var epoch: Int?
-    }
+    /// The runs of the agent: start, stop, output, diagnostics.
+    public let process: ManagedProcess
+    /// The epoch of the last `online` status seen by ``waitUntilOnline(_:after:timeout:)``.
+    private let lastEpoch = Mutex<Int?>(nil)
 
     private init(options: Options, host: String, port: Int) throws {
         self.options = options
         self.device = FleetProbe.Device(site: options.site, device: options.device)
         self.brokerHost = host
         self.brokerPort = port
-        self.executableURL = try AgentProcess.executable()
+        let executableURL = try AgentProcess.executable()
         directory = try TemporaryDirectory(prefix: "massage-agent-\(options.device)")
         configFile = directory.file("agent.yaml")
         dataDirectory = directory.url.appendingPathComponent("data", isDirectory: true)
@@ -203,12 +199,11 @@ public final class AgentProcess: Sendable {
         } catch {
             throw FixtureError("cannot write the agent config \(configFile.path): \(error)")
         }
-    }
-
-    deinit {
-        for run in state.withLock({ $0.runs }) where run.isRunning {
-            run.kill()
-        }
+        process = ManagedProcess(
+            name: "massage-agent for \(device)", executableURL: executableURL,
+            arguments: options.commandLine(configFile: configFile), environment: options.environment,
+            outputDirectory: directory.url,
+            header: "massage-agent for \(device), config \(configFile.path):\n\(configText)")
     }
 
     // MARK: Starting
@@ -255,13 +250,7 @@ public final class AgentProcess: Sendable {
     /// Starts the agent again (same config, same data directory); returns
     /// at once. Refused while it runs.
     public func relaunch() throws {
-        if let current = currentRun, current.isRunning {
-            throw FixtureError("massage-agent for \(device) still runs (pid \(current.processIdentifier)); stop it before starting it again")
-        }
-        let runner = try ProcessRunner.start(
-            executableURL, arguments: options.commandLine(configFile: configFile), environment: options.environment,
-            outputDirectory: directory.url)
-        state.withLock { $0.runs.append(runner) }
+        try process.launch()
     }
 
     /// Starts the agent again on the same data directory and waits until
@@ -284,48 +273,35 @@ public final class AgentProcess: Sendable {
     ) async throws -> FleetProbe.Message {
         let previous = epoch
         let device = self.device
-        let runner = currentRun
         let what = "\(device) to publish status online\(previous.map { " with an epoch above \($0)" } ?? "")"
-        let status: FleetProbe.Message
-        do {
-            status = try await waitForValue(timeout: timeout, pollEvery: .milliseconds(10), what) {
-                () throws -> FleetProbe.Message? in
-                let found = probe.statuses(for: device, after: after).first { message in
-                    guard message["state"]?.string == "online", let epoch = message.epoch else { return false }
-                    return previous.map { epoch > $0 } ?? true
-                }
-                if let found { return found }
-                if let runner, !runner.isRunning {
-                    throw FixtureError(
-                        "massage-agent for \(device) exited (\(runner.exitStatus.map(\.description) ?? "?")) "
-                            + "before it came online\n\(diagnostics())")
-                }
-                return nil
+        let status = try await process.waitUntilReady(
+            timeout: timeout, pollEvery: .milliseconds(10), what, exitedBefore: "before it came online",
+            detail: { probe.recentActivity(device) }
+        ) { () -> FleetProbe.Message? in
+            probe.statuses(for: device, after: after).first { message in
+                guard message["state"]?.string == "online", let epoch = message.epoch else { return false }
+                return previous.map { epoch > $0 } ?? true
             }
-        } catch let error as TimeoutError {
-            throw TimeoutError(
-                condition: error.condition, timeout: timeout,
-                detail: diagnostics() + "\n" + probe.recentActivity(device))
         }
-        state.withLock { $0.epoch = status.epoch }
+        lastEpoch.withLock { $0 = status.epoch }
         return status
     }
 
     // MARK: State
 
     /// The epoch of the last `online` status seen by ``waitUntilOnline(_:after:timeout:)``.
-    public var epoch: Int? { state.withLock { $0.epoch } }
+    public var epoch: Int? { lastEpoch.withLock { $0 } }
 
     /// The current (latest) run, nil before the first launch.
-    public var currentRun: ProcessRunner? { state.withLock { $0.runs.last } }
+    public var currentRun: ProcessRunner? { process.currentRun }
 
     /// Every run so far, oldest first.
-    public var runs: [ProcessRunner] { state.withLock { $0.runs } }
+    public var runs: [ProcessRunner] { process.allRuns }
 
-    public var isRunning: Bool { currentRun?.isRunning ?? false }
+    public var isRunning: Bool { process.isRunning }
 
     /// How the current run ended (nil while it runs).
-    public var exitStatus: ExitStatus? { currentRun?.exitStatus }
+    public var exitStatus: ExitStatus? { process.exitStatus }
 
     /// The current run's standard error (the agent's log).
     public func standardError() -> String { currentRun?.standardError() ?? "" }
@@ -335,49 +311,30 @@ public final class AgentProcess: Sendable {
 
     /// For failure messages: the config, then each run's status and the tail
     /// of its stderr.
-    public func diagnostics(lines: Int = 40) -> String {
-        var parts = ["massage-agent for \(device), config \(configFile.path):\n\(configText)"]
-        for (number, run) in runs.enumerated() {
-            let status = run.exitStatus.map(\.description) ?? "running"
-            parts.append(
-                "run \(number + 1) (pid \(run.processIdentifier), \(status)): "
-                    + FileText.excerpt("stderr", run.standardErrorFile, lines: lines))
-        }
-        return parts.joined(separator: "\n")
-    }
+    public func diagnostics(lines: Int = 40) -> String { process.diagnostics(lines: lines) }
 
     // MARK: Stopping
 
     /// SIGTERM to the current run (graceful shutdown).
-    public func terminate() { currentRun?.terminate() }
+    public func terminate() { process.terminate() }
 
     /// SIGKILL to the current run (a crash: no goodbye, the broker sends the will).
-    public func kill() { currentRun?.kill() }
+    public func kill() { process.kill() }
 
     /// Waits for the current run to exit and returns how it ended.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(15)) async throws -> ExitStatus {
-        guard let run = currentRun else { throw FixtureError("massage-agent for \(device) was never started") }
-        do {
-            return try await run.waitForExit(timeout: timeout)
-        } catch let error as TimeoutError {
-            throw TimeoutError(condition: error.condition, timeout: timeout, detail: diagnostics())
-        }
+        try await process.waitForExit(timeout: timeout)
     }
 
     /// SIGTERM, then SIGKILL after `gracePeriod`; returns how it ended.
     @discardableResult
     public func stop(gracePeriod: Duration = .seconds(10)) async throws -> ExitStatus {
-        guard let run = currentRun else { throw FixtureError("massage-agent for \(device) was never started") }
-        return try await run.stop(gracePeriod: gracePeriod)
+        try await process.stop(gracePeriod: gracePeriod)
     }
 
     /// SIGKILL to every run still going, now (synchronous, for `defer`).
-    public func stopNow() {
-        for run in runs where run.isRunning {
-            run.kill()
-        }
-    }
+    public func stopNow() { process.stopNow() }
 
     // MARK: One-shot runs
 

@@ -1,5 +1,4 @@
 import Foundation
-import Synchronization
 
 #if canImport(FoundationNetworking)
 import FoundationNetworking
@@ -235,8 +234,9 @@ public final class ConsoleProcess: Sendable {
     /// The HTTP client for this console.
     public let api: ConsoleAPI
 
+    /// The runs of `fleet-console serve`: start, stop, output, diagnostics.
+    public let process: ManagedProcess
     private let executableURL: URL
-    private let runs = Mutex<[ProcessRunner]>([])
 
     /// The built `fleet-console` (see ``BuildProducts``).
     public static func executable() throws -> URL {
@@ -279,12 +279,15 @@ public final class ConsoleProcess: Sendable {
         } catch {
             throw FixtureError("cannot write the console config \(configFile.path): \(error)")
         }
-    }
-
-    deinit {
-        for run in runs.withLock({ $0 }) where run.isRunning {
-            run.kill()
-        }
+        let commandLine = Self.commandLine(
+            options: options, configFile: configFile, brokerHost: brokerHost, brokerPort: brokerPort,
+            httpPort: httpPort, database: database)
+        var environment = options.environment
+        if let admin = options.environmentAdminToken { environment["FLEET_CONSOLE_ADMIN_TOKEN"] = admin }
+        process = ManagedProcess(
+            name: "fleet-console", executableURL: executableURL, arguments: commandLine, environment: environment,
+            outputDirectory: directory.url,
+            header: "fleet-console \(commandLine.joined(separator: " ")), config \(configFile.path):\n\(configText)")
     }
 
     static func document(
@@ -326,7 +329,11 @@ public final class ConsoleProcess: Sendable {
     }
 
     /// The command line after the executable.
-    public var commandLine: [String] {
+    public var commandLine: [String] { process.arguments }
+
+    static func commandLine(
+        options: Options, configFile: URL, brokerHost: String, brokerPort: Int, httpPort: Int, database: String
+    ) -> [String] {
         var arguments = ["serve", "--config", configFile.path]
         if options.addressesAsFlags {
             arguments += [
@@ -334,12 +341,6 @@ public final class ConsoleProcess: Sendable {
             ]
         }
         return arguments + options.arguments
-    }
-
-    private var environment: [String: String] {
-        var environment = options.environment
-        if let admin = options.environmentAdminToken { environment["FLEET_CONSOLE_ADMIN_TOKEN"] = admin }
-        return environment
     }
 
     // MARK: Starting
@@ -374,12 +375,7 @@ public final class ConsoleProcess: Sendable {
     /// Starts the console again (same config, database and address);
     /// returns at once. Refused while it runs.
     public func relaunch() throws {
-        if let current = currentRun, current.isRunning {
-            throw FixtureError("fleet-console still runs (pid \(current.processIdentifier)); stop it before starting it again")
-        }
-        let runner = try ProcessRunner.start(
-            executableURL, arguments: commandLine, environment: environment, outputDirectory: directory.url)
-        runs.withLock { $0.append(runner) }
+        try process.launch()
     }
 
     /// Starts the console again on the same database and address and waits
@@ -392,77 +388,52 @@ public final class ConsoleProcess: Sendable {
     /// Waits until `GET /healthz` answers 200. Fails at once, with the
     /// console's stderr, if the process exits first.
     public func waitUntilReady(timeout: Duration = .seconds(60)) async throws {
-        let runner = currentRun
         let api = self.api
-        do {
-            try await waitUntil(timeout: timeout, pollEvery: .milliseconds(50), "fleet-console to answer GET /healthz with 200") {
-                if let runner, !runner.isRunning {
-                    throw FixtureError(
-                        "fleet-console exited (\(runner.exitStatus.map(\.description) ?? "?")) before it was ready\n\(diagnostics())")
-                }
-                let response = try? await api.request("GET", "/healthz", timeout: .seconds(2))
-                return response?.status == 200
-            }
-        } catch let error as TimeoutError {
-            throw TimeoutError(condition: error.condition, timeout: timeout, detail: diagnostics())
+        try await process.waitUntilReady(
+            timeout: timeout, pollEvery: .milliseconds(50), "fleet-console to answer GET /healthz with 200",
+            exitedBefore: "before it was ready"
+        ) { () async -> Void? in
+            let response = try? await api.request("GET", "/healthz", timeout: .seconds(2))
+            return response?.status == 200 ? () : nil
         }
     }
 
     // MARK: State
 
     /// The process of the latest start.
-    public var currentRun: ProcessRunner? { runs.withLock { $0.last } }
+    public var currentRun: ProcessRunner? { process.currentRun }
 
     /// Every start so far, in order.
-    public var allRuns: [ProcessRunner] { runs.withLock { $0 } }
+    public var allRuns: [ProcessRunner] { process.allRuns }
 
-    public var isRunning: Bool { currentRun?.isRunning ?? false }
+    public var isRunning: Bool { process.isRunning }
 
     /// For failure messages: the config, then each run's status and the
     /// tail of its stderr.
-    public func diagnostics(lines: Int = 40) -> String {
-        var parts = ["fleet-console \(commandLine.joined(separator: " ")), config \(configFile.path):\n\(configText)"]
-        for (number, run) in allRuns.enumerated() {
-            let status = run.exitStatus.map(\.description) ?? "running"
-            parts.append(
-                "run \(number + 1) (pid \(run.processIdentifier), \(status)): "
-                    + FileText.excerpt("stderr", run.standardErrorFile, lines: lines))
-        }
-        return parts.joined(separator: "\n")
-    }
+    public func diagnostics(lines: Int = 40) -> String { process.diagnostics(lines: lines) }
 
     // MARK: Stopping
 
     /// SIGTERM to the current run (graceful shutdown).
-    public func terminate() { currentRun?.terminate() }
+    public func terminate() { process.terminate() }
 
     /// SIGKILL to the current run (a crash: the broker publishes its will).
-    public func kill() { currentRun?.kill() }
+    public func kill() { process.kill() }
 
     /// Waits for the current run to exit and returns how it ended.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(15)) async throws -> ExitStatus {
-        guard let run = currentRun else { throw FixtureError("fleet-console was never started") }
-        do {
-            return try await run.waitForExit(timeout: timeout)
-        } catch let error as TimeoutError {
-            throw TimeoutError(condition: error.condition, timeout: timeout, detail: diagnostics())
-        }
+        try await process.waitForExit(timeout: timeout)
     }
 
     /// SIGTERM, then SIGKILL after `gracePeriod`; returns how it ended.
     @discardableResult
     public func stop(gracePeriod: Duration = .seconds(15)) async throws -> ExitStatus {
-        guard let run = currentRun else { throw FixtureError("fleet-console was never started") }
-        return try await run.stop(gracePeriod: gracePeriod)
+        try await process.stop(gracePeriod: gracePeriod)
     }
 
     /// SIGKILL to every run still going, now (synchronous, for `defer`).
-    public func stopNow() {
-        for run in allRuns where run.isRunning {
-            run.kill()
-        }
-    }
+    public func stopNow() { process.stopNow() }
 
     // MARK: The CLI client
 
