@@ -8,12 +8,7 @@ import Darwin
 
 /// Launching one mosquitto process and waiting until it is ready.
 extension MosquittoBroker {
-    enum LaunchOutcome {
-        /// Running and accepting connections.
-        case ready(Running)
-        /// It exited because a port was taken; the log excerpt says which.
-        case addressInUse(String)
-    }
+    typealias LaunchOutcome = ServerProcess.LaunchOutcome
 
     /// Starts `mosquitto -c configFile` with stdout/stderr appended to
     /// `logFile`, under an orphan guard, and polls until it is ready: the

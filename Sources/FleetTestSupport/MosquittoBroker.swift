@@ -61,22 +61,13 @@ public final class MosquittoBroker: Sendable {
     /// The options it was started with.
     public let options: BrokerOptions
 
-    private let temporaryDirectory: TemporaryDirectory
     private let mosquitto: URL
     private let probePorts: [Int]
     private let expectsReadyLine: Bool
-    private let state: Mutex<State>
+    /// The running process, the log, restarts (shared with PostgresServer).
+    private let server: ServerProcess
 
-    private struct State {
-        var running: Running?
-        var shutDown = false
-    }
-
-    /// A launched mosquitto and the guard that kills it if we die.
-    struct Running: Sendable {
-        let process: Process
-        let orphanGuard: OrphanGuard
-    }
+    typealias Running = ServerProcess.Running
 
     private init(
         options: BrokerOptions, temporaryDirectory: TemporaryDirectory, mosquitto: URL, port: Int,
@@ -84,7 +75,6 @@ public final class MosquittoBroker: Sendable {
         certificates: TestCertificates?, probePorts: [Int], expectsReadyLine: Bool, running: Running
     ) {
         self.options = options
-        self.temporaryDirectory = temporaryDirectory
         self.directory = temporaryDirectory.url
         self.mosquitto = mosquitto
         self.port = port
@@ -96,17 +86,19 @@ public final class MosquittoBroker: Sendable {
         self.certificates = certificates
         self.probePorts = probePorts
         self.expectsReadyLine = expectsReadyLine
-        self.state = Mutex(State(running: running))
+        self.server = ServerProcess(
+            name: "mosquitto", noun: "broker", logName: "broker log", logFile: logFile,
+            temporaryDirectory: temporaryDirectory, running: running)
     }
 
     deinit {
-        if let running = takeRunning() {
+        if let running = server.takeRunning() {
             if running.process.isRunning {
                 sendSignal(SIGKILL, to: running.process.processIdentifier)
             }
             running.orphanGuard.release()
         }
-        temporaryDirectory.remove()
+        server.temporaryDirectory.remove()
     }
 
     // MARK: Start
@@ -154,9 +146,7 @@ public final class MosquittoBroker: Sendable {
         let configFile = temporaryDirectory.file("mosquitto.conf")
         let logFile = temporaryDirectory.file("mosquitto.log")
 
-        var lastRefusal = ""
-        let attempts = 5
-        for _ in 1...attempts {
+        return try await ServerProcess.onFreePort("mosquitto") { () async throws -> ServerProcess.Launched<MosquittoBroker> in
             let port = try freeLoopbackPort()
             let tlsPort = needsTLSPort ? try freeLoopbackPort() : nil
             let context = ConfigContext(
@@ -183,52 +173,32 @@ public final class MosquittoBroker: Sendable {
                 expectsReadyLine: expectsReadyLine, timeout: options.startTimeout)
             {
             case .ready(let running):
-                return MosquittoBroker(
+                return .ready(MosquittoBroker(
                     options: options, temporaryDirectory: temporaryDirectory, mosquitto: mosquitto,
                     port: port, tlsPort: tlsPort, configFile: configFile, logFile: logFile,
                     passwordFile: passwordFile, aclFile: aclFile, certificates: certificates,
-                    probePorts: probePorts, expectsReadyLine: expectsReadyLine, running: running)
+                    probePorts: probePorts, expectsReadyLine: expectsReadyLine, running: running))
             case .addressInUse(let excerpt):
-                lastRefusal = excerpt
+                return .addressInUse(excerpt)
             }
         }
-        throw FixtureError(
-            "mosquitto could not bind a free loopback port in \(attempts) attempts (another process took "
-                + "each port first); \(lastRefusal)")
     }
 
     // MARK: State
 
     /// Whether the broker process is running.
-    public var isRunning: Bool {
-        state.withLock { $0.running?.process.isRunning ?? false }
-    }
+    public var isRunning: Bool { server.isRunning }
 
     /// The broker process's id while it runs.
-    public var processIdentifier: Int32? {
-        state.withLock { state in
-            guard let process = state.running?.process, process.isRunning else { return nil }
-            return process.processIdentifier
-        }
-    }
+    public var processIdentifier: Int32? { server.processIdentifier }
 
     /// The whole broker log so far (all runs).
-    public func log() -> String {
-        FileText.read(logFile)
-    }
+    public func log() -> String { server.log() }
 
     /// Waits until the broker log contains `text` (e.g. "Client device-1
     /// disconnected"); throws ``TimeoutError`` with the log tail.
     public func waitForLog(containing text: String, timeout: Duration = .seconds(10)) async throws {
-        let logFile = self.logFile
-        do {
-            try await waitUntil(timeout: timeout, "the broker log to contain \"\(text)\"") {
-                FileText.read(logFile).contains(text)
-            }
-        } catch let error as TimeoutError {
-            throw TimeoutError(
-                condition: error.condition, timeout: timeout, detail: FileText.excerpt("broker log", logFile))
-        }
+        try await server.waitForLog(containing: text, timeout: timeout)
     }
 
     // MARK: Stop, kill, restart
@@ -248,7 +218,7 @@ public final class MosquittoBroker: Sendable {
     /// for the few milliseconds that takes, at most five seconds). Keeps
     /// the directory for ``restart()``. Does nothing if it is not running.
     public func kill() throws {
-        guard let running = takeRunning() else { return }
+        guard let running = server.takeRunning() else { return }
         defer { running.orphanGuard.release() }
         let pid = running.process.processIdentifier
         if running.process.isRunning {
@@ -265,42 +235,23 @@ public final class MosquittoBroker: Sendable {
     /// (stopping it first if it runs). If a port is briefly unavailable,
     /// it retries until ``BrokerOptions/startTimeout``.
     public func restart() async throws {
-        if state.withLock({ $0.shutDown }) {
-            throw FixtureError(
-                "restart() after stopNow(): this broker's directory is gone; start a new broker instead")
-        }
+        try server.refuseRestartAfterShutDown()
         try await stop()
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: options.startTimeout)
-        while true {
-            let remaining = clock.now.duration(to: deadline)
-            let outcome = try await MosquittoBroker.launch(
-                mosquitto: mosquitto, configFile: configFile, logFile: logFile, probePorts: probePorts,
-                expectsReadyLine: expectsReadyLine,
-                timeout: remaining > .milliseconds(500) ? remaining : .milliseconds(500))
-            switch outcome {
-            case .ready(let running):
-                let previous = state.withLock { state in
-                    defer { state.running = running }
-                    return state.running
+        let (mosquitto, configFile, logFile, probePorts, expectsReadyLine) =
+            (self.mosquitto, self.configFile, self.logFile, self.probePorts, self.expectsReadyLine)
+        try await server.relaunch(
+            startTimeout: options.startTimeout, ports: probePorts.map(String.init).joined(separator: ", "),
+            discard: { previous in
+                // A concurrent restart won the race; keep one broker.
+                if previous.process.isRunning {
+                    sendSignal(SIGKILL, to: previous.process.processIdentifier)
                 }
-                if let previous {
-                    // A concurrent restart won the race; keep one broker.
-                    if previous.process.isRunning {
-                        sendSignal(SIGKILL, to: previous.process.processIdentifier)
-                    }
-                    previous.orphanGuard.release()
-                }
-                return
-            case .addressInUse(let excerpt):
-                if clock.now >= deadline {
-                    throw FixtureError(
-                        "cannot restart mosquitto on 127.0.0.1:\(probePorts.map(String.init).joined(separator: ", ")) "
-                            + "within \(options.startTimeout): the port is still in use (did another process "
-                            + "take it while the broker was down?); \(excerpt)")
-                }
-                try await Task.sleep(for: .milliseconds(50))
+                previous.orphanGuard.release()
             }
+        ) { timeout in
+            try await MosquittoBroker.launch(
+                mosquitto: mosquitto, configFile: configFile, logFile: logFile, probePorts: probePorts,
+                expectsReadyLine: expectsReadyLine, timeout: timeout)
         }
     }
 
@@ -309,15 +260,13 @@ public final class MosquittoBroker: Sendable {
     /// it fits `defer { broker.stopNow() }`. Idempotent; ``restart()`` is
     /// refused afterwards. (A test that forgets it is covered by `deinit`.)
     public func stopNow() {
-        if let running = takeRunning() {
+        server.shutDown { running in
             if running.process.isRunning {
                 sendSignal(SIGKILL, to: running.process.processIdentifier)
             }
             _ = MosquittoBroker.blockUntilExit(running.process, timeout: .seconds(5))
             running.orphanGuard.release()
         }
-        state.withLock { $0.shutDown = true }
-        temporaryDirectory.remove()
     }
 
     /// Makes mosquitto reload its config, password file and ACL file
@@ -396,7 +345,7 @@ public final class MosquittoBroker: Sendable {
     /// Ends the running process with `signal`, escalating to SIGKILL
     /// after `gracePeriod`, and waits until it is gone.
     private func end(with signal: Int32, gracePeriod: Duration) async throws {
-        guard let running = takeRunning() else { return }
+        guard let running = server.takeRunning() else { return }
         let process = running.process
         let pid = process.processIdentifier
         defer { running.orphanGuard.release() }
@@ -423,17 +372,6 @@ public final class MosquittoBroker: Sendable {
     }
 
     /// Takes the running process out of the state (nil if none).
-    private func takeRunning() -> Running? {
-        state.withLock { state in
-            defer { state.running = nil }
-            return state.running
-        }
-    }
-
-    /// Polls (every millisecond) until `process` has exited (reaped, or a
-    /// zombie: Foundation's reaping thread can lag far behind on a loaded
-    /// machine, and this blocks a thread of the cooperative pool); false if
-    /// it still runs after `timeout`.
     static func blockUntilExit(_ process: Process, timeout: Duration) -> Bool {
         let clock = ContinuousClock()
         let deadline = clock.now.advanced(by: timeout)

@@ -89,22 +89,14 @@ public final class PostgresServer: Sendable {
         "postgres://\(user)@\(host):\(port)/\(name)?sslmode=disable"
     }
 
-    private let temporaryDirectory: TemporaryDirectory
     private let postgres: URL
     private let account: Account?
-    private let state: Mutex<State>
+    /// The running postmaster, the log, restarts (shared with MosquittoBroker).
+    private let server: ServerProcess
     private let databaseCounter = Mutex(0)
 
-    private struct State {
-        var running: Running?
-        var shutDown = false
-    }
-
     /// A launched postmaster and the guard that kills it if we die.
-    struct Running: Sendable {
-        let process: Process
-        let orphanGuard: OrphanGuard
-    }
+    typealias Running = ServerProcess.Running
 
     /// The system account initdb and postgres run as when we are root.
     struct Account: Sendable {
@@ -134,7 +126,6 @@ public final class PostgresServer: Sendable {
         dataDirectory: URL, socketDirectory: URL, logFile: URL, startTimeout: Duration,
         stopTimeout: Duration, running: Running
     ) {
-        self.temporaryDirectory = temporaryDirectory
         self.directory = temporaryDirectory.url
         self.binDirectory = binDirectory
         self.postgres = postgres
@@ -149,14 +140,16 @@ public final class PostgresServer: Sendable {
         self.logFile = logFile
         self.startTimeout = startTimeout
         self.stopTimeout = stopTimeout
-        self.state = Mutex(State(running: running))
+        self.server = ServerProcess(
+            name: "postgres", noun: "server", logName: "postgres log", logFile: logFile,
+            temporaryDirectory: temporaryDirectory, running: running)
     }
 
     deinit {
-        if let running = takeRunning() {
+        if let running = server.takeRunning() {
             PostgresServer.shutDownImmediately(running, dataDirectory: dataDirectory)
         }
-        temporaryDirectory.remove()
+        server.temporaryDirectory.remove()
     }
 
     // MARK: Start
@@ -210,9 +203,7 @@ public final class PostgresServer: Sendable {
             initdb: initdb, dataDirectory: dataDirectory, user: user, account: account, directory: directory)
 
         let merged = defaultSettings.merging(settings) { _, caller in caller }
-        var lastRefusal = ""
-        let attempts = 5
-        for _ in 1...attempts {
+        return try await ServerProcess.onFreePort("postgres") { () async throws -> ServerProcess.Launched<PostgresServer> in
             let port = try freeLoopbackPort()
             switch try await launch(
                 postgres: postgres, account: account, dataDirectory: dataDirectory,
@@ -233,14 +224,11 @@ public final class PostgresServer: Sendable {
                         throw error
                     }
                 }
-                return server
+                return .ready(server)
             case .addressInUse(let excerpt):
-                lastRefusal = excerpt
+                return .addressInUse(excerpt)
             }
         }
-        throw FixtureError(
-            "postgres could not bind a free loopback port in \(attempts) attempts (another process took "
-                + "each port first); \(lastRefusal)")
     }
 
     /// Runs initdb: superuser `user`, trust authentication (local and
@@ -371,35 +359,18 @@ public final class PostgresServer: Sendable {
     // MARK: State
 
     /// Whether the postmaster is running.
-    public var isRunning: Bool {
-        state.withLock { $0.running?.process.isRunning ?? false }
-    }
+    public var isRunning: Bool { server.isRunning }
 
     /// The postmaster's process id while it runs.
-    public var processIdentifier: Int32? {
-        state.withLock { state in
-            guard let process = state.running?.process, process.isRunning else { return nil }
-            return process.processIdentifier
-        }
-    }
+    public var processIdentifier: Int32? { server.processIdentifier }
 
     /// The whole server log so far (all runs).
-    public func log() -> String {
-        FileText.read(logFile)
-    }
+    public func log() -> String { server.log() }
 
     /// Waits until the server log contains `text`; throws ``TimeoutError``
     /// with the log tail.
     public func waitForLog(containing text: String, timeout: Duration = .seconds(10)) async throws {
-        let logFile = self.logFile
-        do {
-            try await waitUntil(timeout: timeout, "the postgres log to contain \"\(text)\"") {
-                FileText.read(logFile).contains(text)
-            }
-        } catch let error as TimeoutError {
-            throw TimeoutError(
-                condition: error.condition, timeout: timeout, detail: FileText.excerpt("postgres log", logFile))
-        }
+        try await server.waitForLog(containing: text, timeout: timeout)
     }
 
     // MARK: Stop, kill, restart
@@ -411,7 +382,7 @@ public final class PostgresServer: Sendable {
     /// Keeps the directory for ``restart()``. Does nothing if it is not
     /// running.
     public func stop() async throws {
-        guard let running = takeRunning() else { return }
+        guard let running = server.takeRunning() else { return }
         defer { running.orphanGuard.release() }
         let process = running.process
         let pid = process.processIdentifier
@@ -439,7 +410,7 @@ public final class PostgresServer: Sendable {
     /// rows surviving starts the server with
     /// `settings: ["synchronous_commit": "on"]` (cheap with `fsync=off`).
     public func kill() throws {
-        guard let running = takeRunning() else { return }
+        guard let running = server.takeRunning() else { return }
         defer { running.orphanGuard.release() }
         try PostgresServer.crash(running, dataDirectory: dataDirectory, logFile: logFile)
     }
@@ -448,40 +419,24 @@ public final class PostgresServer: Sendable {
     /// settings (stopping it first if it runs). If the port is briefly
     /// unavailable, it retries until ``startTimeout``.
     public func restart() async throws {
-        if state.withLock({ $0.shutDown }) {
-            throw FixtureError(
-                "restart() after stopNow(): this server's directory is gone; start a new server instead")
-        }
+        try server.refuseRestartAfterShutDown()
         try await stop()
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: startTimeout)
-        while true {
-            let remaining = clock.now.duration(to: deadline)
-            let outcome = try await PostgresServer.launch(
+        let (postgres, account, dataDirectory, socketDirectory, port, settings, logFile, directory) =
+            (self.postgres, self.account, self.dataDirectory, self.socketDirectory, self.port, self.settings,
+             self.logFile, self.directory)
+        try await server.relaunch(
+            startTimeout: startTimeout, ports: String(port),
+            discard: { previous in
+                // A concurrent restart won the race; two postmasters
+                // cannot share a data directory, so this cannot happen
+                // unless the caller broke the one-task rule.
+                PostgresServer.shutDownImmediately(previous, dataDirectory: dataDirectory)
+            }
+        ) { timeout in
+            try await PostgresServer.launch(
                 postgres: postgres, account: account, dataDirectory: dataDirectory,
                 socketDirectory: socketDirectory, port: port, settings: settings, logFile: logFile,
-                directory: directory, timeout: remaining > .milliseconds(500) ? remaining : .milliseconds(500))
-            switch outcome {
-            case .ready(let running):
-                let previous = state.withLock { state in
-                    defer { state.running = running }
-                    return state.running
-                }
-                if let previous {
-                    // A concurrent restart won the race; two postmasters
-                    // cannot share a data directory, so this cannot happen
-                    // unless the caller broke the one-task rule.
-                    PostgresServer.shutDownImmediately(previous, dataDirectory: dataDirectory)
-                }
-                return
-            case .addressInUse(let excerpt):
-                if clock.now >= deadline {
-                    throw FixtureError(
-                        "cannot restart postgres on 127.0.0.1:\(port) within \(startTimeout): the port is still "
-                            + "in use (did another process take it while the server was down?); \(excerpt)")
-                }
-                try await Task.sleep(for: .milliseconds(50))
-            }
+                directory: directory, timeout: timeout)
         }
     }
 
@@ -491,18 +446,9 @@ public final class PostgresServer: Sendable {
     /// directory. Synchronous, so it fits `defer { server.stopNow() }`.
     /// Idempotent; ``restart()`` is refused afterwards.
     public func stopNow() {
-        if let running = takeRunning() {
+        let dataDirectory = self.dataDirectory
+        server.shutDown { running in
             PostgresServer.shutDownImmediately(running, dataDirectory: dataDirectory)
-        }
-        state.withLock { $0.shutDown = true }
-        temporaryDirectory.remove()
-    }
-
-    /// Takes the running process out of the state (nil if none).
-    private func takeRunning() -> Running? {
-        state.withLock { state in
-            defer { state.running = nil }
-            return state.running
         }
     }
 }
@@ -529,12 +475,7 @@ private let sharedServerForExit = Mutex<PostgresServer?>(nil)
 // MARK: - Launching and ending processes
 
 extension PostgresServer {
-    enum LaunchOutcome {
-        /// Running and accepting connections.
-        case ready(Running)
-        /// It exited because the port was taken; the log excerpt says so.
-        case addressInUse(String)
-    }
+    typealias LaunchOutcome = ServerProcess.LaunchOutcome
 
     /// Starts the postmaster with stdout/stderr appended to `logFile`, under
     /// an orphan guard, and polls until it is ready: "database system is
