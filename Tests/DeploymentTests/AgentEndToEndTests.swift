@@ -5,7 +5,7 @@ import Testing
 
 /// The built `massage-agent`, run as an operator would run it: with the
 /// agent.yaml provision.sh wrote, against the shipped broker config.
-@Suite("massage-agent with a provisioned config")
+@Suite("massage-agent with a provisioned config", .tags(.e2e))
 struct AgentEndToEndTests {
     @Test("the agent comes online with its generated config, answers a command, and is cut off by revoke")
     func provisionedAgent() async throws {

@@ -5,7 +5,7 @@ import Testing
 
 /// Who may connect to a broker running the shipped deploy/mosquitto/mosquitto.conf
 /// with credentials from deploy/provision.sh.
-@Suite("shipped broker config: who may connect")
+@Suite("shipped broker config: who may connect", .tags(.e2e))
 struct BrokerAuthenticationTests {
     @Test("a provisioned device connects over TLS with exactly the files of its agent.yaml")
     func provisionedDeviceConnects() async throws {

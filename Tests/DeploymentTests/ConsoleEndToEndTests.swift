@@ -11,7 +11,7 @@ import FoundationNetworking
 /// console bundle provision.sh wrote (broker.yaml merged into console.yaml)
 /// and the tokens file of `provision.sh token`, against the shipped broker
 /// config.
-@Suite("fleet-console with provisioned credentials and tokens")
+@Suite("fleet-console with provisioned credentials and tokens", .tags(.e2e))
 struct ConsoleEndToEndTests {
     @Test("the console connects with its bundle; tokens from the tokens file hold, scoped to their sites; a readable tokens file is refused")
     func provisionedConsole() async throws {

@@ -5,7 +5,7 @@ import Testing
 
 /// deploy/provision.sh: what it writes, that re-running it changes nothing,
 /// that revoking works on a running broker, and how it refuses bad input.
-@Suite("provision.sh")
+@Suite("provision.sh", .tags(.e2e))
 struct ProvisioningTests {
     @Test("after revoke the device cannot connect, its live connection is dropped, and the broker kept running")
     func revokeOnRunningBroker() async throws {

@@ -5,7 +5,7 @@ import Testing
 /// The properties of deploy/mosquitto/mosquitto.conf that the behaviour
 /// tests cannot see from outside (they run it with one substituted
 /// listener, so "there is no other listener" is checked here).
-@Suite("shipped broker config file")
+@Suite("shipped broker config file", .tags(.e2e))
 struct ShippedBrokerConfigTests {
     /// Directive lines (no comments, no blank lines).
     func directives() throws -> [String] {

@@ -8,7 +8,7 @@ import Testing
 /// writes, on a broker running the shipped config. Absence is always proven
 /// the same way: after the refused attempts, an allowed marker goes the same
 /// way, and once it arrived nothing refused can still be in flight.
-@Suite("shipped broker config: who may use which topic")
+@Suite("shipped broker config: who may use which topic", .tags(.e2e))
 struct TopicACLTests {
     /// clinic-north/massager-01 (A), clinic-north/massager-02 (B) and
     /// spa-south/massager-01 (same device id as A, another site), with a

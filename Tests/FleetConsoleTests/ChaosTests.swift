@@ -19,7 +19,7 @@ import Darwin
 ///
 /// Serialized and alone in its suite: ten agents at `--speed 100` are most
 /// of what two cores can give.
-@Suite("chaos run", .serialized, .timeLimit(.minutes(4)))
+@Suite("chaos run", .serialized, .timeLimit(.minutes(4)), .tags(.e2e, .chaos, .slow))
 struct ChaosTests {
     static let seed: UInt64 = ProcessInfo.processInfo.environment["CHAOS_SEED"].flatMap { UInt64($0) } ?? 20_261_125
     static let devices = RolloutFleet.devices(perSite: 5)

@@ -14,7 +14,7 @@ import Testing
 ///
 /// Serialized: sessions run at `--speed 100` and several tests measure
 /// deadlines, so they do not compete with each other for the two cores.
-@Suite("fleet-console end to end", .serialized, .timeLimit(.minutes(4)))
+@Suite("fleet-console end to end", .serialized, .timeLimit(.minutes(4)), .tags(.e2e))
 struct ConsoleEndToEndTests {}
 
 // MARK: - Names

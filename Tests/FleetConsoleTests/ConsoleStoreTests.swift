@@ -9,7 +9,7 @@ import Testing
 /// SQLite file, and a fresh database on the shared test PostgreSQL server.
 /// The end-to-end console suites run on one or the other as
 /// `FLEET_TEST_DATABASE` says; these always run on both.
-@Suite("Console store: the same semantics on SQLite and PostgreSQL")
+@Suite("Console store: the same semantics on SQLite and PostgreSQL", .tags(.postgres))
 struct ConsoleStoreTests {
     static func withStore(_ backend: TestDatabase, _ body: (any ConsoleStore, String) async throws -> Void) async throws {
         let directory = try TemporaryDirectory(prefix: "console-store")

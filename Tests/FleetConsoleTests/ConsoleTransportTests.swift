@@ -50,7 +50,7 @@ extension ConsoleEndToEndTests {
         }
     }
 
-    @Test("PostgreSQL: without sslmode the console requires verified TLS and refuses a server without it; sslmode=disable connects and warns")
+    @Test("PostgreSQL: without sslmode the console requires verified TLS and refuses a server without it; sslmode=disable connects and warns", .tags(.postgres))
     func databaseTLSRequiredByDefault() async throws {
         let broker = try await MosquittoBroker.start()
         defer { broker.stopNow() }

@@ -25,7 +25,7 @@ import Darwin
 // fails and says what to install: it never skips.
 
 /// Issue 7's "Done when", in headless Chromium against a real console, broker and simulated fleet.
-@Suite("dashboard in a real browser", .serialized, .timeLimit(.minutes(10)))
+@Suite("dashboard in a real browser", .serialized, .timeLimit(.minutes(10)), .tags(.e2e, .browser))
 struct DashboardBrowserTests {
     static let repository = URL(fileURLWithPath: #filePath)
         .deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()

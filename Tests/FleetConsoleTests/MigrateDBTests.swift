@@ -8,7 +8,7 @@ import Testing
 /// `fleet-console migrate-db`: the built CLI copies a populated SQLite
 /// store into a fresh database on the shared test PostgreSQL server, and
 /// the PostgreSQL store then answers as the SQLite one did.
-@Suite("migrate-db: a SQLite console database moved to PostgreSQL, every row accounted for")
+@Suite("migrate-db: a SQLite console database moved to PostgreSQL, every row accounted for", .tags(.e2e, .postgres))
 struct MigrateDBTests {
     static let t0 = Date(timeIntervalSince1970: 1_790_000_000)
     static let devices = [try! DeviceAddress(site: "clinic-north", device: "m-1"), try! DeviceAddress(site: "clinic-north", device: "m-2"),

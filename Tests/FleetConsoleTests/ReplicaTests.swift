@@ -4,7 +4,7 @@ import Testing
 
 /// Console replicas on one mosquitto and one PostgreSQL database (issue 10):
 /// built `fleet-console serve --replica NAME` processes, real agents.
-@Suite("console replicas on PostgreSQL", .serialized, .timeLimit(.minutes(5)))
+@Suite("console replicas on PostgreSQL", .serialized, .timeLimit(.minutes(5)), .tags(.e2e, .postgres))
 struct ReplicaTests {
     /// A lease this short makes the handover quick to test (the default is 10 s).
     static let leaseSeconds = 3

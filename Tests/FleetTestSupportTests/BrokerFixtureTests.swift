@@ -51,7 +51,7 @@ private func isDead(_ pid: Int32) -> Bool {
     return state == "Z" || state == "X"
 }
 
-@Suite("mosquitto broker fixture")
+@Suite("mosquitto broker fixture", .tags(.e2e))
 struct BrokerFixtureTests {
     @Test("a started broker round-trips a message between mosquitto_pub and mosquitto_sub")
     func roundTrip() async throws {

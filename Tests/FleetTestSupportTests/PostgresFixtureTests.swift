@@ -34,7 +34,7 @@ private func realUID(of pid: Int32) throws -> uid_t {
     return try #require(uid_t(line.split(separator: "\t")[1]))
 }
 
-@Suite("PostgreSQL server fixture")
+@Suite("PostgreSQL server fixture", .tags(.postgres))
 struct PostgresFixtureTests {
     @Test("a started server runs SQL from psql, each database on its own")
     func databases() async throws {

@@ -8,7 +8,7 @@ import Testing
 ///
 /// Serialized: every test runs sessions at `--speed 100` and measures their
 /// timing, so they do not compete with each other for the two cores.
-@Suite("massage-agent end to end", .serialized, .timeLimit(.minutes(3)))
+@Suite("massage-agent end to end", .serialized, .timeLimit(.minutes(3)), .tags(.e2e))
 struct AgentEndToEndTests {}
 
 // MARK: - The rig: one broker, one console probe, one agent

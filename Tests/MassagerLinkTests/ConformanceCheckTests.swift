@@ -4,7 +4,7 @@ import Testing
 
 /// `massager-controller check` against `massager-controller serve`, both
 /// as processes, the test playing the person at the stop button.
-@Suite("Conformance check", .serialized)
+@Suite("Conformance check", .serialized, .tags(.e2e))
 struct ConformanceCheckTests {
     /// Starts a controller, runs the check against it (pressing and letting
     /// go of the stop button when asked), returns the check's exit status and output.

@@ -7,7 +7,7 @@ import Testing
 /// Against the reference controller over Modbus TCP on loopback. Serialized:
 /// each test runs real-time threads (a 20 ms engine tick, a controller
 /// polling every 2 ms) and the machine is small.
-@Suite("Modbus TCP link against the reference controller", .serialized)
+@Suite("Modbus TCP link against the reference controller", .serialized, .tags(.slow))
 struct ModbusLinkTests {
     @Test("the driver reads the controller's identity, ceilings and sensors, and its commands reach the cells")
     func readsAndWrites() async throws {
@@ -273,7 +273,7 @@ struct ModbusLinkTests {
 
 /// The same link over Modbus RTU: a pseudo-terminal line at 115200 baud
 /// (`PseudoSerialLine`), which can also add noise.
-@Suite("Modbus RTU link against the reference controller", .serialized)
+@Suite("Modbus RTU link against the reference controller", .serialized, .tags(.slow))
 struct ModbusRTULinkTests {
     @Test("a full session run by the engine over Modbus RTU on a pseudo-terminal line completes")
     func fullSessionOverRTU() async throws {

@@ -2,7 +2,7 @@ import FleetTestSupport
 import Mosquitto
 import Testing
 
-@Suite("MQTT 5 client against a real mosquitto", .timeLimit(.minutes(3)))
+@Suite("MQTT 5 client against a real mosquitto", .timeLimit(.minutes(3)), .tags(.e2e))
 struct ClientRoundTripTests {
     @Test("messages round-trip at QoS 0, 1 and 2 with every MQTT 5 property", arguments: QoS.allCases)
     func roundTrip(qos: QoS) async throws {

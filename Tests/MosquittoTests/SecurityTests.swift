@@ -2,7 +2,7 @@ import FleetTestSupport
 import Mosquitto
 import Testing
 
-@Suite("MQTT client credentials and TLS", .timeLimit(.minutes(3)))
+@Suite("MQTT client credentials and TLS", .timeLimit(.minutes(3)), .tags(.e2e))
 struct SecurityTests {
     @Test("a wrong password is refused with an error that says what to check")
     func wrongPassword() async throws {

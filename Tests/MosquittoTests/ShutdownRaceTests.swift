@@ -15,7 +15,7 @@ import Testing
 /// counts every touch of the handle after `mosquitto_destroy`. The last one
 /// is the plain stress (many publishers, shutdown in the middle), which the
 /// ThreadSanitizer pass of deploy/test.sh also runs.
-@Suite("MQTT client: calls racing shutdown")
+@Suite("MQTT client: calls racing shutdown", .tags(.e2e))
 struct ShutdownRaceTests {
     enum Operation: String, CaseIterable, CustomTestStringConvertible, Sendable {
         case publishQoS0, publishQoS1, publishNoWait, subscribe, unsubscribe
