@@ -5,9 +5,47 @@
 # its own on a free loopback port; nothing assumes a broker on 1883).
 #
 #   deploy/test.sh                 # everything
+#   deploy/test.sh --fast          # only the fast tier: tests with no tier tag (seconds, no broker)
 #   deploy/test.sh --filter Engine # passed on to `swift test`
+#
+# The tiers are Swift Testing tags (FleetTestKit's Tags.swift): .e2e (built
+# executables as processes, a real broker), .postgres, .browser, .chaos and
+# .slow; a test with none of them is the fast tier. At the end (or when a
+# pass fails) a table gives each pass's tests and seconds.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+fast=0
+if [ "${1:-}" = --fast ]; then
+    fast=1
+    shift
+fi
+# `swift test --skip tag:NAME` leaves out the tests with that tag (Swift
+# Testing's filter, verified with Swift 6.3); the fast tier skips every tier.
+fast_tier=(--skip tag:e2e --skip tag:postgres --skip tag:browser --skip tag:chaos --skip tag:slow)
+
+# The run time of each pass, printed as a table when the script ends.
+pass_names=() pass_tests=() pass_seconds=() pass_results=()
+record_pass() { # name log seconds rc
+    local tests
+    # Swift Testing's last line: "Test run with N tests in M suites passed/failed after …".
+    tests=$(grep -aoE 'Test run with [0-9]+ tests?' "$2" 2>/dev/null | tail -1 | grep -oE '[0-9]+' || true)
+    pass_names+=("$1") pass_tests+=("${tests:--}") pass_seconds+=("$3")
+    if (($4 == 0)); then pass_results+=(passed); else pass_results+=("failed ($4)"); fi
+}
+record_step() { # name seconds: a step without tests (a build, the fuzz run)
+    pass_names+=("$1") pass_tests+=(-) pass_seconds+=("$2") pass_results+=(done)
+}
+print_times() {
+    ((${#pass_names[@]})) || return 0
+    echo "==> run time per pass"
+    printf '%-44s %6s %8s  %s\n' pass tests seconds result
+    local i
+    for i in "${!pass_names[@]}"; do
+        printf '%-44s %6s %8s  %s\n' "${pass_names[$i]}" "${pass_tests[$i]}" "${pass_seconds[$i]}" "${pass_results[$i]}"
+    done
+}
+trap print_times EXIT
 
 packages=(mosquitto mosquitto-clients libmosquitto-dev libmodbus-dev libsqlite3-dev openssl pkg-config systemd)
 # The console's PostgreSQL backend tests start their own server through this fixture (FleetTestSupport's PostgresServer); the packaged cluster service is not used.
@@ -49,12 +87,13 @@ run_pass() {
     local name=$1 minutes=$2
     shift 2
     minutes=$((minutes * ${PASS_BUDGET_SCALE:-1}))
-    local log rc
+    local log rc started=$SECONDS
     log=$(mktemp)
     set +e
     timeout --kill-after=30s "${minutes}m" "$@" 2>&1 | tee "$log"
     rc=${PIPESTATUS[0]}
     set -e
+    record_pass "$name" "$log" $((SECONDS - started)) "$rc"
     if ((rc == 124 || rc == 137)); then
         echo "error: $name ran past its budget of $minutes min and was stopped. Tests that started and never finished:" >&2
         python3 - "$log" >&2 <<'PY'
@@ -77,7 +116,14 @@ PY
 }
 
 echo "==> building (debug, with tests)"
+build_started=$SECONDS
 swift build --build-tests
+record_step "build (debug, with tests)" $((SECONDS - build_started))
+if ((fast)); then
+    echo "==> running the fast tier (no .e2e, .postgres, .browser, .chaos or .slow tests)"
+    run_pass "the fast tier" 10 swift test --skip-build "${fast_tier[@]}" "$@"
+    exit
+fi
 echo "==> running tests"
 if (($# == 0)); then
     # The Modbus link suites, and the agent's sessions against
@@ -90,7 +136,15 @@ if (($# == 0)); then
     echo "==> running the Modbus link tests alone (a reference controller in real time)"
     run_pass "the Modbus link tests" 10 swift test --skip-build --filter "$modbus"
 else
-    swift test --skip-build "$@"
+    selected_started=$SECONDS
+    set +e
+    selected_log=$(mktemp)
+    swift test --skip-build "$@" 2>&1 | tee "$selected_log"
+    rc=${PIPESTATUS[0]}
+    set -e
+    record_pass "the selected tests" "$selected_log" $((SECONDS - selected_started)) "$rc"
+    rm -f "$selected_log"
+    ((rc == 0)) || exit "$rc"
 fi
 # The console's suites again with PostgreSQL as its store (a database per
 # console on one test server started by the fixture): the same tests must
@@ -125,6 +179,7 @@ if (($# == 0)) && [ "${TSAN:-1}" != 0 ]; then
         run_pass "the ThreadSanitizer pass" 15 swift test --package-path Tests/TSan --scratch-path "$PWD/.build-tsan" \
         --skip-build --sanitize=thread --filter "$TSAN_FILTER"
     echo "==> ThreadSanitizer pass: $((SECONDS - tsan_started)) s"
+    record_step "ThreadSanitizer build and pass" $((SECONDS - tsan_started))
 fi
 
 # The agent as massagers run it (deploy/build-agent.sh: release, the Swift
@@ -133,7 +188,9 @@ fi
 # `fleet-bench pain` uses. Skipped when arguments narrow the run.
 if (($# == 0)); then
     echo "==> building the massagers' agent (deploy/build-agent.sh) and running its end-to-end tests"
+    agent_build_started=$SECONDS
     deploy/build-agent.sh
+    record_step "build of the massagers' agent (release)" $((SECONDS - agent_build_started))
     FLEET_BUILD_PRODUCTS="$PWD/.build-agent/release" run_pass "the massagers' agent end-to-end pass" 15 swift test --skip-build --filter AgentEndToEndTests
 fi
 
@@ -145,5 +202,7 @@ fi
 fuzz_seconds=${FUZZ_SECONDS:-15}
 if (($# == 0)) && [ "$fuzz_seconds" != 0 ]; then
     echo "==> fuzzing ($fuzz_seconds s per target)"
+    fuzz_started=$SECONDS
     deploy/fuzz.sh "$fuzz_seconds"
+    record_step "fuzzing ($fuzz_seconds s per target)" $((SECONDS - fuzz_started))
 fi
