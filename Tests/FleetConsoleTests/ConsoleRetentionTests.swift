@@ -8,7 +8,7 @@ import Testing
 /// cleared alerts go in chunks; what retention deleted is not mistaken for
 /// events lost on the way (the gap scan starts above it), and where a
 /// device's numbering stands survives even when all its events are gone.
-@Suite("Console store: retention and the database's size")
+@Suite("Console store: retention and the database's size", .tags(.postgres))
 struct ConsoleRetentionTests {
     typealias S = ConsoleStoreTests
     static let other = try! DeviceAddress(site: "clinic-north", device: "m-2")
