@@ -3,7 +3,8 @@ import Testing
 // The test tiers. A test or suite with none of these tags is the fast
 // tier: in-process, no child process, no broker, no database server, and
 // no real-time waits longer than a moment. `deploy/test.sh --fast` runs
-// only that tier; README ("Tests") shows how to pick a tier by hand.
+// only that tier and `--tier NAME` one tier (README, "Test tiers": Swift
+// 6.3.1's `swift test` has no tag filter, so the script matches names).
 extension Tag {
     /// End to end: built executables run as processes, or a real mosquitto
     /// broker (the fixtures of FleetTestSupport).
