@@ -162,11 +162,14 @@ if (($# == 0)); then
     # massager-controller, run a controller and the engine in real time
     # against each other (watchdogs, 20 ms ticks, an RTU line's timeouts):
     # they run alone, right after, not squeezed between the parallel
-    # suites' processes.
-    modbus='MassagerLinkTests|AgentEndToEndTests/modbus'
-    run_pass "the parallel pass" 30 swift test --skip-build --skip "$modbus"
-    echo "==> running the Modbus link tests alone (a reference controller in real time)"
-    run_pass "the Modbus link tests" 10 swift test --skip-build --filter "$modbus"
+    # suites' processes. So does the test that the agent's waiting database
+    # writers leave the cooperative pool free: it needs a pool that other
+    # suites' blocking work does not already fill, within SQLite's 5 s busy
+    # timeout.
+    alone='MassagerLinkTests|AgentEndToEndTests/modbus|AgentDatabaseTaskTests/waitingWritersLeaveThePoolFree'
+    run_pass "the parallel pass" 30 swift test --skip-build --skip "$alone"
+    echo "==> running the Modbus link tests and the pool test alone (real time)"
+    run_pass "the tests that run alone" 10 swift test --skip-build --filter "$alone"
 else
     selected_started=$SECONDS
     set +e
