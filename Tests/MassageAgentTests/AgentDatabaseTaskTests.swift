@@ -18,7 +18,10 @@ import Testing
 
 @Suite("The agent's database from tasks (real SQLite)")
 struct AgentDatabaseTaskTests {
-    @Test("outbox writers waiting for SQLite's write lock hold no thread of the cooperative pool: with more of them than the pool has threads, another task still runs, and every entry lands in order")
+    @Test("outbox writers waiting for SQLite's write lock hold no thread of the cooperative pool: with more of them than the pool has threads, another task still runs, and every entry lands in order",
+          // Real time against SQLite's busy timeout, and a pool no other suite's blocking work fills:
+          // deploy/test.sh runs it with the tests that run alone.
+          .tags(.slow))
     func waitingWritersLeaveThePoolFree() async throws {
         let dir = try TemporaryDirectory(prefix: "outbox-pool")
         let path = dir.url.appendingPathComponent("agent.sqlite").path
