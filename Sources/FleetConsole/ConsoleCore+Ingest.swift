@@ -110,9 +110,7 @@ extension ConsoleCore {
         default:
             break
         }
-        let rules = IngestRules(resyncIntervalSeconds: configuration.health.resyncIntervalSeconds, quota: configuration.deviceQuota,
-                                isReplica: isReplica, timeZone: configuration.timeZone(ofSite:))
-        let effects = model.withLock { $0.apply(payload, from: address, raw: raw, retained: retained, now: now, rules: rules) }
+        let effects = model.withLock { $0.apply(payload, from: address, raw: raw, retained: retained, now: now, rules: ingestRules) }
         if let drop = effects.overQuota {
             metrics.quotaDropped.increment()
             pending.withLock { _ = $0.dirtyDevices.insert(address) } // the count is kept in the device's row

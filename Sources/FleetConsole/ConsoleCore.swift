@@ -27,6 +27,9 @@ public final class ConsoleCore: Service, Sendable {
     let liveness = Liveness()
     /// What the console reads as now and how its loops wait (ConsoleClock.swift).
     let clock: any ConsoleClock
+    /// What ingest applies messages by: fixed by the configuration, made
+    /// once rather than for every message.
+    let ingestRules: IngestRules
     let replyTopic: String
     /// Wakes the flusher when a batch grew large.
     let flushSignal: AsyncStream<Void>.Continuation
@@ -62,6 +65,8 @@ public final class ConsoleCore: Service, Sendable {
                 clock: any ConsoleClock = SystemConsoleClock()) async throws {
         self.configuration = configuration
         self.clock = clock
+        ingestRules = IngestRules(resyncIntervalSeconds: configuration.health.resyncIntervalSeconds, quota: configuration.deviceQuota,
+                                  isReplica: configuration.replica != nil, timeZone: configuration.timeZone(ofSite:))
         self.logger = logger
         self.store = store
         metrics = ConsoleMetrics()

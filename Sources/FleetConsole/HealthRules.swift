@@ -51,8 +51,7 @@ struct HealthRules: Sendable {
                 raise("outbox_drops", .warning, "\(address) dropped undelivered messages from its outbox in the last \(Int(h.outboxDropWindowSeconds)) s (\(r.usage?.outboxDropped ?? 0) in all)")
             }
             if let at = r.quotaExceededAt, now.timeIntervalSince(at) < FleetModel.quotaAlertSeconds {
-                let q = quota
-                raise("quota_exceeded", .warning, "\(address) sent more than its ingest quota (\(Self.plain(q.messagesPerSecond)) messages, \(Self.plain(q.bytesPerSecond)) bytes a second); \(r.quotaDrops ?? 1) message(s) dropped in all, the last at \(RFC3339.string(from: at))")
+                raise("quota_exceeded", .warning, "\(address) sent more than its ingest quota (\(Self.plain(quota.messagesPerSecond)) messages, \(Self.plain(quota.bytesPerSecond)) bytes a second); \(r.quotaDrops ?? 1) message(s) dropped in all, the last at \(RFC3339.string(from: at))")
             }
             if let at = r.sequenceFaultAt, now.timeIntervalSince(at) < FleetModel.sequenceFaultAlertSeconds {
                 raise("sequence_fault", .warning, "\(address) sent \(r.sequenceFaults ?? 1) event(s) with an implausible seq, refused; the last: \(r.sequenceFaultDetail ?? "?")")
