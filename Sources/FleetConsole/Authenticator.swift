@@ -18,7 +18,7 @@ struct Authenticator: RouterMiddleware {
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
         var context = context
         context.bearer = Result { () throws(ConsoleError) -> Principal in
-            try core.authenticate(authorization: request.headers[.authorization])
+            try core.access.authenticate(authorization: request.headers[.authorization])
         }
         context.session = sessions.signedIn(request)
         return try await next(request, context)

@@ -2,7 +2,7 @@ import FleetProtocol
 import Foundation
 
 /// What can happen to one device's copy of a command. The dispatcher's state
-/// machine (`CommandTargetResult.apply`) is pure: ConsoleCore's command code
+/// machine (`CommandTargetResult.apply`) is pure: CommandService
 /// decides which transition an event is, applies it under the commands'
 /// lock, and persists and audits what changed.
 ///

@@ -1,7 +1,7 @@
 import Foundation
 
 /// This console process's hold on the `coordinator` lease (docs/scaling.md;
-/// ConsoleCore+Replica decides what holding it means). It needs the store's
+/// Coordinator.swift decides what holding it means). It needs the store's
 /// lease table and nothing else of it.
 struct CoordinatorLease: Sendable {
     static let name = "coordinator"

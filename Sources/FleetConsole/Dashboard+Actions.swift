@@ -34,13 +34,13 @@ extension Dashboard {
         actions.action("/ui/alerts/:id/ack", requires: .operator, formLimit: limit) { _, context -> Response in
             guard let id = context.parameters.get("id").flatMap(Int64.init) else { return Self.text(.badRequest, "alert id: expected a number") }
             // Refused: the error's status and message, as text (ErrorMiddleware).
-            _ = try await core.acknowledgeAlert(id: id, by: context.principal)
+            _ = try await core.healthMonitor.acknowledgeAlert(id: id, by: context.principal)
             return Self.redirect("/alerts", cookie: Self.flashCookie("Alert \(id) acknowledged."))
         }
 
         actions.action("/ui/rollouts/:id/:action", requires: .admin, formLimit: limit) { _, context -> Response in
             let id = context.parameters.get("id") ?? "", action = context.parameters.get("action") ?? ""
-            do throws(ConsoleError) { _ = try await core.controlRollout(id: id, action: action, by: context.principal) } catch {
+            do throws(ConsoleError) { _ = try await core.rollouts.control(id: id, action: action, by: context.principal) } catch {
                 return Self.redirect("/rollouts", cookie: Self.flashCookie(error.message))
             }
             return Self.redirect("/rollouts", cookie: Self.flashCookie("Rollout \(id): \(action) done."))
@@ -50,12 +50,12 @@ extension Dashboard {
     /// Submits a command for the dashboard and redirects back with its outcome.
     func run(_ submission: CommandSubmission, by principal: Principal, back: String) async -> Response {
         do {
-            var record = try await core.submit(submission, by: principal)
+            var record = try await core.commands.submit(submission, by: principal)
             // Give the devices a moment to answer so the flash can say how it went.
             let deadline = Date().addingTimeInterval(3)
             while !record.isFinished, Date() < deadline {
                 try? await Task.sleep(for: .milliseconds(100))
-                record = (try? await core.command(id: record.id, for: principal)) ?? record
+                record = (try? await core.commands.command(id: record.id, for: principal)) ?? record
             }
             let counts = Dictionary(grouping: record.results, by: \.state.rawValue).map { "\($0.value.count) \($0.key)" }.sorted().joined(separator: ", ")
             let errors = record.results.compactMap(\.error?.message).prefix(2).joined(separator: "; ")

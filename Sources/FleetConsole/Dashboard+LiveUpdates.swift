@@ -12,17 +12,17 @@ extension Dashboard {
         events.get("/events/devices/:site/:device") { _, context -> Response in
             let id = context.signedIn.id, s = context.signedIn
             let site = context.parameters.get("site") ?? "", device = context.parameters.get("device") ?? ""
-            guard (try? await core.device(site: site, device: device, for: s.principal)) != nil else { return Self.text(.notFound, "no such device") }
+            guard (try? await core.queries.device(site: site, device: device, for: s.principal)) != nil else { return Self.text(.notFound, "no such device") }
             return self.stream(session: id) { principal in
                 // The device's site may have left the token's list: the stream ends.
-                guard let d = try? await core.device(site: site, device: device, for: principal) else { return nil }
+                guard let d = try? await core.queries.device(site: site, device: device, for: principal) else { return nil }
                 return Self.json(Self.live(d.telemetry, at: d.telemetryAt))
             }
         }
         events.get("/events/overview") { _, context -> Response in
             let id = context.signedIn.id
             return self.stream(session: id) { principal in
-                let sites = await core.sites(for: principal).map { site -> [String: Any] in
+                let sites = await core.queries.sites(for: principal).map { site -> [String: Any] in
                     ["site": site.site, "counts": ["devices": site.devices, "online": site.online, "in_session": site.inSession, "idle": site.idle,
                                                    "offline": site.offline, "faulted": site.faulted, "alerts": site.activeAlerts,
                                                    "sessions_today": site.sessionsToday, "utilisation": "\(Int((site.utilisation * 100).rounded()))%"] as [String: Any]]

@@ -13,8 +13,8 @@ extension Dashboard {
             let s = context.signedIn
             // Each site's start form offers the programs its own devices run
             // (never another site's: issue 20, item 6).
-            let programs = core.programsBySite(for: s.principal)
-            let sites = await core.sites(for: s.principal).map { site -> [String: Any] in
+            let programs = core.queries.programsBySite(for: s.principal)
+            let sites = await core.queries.sites(for: s.principal).map { site -> [String: Any] in
                 var d = (try? JSONValue(encoding: site)).map(Self.plain) as? [String: Any] ?? [:]
                 d["utilisationText"] = "\(Int((site.utilisation * 100).rounded()))%"
                 d["programs"] = programs[site.site] ?? []
@@ -27,11 +27,11 @@ extension Dashboard {
 
         pages.get("/devices") { _, context -> Response in
             let s = context.signedIn
-            let devices = ((try? core.devices(for: s.principal)) ?? []).map { d -> [String: Any] in
+            let devices = ((try? core.queries.devices(for: s.principal)) ?? []).map { d -> [String: Any] in
                 ["site": d.site, "device": d.device, "state": d.state.rawValue, "health": d.health.rawValue,
                  "program": d.session?.program ?? "", "config": "\(d.config.reported.map(String.init) ?? "–") / \(d.config.desired.map(String.init) ?? "–")"]
             }
-            let siteIDs = await core.sites(for: s.principal).map(\.site)
+            let siteIDs = await core.queries.sites(for: s.principal).map(\.site)
             return self.page("devices", title: "Devices", session: s, ["devices": devices, "siteIDs": siteIDs])
         }
 
@@ -39,7 +39,7 @@ extension Dashboard {
             let s = context.signedIn
             let site = context.parameters.get("site") ?? "", device = context.parameters.get("device") ?? ""
             // Refused (403, 404, …): the error's status and message, as text (ErrorMiddleware).
-            let detail = try await core.device(site: site, device: device, for: s.principal)
+            let detail = try await core.queries.device(site: site, device: device, for: s.principal)
             let sum = detail.summary
             var ctx: [String: Any] = [
                 "site": site, "device": device, "state": sum.state.rawValue, "health": sum.health.rawValue,
@@ -56,7 +56,7 @@ extension Dashboard {
 
         pages.get("/alerts") { request, context -> Response in
             let s = context.signedIn
-            let alerts = ((try? await core.alerts(for: s.principal, activeOnly: true)) ?? []).map { a -> [String: Any] in
+            let alerts = ((try? await core.healthMonitor.alerts(for: s.principal, activeOnly: true)) ?? []).map { a -> [String: Any] in
                 ["id": "\(a.id)", "severity": a.severity.rawValue, "site": a.site, "device": a.device ?? "all", "type": a.type, "message": a.message,
                  "raised": Self.when(a.raisedAt), "acknowledged": a.acknowledgedBy.map { "\($0), \(Self.when(a.acknowledgedAt))" } ?? "",
                  "canAck": s.principal.role >= .operator && a.acknowledgedBy == nil, "csrf": s.csrf]
@@ -66,7 +66,7 @@ extension Dashboard {
 
         pages.get("/usage") { _, context -> Response in
             let s = context.signedIn
-            let report = (try? core.usage(for: s.principal)) ?? UsageReport(days: [], totals: [:])
+            let report = (try? core.queries.usage(for: s.principal)) ?? UsageReport(days: [], totals: [:])
             let sites = report.totals.keys.sorted().map { site -> [String: Any] in
                 let total = report.totals[site]!
                 func minutes(_ seconds: [String: UInt64]) -> [(String, Double)] { seconds.map { ($0.key, Double($0.value) / 60) }.sorted { $0.1 > $1.1 } }
@@ -84,7 +84,7 @@ extension Dashboard {
 
         pages.get("/rollouts") { request, context -> Response in
             let s = context.signedIn
-            let list = ((try? await core.rolloutList(for: s.principal)) ?? []).map { r -> [String: Any] in
+            let list = ((try? await core.rollouts.list(for: s.principal)) ?? []).map { r -> [String: Any] in
                 ["id": r.id, "name": r.name, "state": r.state.rawValue, "reason": r.reason ?? false,
                  "waves": r.waves.map { "\($0.index): \($0.size) \($0.state)" }.joined(separator: ", "),
                  "counts": r.counts.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", "),

@@ -25,11 +25,11 @@ extension Dashboard {
         router.post("/login") { request, _ -> Response in
             let form = await Self.form(request, limit: limit)
             let token = (form["token"] ?? "").trimmingCharacters(in: .whitespaces)
-            guard let principal = try? core.authenticate(authorization: "Bearer " + token) else {
+            guard let principal = try? core.access.authenticate(authorization: "Bearer " + token) else {
                 return self.page("login", title: "Sign in", session: nil, status: .unauthorized, ["error": "That token is not valid."])
             }
             let id = sessions.start(principal, token: token)
-            await core.audit(principal, "dashboard.sign_in", targets: "-", outcome: "ok")
+            await core.audit.record(principal, "dashboard.sign_in", targets: "-", outcome: "ok")
             let secure = DashboardSessions.isSecure(request, core.configuration.secureCookies)
             return Self.redirect("/", cookie: DashboardSessions.sessionCookie(id, secure: secure, maxAge: Int(DashboardSessions.lifetime)))
         }

@@ -70,7 +70,7 @@ final class DashboardSessions: Sendable {
             return s
         }
         guard var s = found else { return nil }
-        guard let principal = core.principal(tokenDigest: s.tokenDigest) else {
+        guard let principal = core.access.principal(tokenDigest: s.tokenDigest) else {
             end(id: id)
             return nil
         }

@@ -44,7 +44,7 @@ extension FleetModel {
     /// Applies one decoded agent message from `address` at `now` to the
     /// model — the device's record, usage, holes, resync bookkeeping and
     /// quota — and returns what the console must do about it. Pure: no
-    /// clock, no I/O, no locks; `ConsoleCore.apply` calls it under the
+    /// clock, no I/O, no locks; `IngestService.apply` calls it under the
     /// model's lock and performs the effects.
     mutating func apply(_ payload: AgentPayload, from address: DeviceAddress, raw: [UInt8], retained: Bool, now: Date, rules: IngestRules) -> IngestEffects {
         var items = IngestEffects()

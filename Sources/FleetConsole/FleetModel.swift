@@ -97,7 +97,7 @@ public struct DeviceRecord: Codable, Sendable {
 }
 
 /// The in-memory fleet: devices by address, cumulative usage, daily usage,
-/// active alerts. Behind a Mutex in `ConsoleCore`.
+/// active alerts. Behind a Mutex in `FleetState`, shared by the console's services.
 struct FleetModel: Sendable {
     var devices: [DeviceAddress: DeviceRecord] = [:]
     var usage: [DeviceAddress: (last: Usage, total: Usage)] = [:]

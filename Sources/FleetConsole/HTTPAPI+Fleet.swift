@@ -7,7 +7,7 @@ extension HTTPAPI {
         let limit = core.configuration.maxRequestBodyBytes
 
         api.get("/sites", .viewer) { _, context in
-            APIReply(["sites": await core.sites(for: context.principal)])
+            APIReply(["sites": await core.queries.sites(for: context.principal)])
         }
 
         api.get("/devices", .viewer) { request, context in
@@ -21,11 +21,11 @@ extension HTTPAPI {
                 guard let parsed = Health(rawValue: h) else { throw ConsoleError.badRequest("health: expected ok, warning or critical, got \"\(h)\"") }
                 health = parsed
             }
-            return APIReply(["devices": try core.devices(for: context.principal, site: query(request, "site"), state: state, health: health)])
+            return APIReply(["devices": try core.queries.devices(for: context.principal, site: query(request, "site"), state: state, health: health)])
         }
 
         api.get("/devices/:site/:device", Access.viewer.seeing(site: "site")) { _, context in
-            APIReply(try await core.device(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", for: context.principal))
+            APIReply(try await core.queries.device(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", for: context.principal))
         }
 
         // Forget a device (issue 20, items 10 and 18; docs/api.md). The body is optional.
@@ -38,11 +38,11 @@ extension HTTPAPI {
                 case .failure(let error): throw ConsoleError.badRequest("expected no body or {\"reason\": \"…\"}: \(error.message)")
                 }
             }
-            return APIReply(try await core.forget(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", reason: reason, by: context.principal))
+            return APIReply(try await core.persistence.forget(site: context.parameters.get("site") ?? "", device: context.parameters.get("device") ?? "", reason: reason, by: context.principal))
         }
 
         api.get("/usage", .viewer) { request, context in
-            APIReply(try core.usage(for: context.principal, site: query(request, "site"), from: query(request, "from"), to: query(request, "to")))
+            APIReply(try core.queries.usage(for: context.principal, site: query(request, "site"), from: query(request, "from"), to: query(request, "to")))
         }
 
         api.get("/audit", Access.admin("the audit log").everySite()) { request, context in
@@ -51,7 +51,7 @@ extension HTTPAPI {
                 guard let n = Int(l), (1...10_000).contains(n) else { throw ConsoleError.badRequest("limit: expected an integer from 1 to 10000, got \"\(l)\"") }
                 limit = n
             }
-            return APIReply(["entries": try await core.auditEntries(for: context.principal, limit: limit)])
+            return APIReply(["entries": try await core.audit.entries(for: context.principal, limit: limit)])
         }
     }
 }

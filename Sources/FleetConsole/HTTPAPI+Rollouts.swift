@@ -12,20 +12,20 @@ extension HTTPAPI {
             case .success(let d): document = d
             case .failure(let error): throw ConsoleError.badRequest(error.reasons.joined(separator: "; "))
             }
-            return APIReply(.created, try await core.createRollout(document, by: context.principal))
+            return APIReply(.created, try await core.rollouts.create(document, by: context.principal))
         }
 
         api.get("/rollouts", .viewer) { _, context in
-            APIReply(["rollouts": try await core.rolloutList(for: context.principal)])
+            APIReply(["rollouts": try await core.rollouts.list(for: context.principal)])
         }
 
         api.get("/rollouts/:id", .viewer) { _, context in
-            APIReply(try await core.rollout(id: context.parameters.get("id") ?? "", for: context.principal))
+            APIReply(try await core.rollouts.rollout(id: context.parameters.get("id") ?? "", for: context.principal))
         }
 
         for action in ["pause", "resume", "abort"] {
             api.post("/rollouts/:id/\(action)", .admin("\(action) of a rollout")) { _, context in
-                APIReply(try await core.controlRollout(id: context.parameters.get("id") ?? "", action: action, by: context.principal))
+                APIReply(try await core.rollouts.control(id: context.parameters.get("id") ?? "", action: action, by: context.principal))
             }
         }
     }

@@ -4,7 +4,7 @@ import Foundation
 /// The console's health rules: which alerts the fleet calls for at a given
 /// time, and how the active alerts follow them. Pure — the model, the
 /// thresholds and `now` in, conditions and alert changes out — so every
-/// rule is tested on a manual clock (HealthRulesTests); `ConsoleCore`'s
+/// rule is tested on a manual clock (HealthRulesTests); `HealthMonitor`'s
 /// health loop gathers the inputs and performs the changes.
 struct HealthRules: Sendable {
     var thresholds: HealthThresholds

@@ -8,7 +8,7 @@ import Synchronization
 /// socket). One producer and one consumer.
 final class IngestHandoff: Sendable {
     private struct State {
-        var items: [ConsoleCore.Received] = []
+        var items: [IngestService.Received] = []
         var finished = false
         /// The applier found nothing and waits for `wakeApplier`.
         var applierWaits = false
@@ -30,7 +30,7 @@ final class IngestHandoff: Sendable {
     }
 
     /// Adds one item; waits while the handoff is full.
-    func append(_ item: ConsoleCore.Received) async {
+    func append(_ item: IngestService.Received) async {
         let (wake, full) = state.withLock { s -> (Bool, Bool) in
             s.items.append(item)
             let wake = s.applierWaits
@@ -61,7 +61,7 @@ final class IngestHandoff: Sendable {
     /// Applies every item, in order, until `finish`. Cancelled (the console
     /// shutting down), it goes on applying until the producer has finished
     /// too, so nothing already decoded is dropped.
-    func drain(_ apply: (ConsoleCore.Received) -> Void) async {
+    func drain(_ apply: (IngestService.Received) -> Void) async {
         var wakeups = applierWakeups.makeAsyncIterator()
         while true {
             let (batch, finished) = take()
@@ -79,8 +79,8 @@ final class IngestHandoff: Sendable {
     }
 
     /// Everything waiting; wakes a producer that waited for room.
-    private func take() -> (batch: [ConsoleCore.Received], finished: Bool) {
-        let (batch, finished, producerWaited) = state.withLock { s -> ([ConsoleCore.Received], Bool, Bool) in
+    private func take() -> (batch: [IngestService.Received], finished: Bool) {
+        let (batch, finished, producerWaited) = state.withLock { s -> ([IngestService.Received], Bool, Bool) in
             let batch = s.items
             s.items = []
             s.items.reserveCapacity(batch.count)

@@ -6,6 +6,8 @@ import Musl
 import Darwin
 #endif
 import Foundation
+import Logging
+import ServiceLifecycle
 
 /// systemd's service notifications (sd_notify(3)), without libsystemd: one
 /// datagram to the `AF_UNIX` socket named by `NOTIFY_SOCKET` per message.
@@ -63,16 +65,38 @@ struct SystemdNotifier: Sendable {
     }
 }
 
-extension ConsoleCore {
-    /// Under systemd: `READY=1` now, then `WATCHDOG=1` every half watchdog
-    /// period while ingest is not stalled (`Liveness`), and `STOPPING=1` at
-    /// shutdown (sent by `run`).
-    func systemdLoop() async {
-        guard let notifier = SystemdNotifier() else { return }
+/// Under systemd: `READY=1` when the console starts, then `WATCHDOG=1`
+/// every half watchdog period while ingest is not stalled (`Liveness`), and
+/// `STOPPING=1` when a graceful shutdown begins. Outside systemd (no
+/// NOTIFY_SOCKET) it is not part of the console.
+final class SystemdWatchdog: Service, Sendable {
+    let notifier: SystemdNotifier
+    let liveness: Liveness
+    let logger: Logger
+
+    init?(liveness: Liveness, logger: Logger) {
+        guard let notifier = SystemdNotifier() else { return nil }
+        self.notifier = notifier
+        self.liveness = liveness
+        self.logger = logger
+    }
+
+    func run() async throws {
         if !notifier.send("READY=1") {
             logger.warning("could not notify systemd (NOTIFY_SOCKET)", metadata: ["socket": "\(notifier.socketPath)", "errno": "\(errno)"])
         }
-        guard let interval = SystemdNotifier.watchdogInterval() else { return }
+        await withGracefulShutdownHandler {
+            await cancelWhenGracefulShutdown { await self.feed() }
+        } onGracefulShutdown: {
+            self.notifier.send("STOPPING=1")
+        }
+    }
+
+    private func feed() async {
+        guard let interval = SystemdNotifier.watchdogInterval() else {
+            try? await gracefulShutdown()
+            return
+        }
         var saidStalled = false
         while !Task.isCancelled {
             let report = liveness.report()

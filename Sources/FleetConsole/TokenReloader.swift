@@ -7,7 +7,7 @@ import UnixSignals
 /// Reloads the API tokens on SIGHUP (`systemctl reload fleet-console`;
 /// issue 20, item 13): the console's configuration file is read again as
 /// at start-up (`tokens`, `tokens_file`, `FLEET_CONSOLE_ADMIN_TOKEN`) and
-/// its tokens replace the old ones at once (`ConsoleCore.replaceTokens`):
+/// its tokens replace the old ones at once (`AccessControl.replaceTokens`):
 /// a removed token fails its next API call and the dashboard sessions
 /// signed in with it end; a token whose role or sites changed acts with
 /// the new ones from the next request. A file with any problem keeps the
@@ -45,7 +45,7 @@ public struct TokenReloader: Service {
                          metadata: ["config.problems": "\(error.problems.map(\.description).joined(separator: "; "))"])
             return
         }
-        let (ended, added) = core.replaceTokens(new)
+        let (ended, added) = core.access.replaceTokens(new)
         if new.isEmpty {
             logger.warning("SIGHUP: no API tokens are configured now: every API request will be refused")
         }

@@ -44,9 +44,9 @@ extension ConsoleReplyAndScopeTests {
             let northAdmin = Principal(name: "north-admin", role: .admin, sites: ["clinic-north"])
 
             // One rollout wholly at spa-south (aborted before it wrote anything), then a fleet-wide one.
-            let southOnly = try await core.createRollout(Self.rolloutDocument(name: "south only", targets: .init(sites: ["spa-south"])), by: headOffice)
-            _ = try await core.controlRollout(id: southOnly.id, action: "abort", by: headOffice)
-            let fleetWide = try await core.createRollout(Self.rolloutDocument(name: "fleet wide", targets: .init(all: true)), by: headOffice)
+            let southOnly = try await core.rollouts.create(Self.rolloutDocument(name: "south only", targets: .init(sites: ["spa-south"])), by: headOffice)
+            _ = try await core.rollouts.control(id: southOnly.id, action: "abort", by: headOffice)
+            let fleetWide = try await core.rollouts.create(Self.rolloutDocument(name: "fleet wide", targets: .init(all: true)), by: headOffice)
             #expect(fleetWide.devices.count == 4 && !fleetWide.partial)
             // One device failed at each site; the error threshold paused it, counting both.
             let threshold = try #require(fleetWide.document.errorThreshold)
@@ -62,32 +62,32 @@ extension ConsoleReplyAndScopeTests {
             }
 
             // In the core: the list, one rollout, the rollout wholly elsewhere.
-            let list = try await core.rolloutList(for: viewer)
+            let list = try await core.rollouts.list(for: viewer)
             #expect(list.map(\.id) == [fleetWide.id], "the south-only rollout is not listed: \(list.map(\.id))")
-            let view = try await core.rollout(id: fleetWide.id, for: viewer)
+            let view = try await core.rollouts.rollout(id: fleetWide.id, for: viewer)
             #expect(view.partial)
             #expect(Set(view.devices.map(\.site)) == ["clinic-north"], "\(view.devices)")
             #expect(view.counts == ["failed": 1, "pending": 1], "counts over clinic-north's devices only: \(view.counts)")
             #expect(view.waves.map(\.size).reduce(0, +) == 2, "wave sizes over clinic-north's devices: \(view.waves)")
             #expect(view.reason?.contains("2 of 2") == false && view.reason?.contains("error threshold") == true, "\(view.reason ?? "nil")")
-            let missing = await #expect(throws: ConsoleError.self) { try await core.rollout(id: southOnly.id, for: viewer) }
+            let missing = await #expect(throws: ConsoleError.self) { try await core.rollouts.rollout(id: southOnly.id, for: viewer) }
             #expect(missing?.status == 404, "\(String(describing: missing))")
             // Someone of every site sees it all.
-            let whole = try await core.rollout(id: fleetWide.id, for: headOffice)
+            let whole = try await core.rollouts.rollout(id: fleetWide.id, for: headOffice)
             #expect(!whole.partial && whole.devices.count == 4 && whole.reason == fullReason)
 
             // A site-limited admin acts only on rollouts wholly at its sites, and targets nothing it may not see.
             for action in ["pause", "resume", "abort"] {
-                let refused = await #expect(throws: ConsoleError.self) { try await core.controlRollout(id: fleetWide.id, action: action, by: northAdmin) }
+                let refused = await #expect(throws: ConsoleError.self) { try await core.rollouts.control(id: fleetWide.id, action: action, by: northAdmin) }
                 #expect(refused?.status == 403, "\(action): \(String(describing: refused))")
             }
-            #expect(try await core.rollout(id: fleetWide.id, for: headOffice).state == .paused, "nothing changed")
+            #expect(try await core.rollouts.rollout(id: fleetWide.id, for: headOffice).state == .paused, "nothing changed")
             let all = await #expect(throws: ConsoleError.self) {
-                try await core.createRollout(Self.rolloutDocument(name: "everything", targets: .init(all: true)), by: northAdmin)
+                try await core.rollouts.create(Self.rolloutDocument(name: "everything", targets: .init(all: true)), by: northAdmin)
             }
             #expect(all?.status == 403 && all?.message.contains("spa-south") == false, "\(String(describing: all))")
             let unknownElsewhere = await #expect(throws: ConsoleError.self) {
-                try await core.createRollout(Self.rolloutDocument(name: "probe", targets: .init(devices: ["spa-south/no-such-device"])), by: northAdmin)
+                try await core.rollouts.create(Self.rolloutDocument(name: "probe", targets: .init(devices: ["spa-south/no-such-device"])), by: northAdmin)
             }
             #expect(unknownElsewhere?.status == 403, "403, not 404: another site's devices neither exist nor not: \(String(describing: unknownElsewhere))")
 

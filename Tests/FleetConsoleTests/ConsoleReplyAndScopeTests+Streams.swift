@@ -89,7 +89,7 @@ extension ConsoleReplyAndScopeTests {
                     #expect(dashboard.streams.count(session: second.id) == 1 && dashboard.streams.count(session: other.id) == 1)
 
                     // Removing the token ends every session signed in with it (pages too).
-                    core.replaceTokens(tokens.filter { $0.name != "north-screen" })
+                    core.access.replaceTokens(tokens.filter { $0.name != "north-screen" })
                     try await waitUntil(timeout: .seconds(5), "the removed token's streams end") {
                         dashboard.streams.count(session: second.id) == 0 && bodies.mutex.withLock { $0.count } == 3
                     }

@@ -43,7 +43,7 @@ struct ConsoleReplyAndScopeTests {
     static func announce(_ address: DeviceAddress, programs: [String] = ["calf-release"], to core: ConsoleCore) {
         let list = programs.map { "\"\($0)\"" }.joined(separator: ", ")
         let status = #"{"state": "online", "agent_version": "1.0.0", "epoch": 1, "seq": 1, "ts": "2025-03-01T10:00:00.000Z", "programs": [\#(list)], "config_version": 0, "capabilities": []}"#
-        core.receive(MQTTMessage(topic: core.configuration.topicRoot.topic(.status, for: address), payload: Array(status.utf8), qos: .atLeastOnce, retain: true))
+        core.ingest.receive(MQTTMessage(topic: core.configuration.topicRoot.topic(.status, for: address), payload: Array(status.utf8), qos: .atLeastOnce, retain: true))
     }
 
     // MARK: Item 3: replies
@@ -55,27 +55,27 @@ struct ConsoleReplyAndScopeTests {
             Self.announce(Self.south, to: core)
             let admin = Principal(name: "admin", role: .admin)
             // The client never connects, so the copy stays queued with its nonce.
-            let record = try await core.submit(CommandSubmission(action: "ping", targets: .init(devices: ["\(Self.north)"])), by: admin)
-            let nonce = try #require(core.commands.withLock { $0[record.id]?.results.first?.nonce })
+            let record = try await core.commands.submit(CommandSubmission(action: "ping", targets: .init(devices: ["\(Self.north)"])), by: admin)
+            let nonce = try #require(core.commands.inFlight.withLock { $0[record.id]?.results.first?.nonce })
             let correlation = Array("\(record.id)\n\(Self.north)\n\(nonce)".utf8)
             func reply(_ marker: String, topic: String, retain: Bool) {
                 let payload = #"{"id": "\#(record.id)/\#(Self.north.site)/\#(Self.north.device)", "ok": true, "result": {"marker": "\#(marker)"}}"#
-                core.receive(MQTTMessage(topic: topic, payload: Array(payload.utf8), qos: .atLeastOnce, retain: retain,
+                core.ingest.receive(MQTTMessage(topic: topic, payload: Array(payload.utf8), qos: .atLeastOnce, retain: retain,
                                          properties: MQTTProperties(correlationData: correlation)))
             }
             func state() -> (CommandState?, JSONValue?) {
-                let r = core.commands.withLock { $0[record.id]?.results.first } ?? core.pending.withLock { $0.commands[record.id]?.results.first }
+                let r = core.commands.inFlight.withLock { $0[record.id]?.results.first } ?? core.state.pending.withLock { $0.commands[record.id]?.results.first }
                 return (r?.state, r?.result)
             }
-            let own = core.replyTopic(for: Self.north)
+            let own = core.ingest.topics.replyTopic(for: Self.north)
             #expect(own == "massage/v1/_console/reply/console/clinic-north/massager-01")
-            #expect(core.subscriptions.map(\.filter).contains("massage/v1/_console/reply/console/+/+"))
+            #expect(core.ingest.topics.subscriptions.map(\.filter).contains("massage/v1/_console/reply/console/+/+"))
 
             // Retained (a replay of what a device stored at the broker), the
             // shared topic of old, another device's reply topic, a deeper one.
             reply("retained", topic: own, retain: true)
-            reply("shared", topic: core.replyTopic, retain: false)
-            reply("other device", topic: core.replyTopic(for: Self.south), retain: false)
+            reply("shared", topic: core.ingest.topics.replyTopic, retain: false)
+            reply("other device", topic: core.ingest.topics.replyTopic(for: Self.south), retain: false)
             reply("deeper", topic: own + "/x", retain: false)
             #expect(state().0 == .queued, "a reply that must be ignored was applied: \(state())")
 
@@ -126,10 +126,10 @@ struct ConsoleReplyAndScopeTests {
     func scopedAdminAuditLog() async throws {
         try await Self.withCore { core in
             let scoped = Principal(name: "north-admin", role: .admin, sites: ["clinic-north"])
-            let error = await #expect(throws: ConsoleError.self) { try await core.auditEntries(for: scoped, limit: 10) }
+            let error = await #expect(throws: ConsoleError.self) { try await core.audit.entries(for: scoped, limit: 10) }
             #expect(error?.status == 403)
             #expect(error?.message.contains("north-admin") == true)
-            _ = try await core.auditEntries(for: Principal(name: "head-office", role: .admin), limit: 10)
+            _ = try await core.audit.entries(for: Principal(name: "head-office", role: .admin), limit: 10)
         }
     }
 

@@ -119,22 +119,22 @@ struct HealthRulesTests {
         for (kind, body) in [(DeviceTopicKind.status, #""state": "online", "agent_version": "1", "programs": [], "config_version": 0, "capabilities": []"#),
                              (.telemetry, #""session_state": "idle", "pressure_mmhg": {}, "motor_temp_c": 30, "faults": [], "interval_s": 5"#)] {
             let json = "{\(body), \"epoch\": 1, \"seq\": 1, \"ts\": \"\(ts)\"}"
-            core.receive(MQTTMessage(topic: core.configuration.topicRoot.topic(kind, for: address), payload: Array(json.utf8), qos: .atLeastOnce, retain: false))
+            core.ingest.receive(MQTTMessage(topic: core.configuration.topicRoot.topic(kind, for: address), payload: Array(json.utf8), qos: .atLeastOnce, retain: false))
         }
-        let record = try await core.submit(CommandSubmission(action: "ping", targets: .init(devices: ["\(address)"]), ttlSeconds: 60), by: Principal(name: "desk", role: .admin))
+        let record = try await core.commands.submit(CommandSubmission(action: "ping", targets: .init(devices: ["\(address)"]), ttlSeconds: 60), by: Principal(name: "desk", role: .admin))
         func state() -> CommandState? {
-            (core.commands.withLock { $0[record.id] } ?? core.pending.withLock { $0.commands[record.id] })?.results.first?.state
+            (core.commands.inFlight.withLock { $0[record.id] } ?? core.state.pending.withLock { $0.commands[record.id] })?.results.first?.state
         }
         #expect(state() == .queued)
 
         try await withThrowingDiscardingTaskGroup { group in
-            group.addTask { await core.commandSweepLoop() }
-            group.addTask { await core.healthLoop() }
+            group.addTask { await core.commands.sweepLoop() }
+            group.addTask { await core.healthMonitor.loop() }
             try await waitUntil(timeout: .seconds(10), "both loops asleep on the manual clock") { clock.sleepers >= 2 }
-            #expect(state() == .queued && core.model.withLock { $0.activeAlerts.isEmpty }, "nothing happens before the clock moves")
+            #expect(state() == .queued && core.state.model.withLock { $0.activeAlerts.isEmpty }, "nothing happens before the clock moves")
             clock.advance(by: 61)
             try await waitUntil(timeout: .seconds(10), "the copy expired and the device alerted stale") {
-                state() == .expired && core.model.withLock { $0.activeAlerts.keys.contains { $0.type == "stale" } }
+                state() == .expired && core.state.model.withLock { $0.activeAlerts.keys.contains { $0.type == "stale" } }
             }
             group.cancelAll()
         }

@@ -208,24 +208,24 @@ struct IngestFuzzCorpusTests {
             let topic: String
             switch mode {
             case 0..<kinds.count: topic = "massage/v1/\(site)/\(device)/\(kinds[mode])"
-            case 6: topic = core.replyTopic
+            case 6: topic = core.ingest.topics.replyTopic
             default:
                 let line = payload.firstIndex(of: UInt8(ascii: "\n")) ?? payload.endIndex
                 topic = String(decoding: payload[..<line], as: UTF8.self)
                 payload = Array(payload[min(line + 1, payload.endIndex)...])
             }
-            core.receive(MQTTMessage(topic: topic, payload: payload, qos: .atLeastOnce, retain: selector & 0x08 != 0))
+            core.ingest.receive(MQTTMessage(topic: topic, payload: payload, qos: .atLeastOnce, retain: selector & 0x08 != 0))
         }
-        await core.flushNow(includingDevices: true)
-        await core.evaluateHealth(now: Date())
+        await core.persistence.flushNow(includingDevices: true)
+        await core.healthMonitor.evaluateHealth(now: Date())
         let admin = Principal(name: "test", role: .admin)
-        let usage = try core.usage(for: admin)
+        let usage = try core.queries.usage(for: admin)
         for (site, total) in usage.totals {
             let counters = [total.sessions.started, total.sessions.completed, total.outboxDropped] + Array(total.sessions.aborted.values) + Array(total.seconds.byZone.values)
             #expect(counters.allSatisfy { $0 <= ProtocolLimits.maxInteger }, "\(site): \(total)")
         }
-        for summary in try core.devices(for: admin) {
-            _ = try await core.device(site: summary.site, device: summary.device, for: admin)
+        for summary in try core.queries.devices(for: admin) {
+            _ = try await core.queries.device(site: summary.site, device: summary.device, for: admin)
         }
         let text = core.metricsText
         #expect(text.contains("fleet_ingest_sequence_faults_total 2"), "bound-events-02 and -06 are device faults:\n\(text)")

@@ -9,11 +9,11 @@ import Testing
 @Suite("Ingest handoff between decoding and applying")
 struct IngestHandoffTests {
     /// An item that says which it was.
-    static func item(_ n: Int) -> ConsoleCore.Received {
+    static func item(_ n: Int) -> IngestService.Received {
         .rejected(MQTTMessage(topic: "item-\(n)", payload: []), why: "")
     }
 
-    static func number(_ item: ConsoleCore.Received) -> Int? {
+    static func number(_ item: IngestService.Received) -> Int? {
         guard case .rejected(let message, _) = item else { return nil }
         return Int(message.topic.dropFirst("item-".count))
     }
@@ -21,7 +21,7 @@ struct IngestHandoffTests {
     /// The numbers of the items applied, in order.
     final class Applied: Sendable {
         private let numbers = Mutex<[Int]>([])
-        func add(_ item: ConsoleCore.Received) { numbers.withLock { $0.append(IngestHandoffTests.number(item) ?? -1) } }
+        func add(_ item: IngestService.Received) { numbers.withLock { $0.append(IngestHandoffTests.number(item) ?? -1) } }
         var all: [Int] { numbers.withLock { $0 } }
     }
 

@@ -1,4 +1,4 @@
-// The console's ingest of any topic and payload (`ConsoleCore.receive`), as
+// The console's ingest of any topic and payload (`IngestService.receive`), as
 // if the broker delivered it: nothing malformed may trap, and what was
 // ingested must still flush to the database and answer the API's queries.
 //
@@ -80,24 +80,24 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     case 0..<kinds.count:
         topic = "massage/v1/\(site)/\(device)/\(kinds[mode])"
     case 6:
-        topic = core.replyTopic
+        topic = core.ingest.topics.replyTopic
     default:
         let line = payload.firstIndex(of: UInt8(ascii: "\n")) ?? payload.endIndex
         topic = String(decoding: payload[..<line], as: UTF8.self)
         payload = Array(payload[min(line + 1, payload.endIndex)...])
     }
-    core.receive(MQTTMessage(topic: topic, payload: payload, qos: .atLeastOnce, retain: selector & 0x08 != 0))
+    core.ingest.receive(MQTTMessage(topic: topic, payload: payload, qos: .atLeastOnce, retain: selector & 0x08 != 0))
 
     inputs += 1
     let count = inputs
-    if count % 16 == 0 { try? blocking { await core.flushNow(includingDevices: count % 256 == 0) } }
+    if count % 16 == 0 { try? blocking { await core.persistence.flushNow(includingDevices: count % 256 == 0) } }
     if count % 256 == 0 {
         try? blocking {
-            await core.evaluateHealth(now: Date())
-            _ = try? core.devices(for: operatorPrincipal)
-            _ = await core.sites(for: operatorPrincipal)
-            _ = try? core.usage(for: operatorPrincipal)
-            for (s, d) in addresses { _ = try? await core.device(site: s, device: d, for: operatorPrincipal) }
+            await core.healthMonitor.evaluateHealth(now: Date())
+            _ = try? core.queries.devices(for: operatorPrincipal)
+            _ = await core.queries.sites(for: operatorPrincipal)
+            _ = try? core.queries.usage(for: operatorPrincipal)
+            for (s, d) in addresses { _ = try? await core.queries.device(site: s, device: d, for: operatorPrincipal) }
         }
     }
     return 0

@@ -1,7 +1,14 @@
 import FleetProtocol
 import Foundation
 
-extension ConsoleCore {
+/// The API's and the dashboard's questions about the fleet: devices, one
+/// device, sites, usage, programs. Read from a copy of the model taken
+/// under its lock (ingest never waits for a query) and from the store.
+struct FleetQueries: Sendable {
+    let context: ConsoleContext
+    let state: FleetState
+    let store: any EventLog & AlertStore
+
     /// Active alerts by device, so a fleet's summaries cost one pass over
     /// the alerts, not one per device.
     struct AlertIndex {
@@ -25,9 +32,9 @@ extension ConsoleCore {
                              config: r.configVersions, forgottenAt: r.forgottenAt, revokedAt: r.revokedAt)
     }
 
-    public func devices(for principal: Principal, site: String? = nil, state: DeviceState? = nil, health: Health? = nil) throws(ConsoleError) -> [DeviceSummary] {
+    func devices(for principal: Principal, site: String? = nil, state: DeviceState? = nil, health: Health? = nil) throws(ConsoleError) -> [DeviceSummary] {
         if let site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
-        let (devices, active) = model.withLock { ($0.devices, $0.activeAlerts) }
+        let (devices, active) = self.state.model.withLock { ($0.devices, $0.activeAlerts) }
         let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query
         return devices.values
             .filter { principal.canSee(site: $0.site) && (site == nil || $0.site == site) }
@@ -36,10 +43,10 @@ extension ConsoleCore {
             .sorted { ($0.site, $0.device) < ($1.site, $1.device) }
     }
 
-    public func device(site: String, device: String, for principal: Principal) async throws(ConsoleError) -> DeviceDetail {
+    func device(site: String, device: String, for principal: Principal) async throws(ConsoleError) -> DeviceDetail {
         guard principal.canSee(site: site) else { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
         guard let address = try? DeviceAddress(site: site, device: device) else { throw .badRequest("\"\(site)/\(device)\" is not a valid site/device address") }
-        let (record, active) = model.withLock { ($0.devices[address], $0.activeAlerts) }
+        let (record, active) = state.model.withLock { ($0.devices[address], $0.activeAlerts) }
         let alerts = AlertIndex(active)
         guard let record else { throw .notFound("device \(address) is not known to this console") }
         let sessions = (try? await store.sessions(site: site, device: device, limit: 20)) ?? []
@@ -51,8 +58,8 @@ extension ConsoleCore {
 
     /// The programs the devices of each site `principal` may see can run,
     /// by site (the overview's start forms).
-    public func programsBySite(for principal: Principal) -> [String: [String]] {
-        let devices = model.withLock { $0.devices }
+    func programsBySite(for principal: Principal) -> [String: [String]] {
+        let devices = state.model.withLock { $0.devices }
         var out: [String: Set<String>] = [:]
         for (address, record) in devices where principal.canSee(site: address.site.rawValue) {
             out[address.site.rawValue, default: []].formUnion(record.programs)
@@ -60,19 +67,19 @@ extension ConsoleCore {
         return out.mapValues { $0.sorted() }
     }
 
-    public func sites(for principal: Principal) async -> [SiteSummary] {
-        let (devices, active) = model.withLock { ($0.devices, $0.activeAlerts) }
+    func sites(for principal: Principal) async -> [SiteSummary] {
+        let (devices, active) = state.model.withLock { ($0.devices, $0.activeAlerts) }
         let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query
-        var ids = Set(configuration.sites.map(\.id))
+        var ids = Set(context.configuration.sites.map(\.id))
         for a in devices.keys { ids.insert(a.site.rawValue) }
         var out: [SiteSummary] = []
         for id in ids.filter({ principal.canSee(site: $0) }).sorted() {
-            let site = configuration.site(id)
+            let site = context.configuration.site(id)
             let mine = devices.filter { $0.key.site.rawValue == id }.map { summary($0.value, alerts: alerts) }
-            let zone = configuration.timeZone(ofSite: id)
+            let zone = context.configuration.timeZone(ofSite: id)
             var calendar = Calendar(identifier: .gregorian)
             calendar.timeZone = zone
-            let today = calendar.startOfDay(for: clock.now())
+            let today = calendar.startOfDay(for: context.clock.now())
             let online = mine.filter(\.online).count
             let inSession = mine.filter { $0.state == .inSession }.count
             let sessionsToday = (try? await store.sessionsStarted(site: id, since: today)) ?? 0
@@ -88,7 +95,7 @@ extension ConsoleCore {
     }
 
     /// Usage per site and day (site time zone) and cumulative totals per site.
-    public func usage(for principal: Principal, site: String? = nil, from: String? = nil, to: String? = nil) throws(ConsoleError) -> UsageReport {
+    func usage(for principal: Principal, site: String? = nil, from: String? = nil, to: String? = nil) throws(ConsoleError) -> UsageReport {
         if let site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
         for (name, value) in [("from", from), ("to", to)] {
             guard let value else { continue }
@@ -99,7 +106,7 @@ extension ConsoleCore {
                 && calendar.date(from: DateComponents(year: parts[0], month: parts[1], day: parts[2])).map { calendar.dateComponents([.month, .day], from: $0) == DateComponents(month: parts[1], day: parts[2]) } == true
             if !valid { throw .badRequest("\(name): expected a day as YYYY-MM-DD, got \"\(value)\"") }
         }
-        let (days, usage) = model.withLock { ($0.usageDays, $0.usage) }
+        let (days, usage) = state.model.withLock { ($0.usageDays, $0.usage) }
         let visible = { (s: String) in principal.canSee(site: s) && (site == nil || s == site) }
         let selected = days.values.filter { visible($0.site) && (from == nil || $0.day >= from!) && (to == nil || $0.day <= to!) }
             .sorted { ($0.site, $0.day) < ($1.site, $1.day) }
@@ -110,5 +117,4 @@ extension ConsoleCore {
         return UsageReport(days: selected, totals: totals)
     }
 
-    public var metricsText: String { metrics.text() }
 }

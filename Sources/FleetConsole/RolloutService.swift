@@ -2,21 +2,51 @@ import FleetProtocol
 import Foundation
 import MassageEngine
 import Mosquitto
+import ServiceLifecycle
 
-extension ConsoleCore {
+/// Rollouts: the API's create, list and control, and the coordinator's
+/// stepping of every rollout that can still change, twice a second or when
+/// signalled. What a step does is decided by `RolloutRunner` (pure: a
+/// rollout, now and what the devices report in, actions out); this service
+/// gathers the inputs, records the result in one store transaction (two
+/// consoles never step or start overlapping rollouts) and performs the
+/// actions: audit lines and desired configs published retained.
+final class RolloutService: Service, CoordinatedWork, Sendable {
+    let context: ConsoleContext
+    let state: FleetState
+    let store: any RolloutStore
+    let client: MQTTClient
+    let coordinator: Coordinator
+    let audit: AuditTrail
+    private let signal: AsyncStream<Void>.Continuation
+    private let wakeups: AsyncStream<Void>
+
+    init(context: ConsoleContext, state: FleetState, store: any RolloutStore, client: MQTTClient, coordinator: Coordinator, audit: AuditTrail) {
+        self.context = context
+        self.state = state
+        self.store = store
+        self.client = client
+        self.coordinator = coordinator
+        self.audit = audit
+        (wakeups, signal) = AsyncStream.makeStream(of: Void.self, bufferingPolicy: .bufferingNewest(1))
+    }
+
+    /// A new coordinator steps at once what the last one left.
+    func coordinationBegan() { signal.yield() }
+
     /// `POST /api/v1/rollouts` (admin): validates the document (every reason
     /// at once, the config against the engine's limits), refuses a target
     /// already in an active rollout (409 naming it), and starts it.
-    public func createRollout(_ document: RolloutDocument, by principal: Principal) async throws(ConsoleError) -> Rollout {
-        try require(.admin, principal, for: "creating rollouts")
+    func create(_ document: RolloutDocument, by principal: Principal) async throws(ConsoleError) -> Rollout {
+        try principal.require(.admin, for: "creating rollouts")
         let problems = document.problems(builtins: ProgramLibrary())
         guard problems.isEmpty else {
-            await audit(principal, "rollout.create", targets: "-", outcome: "refused", detail: problems.joined(separator: "; "))
+            await audit.record(principal, "rollout.create", targets: "-", outcome: "refused", detail: problems.joined(separator: "; "))
             throw .badRequest(problems.joined(separator: "; "))
         }
         let targets = try rolloutTargets(document.targets, for: principal)
         guard !targets.isEmpty else { throw .badRequest("targets: no known device matches") }
-        let candidate = Rollout(id: "ro-\(UUID().uuidString.lowercased().prefix(12))", document: document, targets: targets, createdBy: principal.name, now: clock.now())
+        let candidate = Rollout(id: "ro-\(UUID().uuidString.lowercased().prefix(12))", document: document, targets: targets, createdBy: principal.name, now: context.clock.now())
         let wanted = Set(targets)
         // Checked and recorded in one store transaction: two consoles (replicas) never start overlapping rollouts.
         let rollout: Rollout
@@ -36,8 +66,8 @@ extension ConsoleCore {
         } catch {
             throw .unavailable("the rollout could not be recorded: \(error)")
         }
-        await audit(principal, "rollout.create", targets: describeTargets(document.targets), outcome: "started", detail: "\(rollout.id): \(rollout.waves.map { "\($0.size)" }.joined(separator: "+")) devices")
-        rolloutSignal.yield()
+        await audit.record(principal, "rollout.create", targets: describeTargets(document.targets), outcome: "started", detail: "\(rollout.id): \(rollout.waves.map { "\($0.size)" }.joined(separator: "+")) devices")
+        signal.yield()
         return rollout.visible(to: principal) ?? rollout
     }
 
@@ -53,7 +83,7 @@ extension ConsoleCore {
             throw .forbidden("token '\(principal.name)' may not act on site \"\(site)\"")
         }
         // A revoked device is in no rollout (issue 20, item 18).
-        let (known, revoked) = model.withLock { m in
+        let (known, revoked) = state.model.withLock { m in
             (Set(m.devices.filter { $0.value.revokedAt == nil }.keys), Set(m.devices.filter { $0.value.revokedAt != nil }.keys))
         }
         var chosen = Set<DeviceAddress>()
@@ -77,12 +107,12 @@ extension ConsoleCore {
 
     /// Rollouts are read from the store, where every console (replica) records
     /// them; each as `principal` may see it (`Rollout.visible(to:)`).
-    public func rolloutList(for principal: Principal) async throws(ConsoleError) -> [Rollout] {
+    func list(for principal: Principal) async throws(ConsoleError) -> [Rollout] {
         try await storedRollouts().compactMap { $0.visible(to: principal) }.sorted { $0.createdAt > $1.createdAt }
     }
 
     /// One rollout as `principal` may see it; 404 when it has no device at the principal's sites.
-    public func rollout(id: String, for principal: Principal) async throws(ConsoleError) -> Rollout {
+    func rollout(id: String, for principal: Principal) async throws(ConsoleError) -> Rollout {
         guard let r = try await storedRollouts().first(where: { $0.id == id })?.visible(to: principal) else {
             throw .notFound("rollout \"\(id)\" not found")
         }
@@ -94,8 +124,8 @@ extension ConsoleCore {
     }
 
     /// pause / resume / abort (admin).
-    public func controlRollout(id: String, action: String, by principal: Principal) async throws(ConsoleError) -> Rollout {
-        try require(.admin, principal, for: "\(action) of a rollout")
+    func control(id: String, action: String, by principal: Principal) async throws(ConsoleError) -> Rollout {
+        try principal.require(.admin, for: "\(action) of a rollout")
         guard ["pause", "resume", "abort"].contains(action) else { throw .notFound("unknown rollout action \"\(action)\"; expected pause, resume or abort") }
         let seen = try await rollout(id: id, for: principal)
         // Pausing, resuming or aborting (and rolling back) acts on every
@@ -103,7 +133,7 @@ extension ConsoleCore {
         if seen.partial {
             throw .forbidden("rollout \(id) also has devices at sites token '\(principal.name)' may not act on; an admin of every site it spans can \(action) it")
         }
-        let now = clock.now()
+        let now = context.clock.now()
         let name = principal.name
         let changed: (Rollout, [RolloutAction])
         do {
@@ -137,32 +167,34 @@ extension ConsoleCore {
             throw .unavailable("the rollout could not be updated: \(error)")
         }
         let (updated, actions) = changed
-        await audit(principal, "rollout.\(action)", targets: id, outcome: updated.state.rawValue)
+        await audit.record(principal, "rollout.\(action)", targets: id, outcome: updated.state.rawValue)
         await perform(actions, rollout: id)
-        rolloutSignal.yield()
+        signal.yield()
         return updated.visible(to: principal) ?? updated
     }
 
     /// Steps every rollout that can still change, twice a second or when signalled.
-    func rolloutLoop() async {
-        await withDiscardingTaskGroup { group in
-            group.addTask {
-                while !Task.isCancelled {
-                    try? await self.clock.sleep(for: .milliseconds(500))
-                    self.rolloutSignal.yield()
+    func run() async throws {
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await self.context.clock.sleep(for: .milliseconds(500))
+                        self.signal.yield()
+                    }
                 }
+                for await _ in self.wakeups { await self.step() }
+                group.cancelAll()
             }
-            for await _ in rolloutWakeups { await stepRollouts() }
-            group.cancelAll()
         }
     }
 
     /// The coordinator steps every rollout that can still change, in one store transaction.
-    func stepRollouts() async {
-        guard isCoordinator else { return }
-        let now = clock.now()
-        let devices = model.withLock { $0.devices }
-        let configuration = self.configuration
+    func step() async {
+        guard coordinator.isCoordinator else { return }
+        let now = context.clock.now()
+        let devices = state.model.withLock { $0.devices }
+        let configuration = context.configuration
         let observe = { @Sendable (a: DeviceAddress) -> RolloutObservation? in
             guard let d = devices[a] else { return nil }
             return RolloutObservation(online: d.online, desired: d.desired, reported: d.reported, telemetryAt: d.telemetryAt,
@@ -180,7 +212,7 @@ extension ConsoleCore {
                 return out
             }
         } catch {
-            logger.error("could not step the rollouts; trying again shortly", metadata: ["error": "\(error)"])
+            context.logger.error("could not step the rollouts; trying again shortly", metadata: ["error": "\(error)"])
             return
         }
         for (r, actions) in results {
@@ -193,31 +225,25 @@ extension ConsoleCore {
         for action in actions {
             switch action {
             case .audit(let text):
-                logger.info("\(text)")
-                try? await store.audit(AuditDraft(actor: "rollout", action: "rollout.transition", targets: id, outcome: text))
+                context.logger.info("\(text)")
+                await audit.record(AuditDraft(actor: "rollout", action: "rollout.transition", targets: id, outcome: text))
             case .writeDesired(let address, let desired):
                 writes.append((address, desired))
             }
         }
         guard !writes.isEmpty else { return }
         // Record them as desired at once, so the next step sees the new versions.
-        model.withLock { m in
-            for (address, desired) in writes {
-                var r = m.record(address)
-                r.desired = desired
-                r.desiredSince = clock.now()
-                m.devices[address] = r
-            }
-        }
+        let now = context.clock.now()
+        for (address, desired) in writes { state.setDesired(desired, for: address, at: now, onlyIfNewVersion: false) }
         // A wave's writes go out together, each acknowledged by the broker.
         await withTaskGroup(of: Void.self) { group in
             for (address, desired) in writes {
                 group.addTask {
                     do {
-                        try await self.client.publish(self.configuration.topicRoot.topic(.configDesired, for: address), payload: Array(try FleetJSON.encode(desired)),
+                        try await self.client.publish(self.context.configuration.topicRoot.topic(.configDesired, for: address), payload: Array(try FleetJSON.encode(desired)),
                                                       qos: .atLeastOnce, retain: true, properties: MQTTProperties(contentType: "application/json"))
                     } catch {
-                        self.logger.warning("could not publish a desired config; the device will time out and count as failed", metadata: ["device": "\(address)", "error": "\(error)"])
+                        self.context.logger.warning("could not publish a desired config; the device will time out and count as failed", metadata: ["device": "\(address)", "error": "\(error)"])
                     }
                 }
             }
