@@ -159,6 +159,7 @@ let package = Package(
             dependencies: [
                 "MassageAgent", "FleetProtocol", "FleetSettings", "MassagerLink",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ]
         ),
         // The console library: ingest, fleet store (SQLite or PostgreSQL),

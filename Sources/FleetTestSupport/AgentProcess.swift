@@ -321,6 +321,9 @@ public final class AgentProcess: Sendable {
     /// SIGKILL to the current run (a crash: no goodbye, the broker sends the will).
     public func kill() { process.kill() }
 
+    /// Another signal to the current run (SIGHUP, …).
+    public func send(_ signal: Int32) { process.send(signal) }
+
     /// Waits for the current run to exit and returns how it ended.
     @discardableResult
     public func waitForExit(timeout: Duration = .seconds(15)) async throws -> ExitStatus {

@@ -125,6 +125,10 @@ public final class ManagedProcess: Sendable {
     /// SIGKILL to the current run (a crash: no goodbye, the broker sends the will).
     public func kill() { currentRun?.kill() }
 
+    /// Any other signal to the current run (e.g. SIGHUP, as logrotate or
+    /// `systemctl reload` sends it).
+    public func send(_ signal: Int32) { currentRun?.send(signal) }
+
     /// Waits for the current run to exit and returns how it ended; a
     /// timeout carries ``diagnostics(lines:)``.
     @discardableResult

@@ -7,6 +7,7 @@ import MassageAgent
 import MassageEngine
 import MassagerLink
 import ServiceLifecycle
+import UnixSignals
 
 /// `massage-agent --config FILE [overrides]`: parses arguments, loads the
 /// configuration, and runs the agent in a ServiceGroup until SIGTERM/SIGINT.
@@ -40,6 +41,8 @@ struct AgentCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        // From here on a SIGHUP is logged and ignored (HangupNotice), not the end of the process.
+        let hangups = await UnixSignalsSequence(trapping: .sighup)
         let configuration: AgentConfiguration
         do throws(ConfigurationError) {
             configuration = try AgentConfiguration.load(
@@ -90,7 +93,7 @@ struct AgentCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("massage-agent: cannot start: \(error)\n".utf8))
             throw ExitCode(1)
         }
-        var services: [any Service] = [agent]
+        var services: [any Service] = [agent, HangupNotice(hangups: hangups, logger: logger)]
         if let control = hardware.testControl, let socket = configuration.testControlSocket {
             // Test only (hardware.test_control). Last, so it stops first.
             services.append(TestControlServer(path: socket.path, control: control, panel: .init(agent: agent), logger: logger))

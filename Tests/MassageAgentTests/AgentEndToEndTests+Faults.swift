@@ -172,6 +172,23 @@ extension AgentEndToEndTests {
         }
     }
 
+    @Test("SIGHUP during a session (logrotate, a systemctl reload) is logged and ignored: the agent and the session go on")
+    func hangupDuringSession() async throws {
+        try await AgentRig.run { rig in
+            let probe = rig.probe
+            let device = rig.device
+            let program = try BuiltInProgram.load("sole-vitality")
+            let sessionID = try await rig.startSession(program.id)
+            try await probe.waitForEvent(type: "session_step", sessionID: sessionID, on: device) { $0["step_index"]?.int == 1 }
+            rig.agent.send(SIGHUP)
+            try await waitUntil(timeout: .seconds(10), "the agent logged the hangup") { rig.agent.standardError().contains("SIGHUP ignored") }
+            // The session carries on to its next step, from the same process.
+            try await probe.waitForEvent(type: "session_step", sessionID: sessionID, on: device, timeout: .seconds(60)) { $0["step_index"]?.int == 2 }
+            #expect(rig.agent.isRunning, "still running after SIGHUP: \(rig.agent.diagnostics())")
+            #expect(probe.events(for: device).allSatisfy { $0.type != "session_aborted" }, "nothing was aborted")
+        }
+    }
+
     @Test("SIGTERM during a session: the massager is released, the session reported aborted shutdown, the status offline with reason shutdown, exit 0")
     func gracefulShutdownDuringSession() async throws {
         try await AgentRig.run { rig in
