@@ -174,7 +174,9 @@ struct IngestBench: AsyncParsableCommand {
         commandName: "ingest",
         abstract: "Console ingest and commit vs mosquitto_sub counting the same stream; console RSS with N devices; with --database postgres, also 1, 2, 3… replicas on one database.")
     @Option(help: "Simulated devices publishing.") var devices = 1000
-    @Option(help: "Events (QoS 1) per device.") var events = 50
+    @Option(help: "Messages per device (QoS 1).") var events = 50
+    @Option(help: "What the devices publish: events (each stored as a row) or telemetry (applied to the fleet model; only the device rows are written). Both at QoS 1, so every message arrives and the counts are exact; agents send telemetry at QoS 0.")
+    var kind = "events"
     @Option(help: "Publishing threads.") var threads = 2
     @Option(help: "The consoles' database: sqlite (a file of the one console) or postgres (one PostgreSQL server for the run, a fresh database per replica count).")
     var database = "sqlite"
@@ -204,6 +206,9 @@ struct IngestBench: AsyncParsableCommand {
         /// The PostgreSQL server's CPU seconds, all its processes (nil on SQLite).
         let postgresCPU: Double?
         let rssMiB: [Double]
+        /// How much the database grew over the run, in bytes (SQLite: the
+        /// file and its WAL; PostgreSQL: `pg_database_size`).
+        let diskGrowth: Int64?
 
         var stored: Int { shares.reduce(0) { $0 + $1.stored } }
     }
@@ -212,6 +217,9 @@ struct IngestBench: AsyncParsableCommand {
         func refuse(_ message: String) -> ExitCode {
             FileHandle.standardError.write(Data("fleet-bench ingest: \(message)\n".utf8))
             return ExitCode(2)
+        }
+        guard kind == "events" || kind == "telemetry" else {
+            throw refuse("--kind \(kind) is not known; expected events or telemetry")
         }
         guard database == "sqlite" || database == "postgres" else {
             throw refuse("--database \(database) is not known; expected sqlite or postgres")
@@ -267,7 +275,7 @@ struct IngestBench: AsyncParsableCommand {
         // reads past the end of a buffer while it lists /proc/self/fd, and with
         // over a thousand descriptors open that crashed this bench now and then
         // (swift-corelibs-foundation#5472, fixed after Swift 6.3.1).
-        let sub = try ProcessRunner.start(tool: "mosquitto_sub", arguments: ["-h", broker.host, "-p", "\(broker.port)", "-q", "1", "-t", "massage/v1/+/+/events", "-C", "\(total)"])
+        let sub = try ProcessRunner.start(tool: "mosquitto_sub", arguments: ["-h", broker.host, "-p", "\(broker.port)", "-q", "1", "-t", "massage/v1/+/+/\(kind)", "-C", "\(total)"])
         defer { sub.kill() }
 
         // Devices connect first (not timed).
@@ -286,18 +294,31 @@ struct IngestBench: AsyncParsableCommand {
         let consoleCPU0 = consoleCPU()
         let ingested0 = await scenario.metricSum("fleet_ingest_messages_total") ?? 0
         let postgresCPU0 = postmaster.map(cpuSecondsWithChildren)
+        func databaseBytes() async throws -> Int64 {
+            if let postgres {
+                let size = try await postgres.server.psql("select pg_database_size(current_database())", database: postgres.name)
+                return Int64(size.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1
+            }
+            let file = scenario.directory.url.appendingPathComponent("console.sqlite").path
+            return [file, file + "-wal"].reduce(0) { sum, path in
+                sum + ((try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.int64Value ?? 0)
+            }
+        }
+        // (Before the devices' sockets exist for psql; see mosquitto_sub above.)
+        let disk0 = postgres == nil ? nil : try await databaseBytes()
         let clock = ContinuousClock()
         let start = clock.now
         let payloads: [[[UInt8]]] = try (0..<devices).map { d in
             try (1...events).map { seq in
-                Array(try FleetJSON.encode(Stamped(Event(type: .sessionStep, sessionID: "s-\(d)", program: "calf-release", stepIndex: seq % 5, target: "calf", zone: "calf", technique: "kneading"),
-                                                   envelope: Envelope(ts: Date(), epoch: 1, seq: UInt64(seq)))))
+                if kind == "telemetry" { return try Self.telemetry(device: d, seq: seq) }
+                return Array(try FleetJSON.encode(Stamped(Event(type: .sessionStep, sessionID: "s-\(d)", program: "calf-release", stepIndex: seq % 5, target: "calf", zone: "calf", technique: "kneading"),
+                                                          envelope: Envelope(ts: Date(), epoch: 1, seq: UInt64(seq)))))
             }
         }
         try await withThrowingTaskGroup(of: Void.self) { tasks in
             for (d, client) in clients.enumerated() {
                 tasks.addTask {
-                    let topic = "massage/v1/site-\(d % 10)/dev-\(d)/events"
+                    let topic = "massage/v1/site-\(d % 10)/dev-\(d)/\(kind)"
                     for p in payloads[d] { try await client.publish(topic, payload: p, qos: .atLeastOnce) }
                 }
             }
@@ -312,7 +333,11 @@ struct IngestBench: AsyncParsableCommand {
             if consoleReceived == nil, let got = await scenario.metricSum("fleet_ingest_messages_total"), Int(got - ingested0) >= total {
                 consoleReceived = start.duration(to: clock.now)
             }
-            if consoleDone == nil, let stored = await scenario.metricSum("fleet_events_stored_total"), Int(stored) >= total { consoleDone = start.duration(to: clock.now) }
+            if kind == "telemetry" {
+                consoleDone = consoleReceived // nothing to commit but the device rows
+            } else if consoleDone == nil, let stored = await scenario.metricSum("fleet_events_stored_total"), Int(stored) >= total {
+                consoleDone = start.duration(to: clock.now)
+            }
             return subDone != nil && consoleDone != nil
         }
         let cpu = consoleCPU() - consoleCPU0
@@ -326,6 +351,7 @@ struct IngestBench: AsyncParsableCommand {
         let duplicates = Int(await scenario.metricSum("fleet_events_duplicate_total") ?? -1)
         let rss = consoles.map { ProcessStatistics.status($0.process.processIdentifier).rssMiB }
         for c in clients { await c.shutdown() } // before psql runs as a child (see mosquitto_sub above)
+        let diskGrowth = try await databaseBytes() - (disk0 ?? 0) // a fresh SQLite file starts at nothing
         var rows: Int?
         if let postgres {
             let counted = try await postgres.server.psql("select count(*) from event", database: postgres.name)
@@ -333,7 +359,17 @@ struct IngestBench: AsyncParsableCommand {
         }
         return Outcome(replicas: count, database: postgres == nil ? "SQLite" : "PostgreSQL", published: published, subDone: subDone!, consoleDone: consoleDone!,
                        consoleReceived: consoleReceived,
-                       shares: shares, duplicates: duplicates, rows: rows, consoleCPU: cpu, postgresCPU: postgresCPU, rssMiB: rss)
+                       shares: shares, duplicates: duplicates, rows: rows, consoleCPU: cpu, postgresCPU: postgresCPU, rssMiB: rss,
+                       diskGrowth: diskGrowth)
+    }
+
+    /// One device's telemetry during a session, as an agent sends it every second.
+    static func telemetry(device d: Int, seq: Int) throws -> [UInt8] {
+        let body = Telemetry(sessionState: .running, sessionID: "s-\(d)", program: "calf-release",
+                             step: CurrentStep(index: seq % 5, target: "calf", zone: "calf", technique: "kneading", intensity: 3, remainingSeconds: 40),
+                             elapsedSeconds: Double(seq), pressureMMHg: ["calf": Double(30 + seq % 20), "foot": 0], motorTempC: 31.5,
+                             breathingBPM: 6, intervalSeconds: 1)
+        return Array(try FleetJSON.encode(Stamped(body, envelope: Envelope(ts: Date(), epoch: 1, seq: UInt64(seq)))))
     }
 
     /// The table of one configuration; on SQLite with one console, the table this bench always printed.
@@ -344,12 +380,12 @@ struct IngestBench: AsyncParsableCommand {
         let several = o.replicas > 1
         let consoles = several ? "consoles (\(o.replicas) replicas)" : "console"
         let title = o.rows == nil ? "" : ", \(o.database), \(o.replicas) replica\(several ? "s" : "")"
-        print("| console ingest (\(devices) devices × \(events) QoS 1 events\(title)) | value |")
+        print("| console ingest (\(devices) devices × \(events) QoS 1 \(kind == "telemetry" ? "telemetry messages" : "events")\(title)) | value |")
         print("| --- | ---: |")
         print("| published in | \(String(format: "%.2f", o.published.seconds)) s |")
         print("| mosquitto_sub received all | \(String(format: "%.2f", o.subDone.seconds)) s → \(Int(reference)) msg/s |")
-        print("| \(consoles) ingested and committed all | \(String(format: "%.2f", o.consoleDone.seconds)) s → \(Int(ours)) msg/s |")
-        if let received = o.consoleReceived {
+        print("| \(consoles) \(kind == "telemetry" ? "received and applied" : "ingested and committed") all | \(String(format: "%.2f", o.consoleDone.seconds)) s → \(Int(ours)) msg/s |")
+        if kind == "events", let received = o.consoleReceived {
             print("| \(consoles) received as many messages (not yet committed) | \(String(format: "%.2f", received.seconds)) s |")
         }
         print("| ratio | \(String(format: "%.2f", ours / reference))× (goal ≥ 0.95×) |")
@@ -357,7 +393,12 @@ struct IngestBench: AsyncParsableCommand {
         if let postgresCPU = o.postgresCPU {
             print("| PostgreSQL CPU per message (all its processes) | \(String(format: "%.1f", postgresCPU / Double(total) * 1e6)) µs |")
         }
-        print("| events stored / duplicates ignored | \(o.stored) / \(o.duplicates) (expected \(total) / 0) |")
+        if kind == "events" {
+            print("| events stored / duplicates ignored | \(o.stored) / \(o.duplicates) (expected \(total) / 0) |")
+        }
+        if let growth = o.diskGrowth {
+            print("| database growth per \(kind == "telemetry" ? "message (device rows only)" : "event (rows and indexes\(o.rows == nil ? ", file and WAL" : ""))") | \(String(format: "%.0f", Double(growth) / Double(total))) B |")
+        }
         if let rows = o.rows {
             print("| rows in the event table | \(rows) (expected \(total)) |")
             print("| events stored by each replica (* holds the coordinator lease) | \(shareText(o, percent: true)) |")
