@@ -10,18 +10,11 @@ extension HTTPAPI {
             APIReply(["sites": await core.queries.sites(for: context.principal)])
         }
 
+        // Filtered, sorted and paged on the server (DeviceListQuery; docs/api.md).
         api.get("/devices", .viewer) { request, context in
-            var state: DeviceState?
-            if let s = query(request, "state") {
-                guard let parsed = DeviceState(rawValue: s) else { throw ConsoleError.badRequest("state: expected one of \(DeviceState.allCases.map(\.rawValue).joined(separator: ", ")), got \"\(s)\"") }
-                state = parsed
-            }
-            var health: Health?
-            if let h = query(request, "health") {
-                guard let parsed = Health(rawValue: h) else { throw ConsoleError.badRequest("health: expected ok, warning or critical, got \"\(h)\"") }
-                health = parsed
-            }
-            return APIReply(["devices": try core.queries.devices(for: context.principal, site: query(request, "site"), state: state, health: health)])
+            let q = try DeviceListQuery { query(request, $0) }
+            let all = try core.queries.devices(for: context.principal, site: q.site, state: q.state, health: q.health)
+            return APIReply(DeviceListReply(q.page(of: all)))
         }
 
         api.get("/devices/:site/:device", Access.viewer.seeing(site: "site")) { _, context in
