@@ -23,6 +23,9 @@ public final class IngestService: Service, Sendable {
     /// What ingest applies messages by: fixed by the configuration, made
     /// once rather than for every message.
     let rules: IngestRules
+    /// Recent session telemetry per device, bounded, for the dashboard's
+    /// live session picture (TelemetryHistory; fed by `apply`).
+    let telemetryHistory = TelemetryHistory()
 
     init(context: ConsoleContext, state: FleetState, client: MQTTClient, topics: ConsoleTopics, commands: CommandService, liveness: Liveness) {
         self.context = context
@@ -144,6 +147,7 @@ public final class IngestService: Service, Sendable {
             metrics.revokedIgnored.increment()
             return
         }
+        if case .telemetry(let t) = payload { telemetryHistory.record(address, t.body, at: now) } // the dashboard's session picture
         if effects.readmitted {
             logger.notice("a forgotten device is heard from live: provisioned again, it starts fresh", metadata: ["device": "\(address)"])
         }
