@@ -40,10 +40,13 @@ extension Dashboard {
 
         actions.action("/ui/rollouts/:id/:action", requires: .admin, formLimit: limit) { _, context -> Response in
             let id = context.parameters.get("id") ?? "", action = context.parameters.get("action") ?? ""
+            // Back to the rollout's own page, which follows it live.
+            let plain = id.count <= 64 && !id.isEmpty && id.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-") }
+            let back = plain ? "/rollouts/\(id)" : "/rollouts"
             do throws(ConsoleError) { _ = try await core.rollouts.control(id: id, action: action, by: context.principal) } catch {
-                return Self.redirect("/rollouts", cookie: Self.flashCookie(error.message))
+                return Self.redirect(back, cookie: Self.flashCookie(error.message))
             }
-            return Self.redirect("/rollouts", cookie: Self.flashCookie("Rollout \(id): \(action) done."))
+            return Self.redirect(back, cookie: Self.flashCookie("Rollout \(id): \(action) done."))
         }
     }
 

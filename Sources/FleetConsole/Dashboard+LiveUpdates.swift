@@ -16,14 +16,17 @@ extension Dashboard {
             return self.stream(session: id) { principal in
                 // The device's site may have left the token's list: the stream ends.
                 guard let d = try? await core.queries.device(site: site, device: device, for: principal) else { return nil }
-                return Self.json(Self.live(d.telemetry, at: d.telemetryAt))
+                var snapshot: [String: Any] = Self.live(d.telemetry, at: d.telemetryAt, zone: core.configuration.timeZone(ofSite: site))
+                snapshot.merge(Self.picture(core, site: site, device: device, telemetry: d.telemetry)) { $1 }
+                return Self.json(snapshot)
             }
         }
         events.get("/events/overview") { _, context -> Response in
             let id = context.signedIn.id
             return self.stream(session: id) { principal in
+                let floor = DashboardFloor.floor(core, for: principal)
                 let sites = await core.queries.sites(for: principal).map { site -> [String: Any] in
-                    ["site": site.site, "counts": ["devices": site.devices, "online": site.online, "in_session": site.inSession, "idle": site.idle,
+                    ["site": site.site, "tiles": floor[site.site]?.tiles.map(\.plain) ?? [], "more": floor[site.site]?.more ?? 0, "counts": ["devices": site.devices, "online": site.online, "in_session": site.inSession, "idle": site.idle,
                                                    "offline": site.offline, "faulted": site.faulted, "alerts": site.activeAlerts,
                                                    "sessions_today": site.sessionsToday, "utilisation": "\(Int((site.utilisation * 100).rounded()))%"] as [String: Any]]
                 }

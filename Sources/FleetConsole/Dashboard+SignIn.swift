@@ -18,6 +18,15 @@ extension Dashboard {
             return Response(status: .ok, headers: h, body: ResponseBody(byteBuffer: ByteBuffer(string: DashboardTemplates.js)))
         }
 
+        // The icon: linked from every page, and at /favicon.ico, which
+        // browsers ask for on their own (it answered 404 on every page).
+        for path in ["/static/icon.svg", "/favicon.ico"] {
+            router.get(RouterPath(path)) { _, _ -> Response in
+                var h = HTTPFields(); h[.contentType] = "image/svg+xml"; h[.cacheControl] = "max-age=86400"
+                return Response(status: .ok, headers: h, body: ResponseBody(byteBuffer: ByteBuffer(string: DashboardTemplates.icon)))
+            }
+        }
+
         router.get("/login") { _, context in
             context.session != nil ? Self.redirect("/") : self.page("login", title: "Sign in", session: nil, [:])
         }

@@ -28,7 +28,8 @@ final class Dashboard: Sendable {
         var library = MustacheLibrary()
         for (name, text) in [("layout", DashboardTemplates.layout), ("login", DashboardTemplates.login), ("overview", DashboardTemplates.overview),
                              ("devices", DashboardTemplates.devices), ("device", DashboardTemplates.device), ("alerts", DashboardTemplates.alerts),
-                             ("usage", DashboardTemplates.usage), ("rollouts", DashboardTemplates.rollouts)] {
+                             ("usage", DashboardTemplates.usage), ("rollouts", DashboardTemplates.rollouts),
+                             ("rolloutNew", DashboardTemplates.rolloutNew), ("rollout", DashboardTemplates.rollout)] {
             try library.register(text, named: name)
         }
         self.library = library
@@ -40,6 +41,8 @@ final class Dashboard: Sendable {
         addPages(to: router.group(context: DashboardRequestContext.self))
         addActions(to: router.group(context: DashboardRequestContext.self))
         addLiveUpdates(to: router.group(context: DashboardStreamContext.self))
+        addRolloutPages(pages: router.group(context: DashboardRequestContext.self), actions: router.group(context: DashboardRequestContext.self),
+                        events: router.group(context: DashboardStreamContext.self))
     }
 
     // MARK: Responses
@@ -89,23 +92,33 @@ final class Dashboard: Sendable {
     static func form(_ request: Request, limit: Int) async -> [String: String] {
         var request = request
         guard let buffer = try? await request.collectBody(upTo: limit) else { return [:] }
-        let raw = String(buffer: buffer).replacingOccurrences(of: "+", with: " ")
+        // application/x-www-form-urlencoded: `+` is a space, then %XX.
+        // (Read by hand: URLComponents leaves a value with a space
+        // undecoded, which broke multi-line and comma-separated fields.)
+        func decode(_ s: Substring) -> String {
+            let spaced = s.replacingOccurrences(of: "+", with: " ")
+            return spaced.removingPercentEncoding ?? spaced
+        }
         var out: [String: String] = [:]
-        for item in URLComponents(string: "?" + raw)?.queryItems ?? [] { out[item.name] = item.value ?? "" }
+        for pair in String(buffer: buffer).split(separator: "&", omittingEmptySubsequences: true) {
+            let parts = pair.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            out[decode(parts[0])] = parts.count > 1 ? decode(parts[1]) : ""
+        }
         return out
     }
 
-    static func when(_ d: Date?) -> String {
-        guard let d else { return "" }
-        return RFC3339.string(from: d).replacingOccurrences(of: "T", with: " ").prefix(19) + " UTC"
-    }
+    /// `d` in the site's time zone, the zone shown (DashboardFormat).
+    static func when(_ d: Date?, zone: TimeZone) -> String { DashboardFormat.time(d, in: zone) }
 
-    static func live(_ t: Telemetry?, at: Date?) -> [String: String] {
-        guard let t else { return ["state": "no telemetry yet", "step": "", "target": "", "technique": "", "intensity": "", "pressure": "", "motor_temp": "", "breathing": "", "faults": "", "lockout": "", "updated": ""] }
+    static func live(_ t: Telemetry?, at: Date?, zone: TimeZone) -> [String: String] {
+        guard let t else { return ["state": "no telemetry yet", "program": "", "step": "", "step_left": "", "elapsed": "", "target": "", "technique": "", "intensity": "", "pressure": "", "motor_temp": "", "breathing": "", "faults": "", "lockout": "", "updated": ""] }
         let step = t.step
         return [
             "state": t.sessionState.rawValue,
+            "program": t.program.map { String($0.prefix(64)) } ?? "–",
             "step": step.map { "\($0.index + 1)" } ?? "–",
+            "step_left": step?.remainingSeconds.map(DashboardFormat.duration) ?? "–",
+            "elapsed": t.elapsedSeconds.map(DashboardFormat.duration) ?? "–",
             "target": step.map { $0.point.map { "\($0.uppercased()) (\(step!.zone))" } ?? $0.zone } ?? "–",
             "technique": step?.technique ?? "–",
             "intensity": step.map { "\($0.intensity)" } ?? "–",
@@ -114,8 +127,8 @@ final class Dashboard: Sendable {
             "breathing": t.breathingBPM.map { "\($0) breaths/min" } ?? "–",
             "faults": t.faults.isEmpty ? "none" : t.faults.joined(separator: ", ")
                 + ((t.acknowledgeable ?? []).isEmpty ? "" : " (healthy again, waiting for acknowledgement: \(t.acknowledgeable!.joined(separator: ", ")))"),
-            "lockout": t.lockout.map { l in "after a pain signal at \(l.point.map { "\($0.uppercased()) (\(l.zone))" } ?? l.zone): remote starts refused for \(Int(l.remainingSeconds.rounded(.up))) s more" } ?? "none",
-            "updated": when(at),
+            "lockout": t.lockout.map { l in "after a pain signal at \(l.point.map { "\($0.uppercased()) (\(l.zone))" } ?? l.zone): remote starts refused for \(DashboardFormat.duration(l.remainingSeconds.rounded(.up))) more" } ?? "none",
+            "updated": when(at, zone: zone),
         ]
     }
 

@@ -8,10 +8,12 @@ enum DashboardTemplates {
     <meta charset="utf-8">
     <meta name="viewport" content="width=device-width, initial-scale=1">
     <title>{{title}} · MassageFleet</title>
+    <link rel="icon" href="/static/icon.svg" type="image/svg+xml">
     <link rel="stylesheet" href="/static/app.css">
     <script src="/static/app.js" defer></script>
     </head>
     <body data-page="{{page}}">
+    <a class="skip" href="#main">Skip to content</a>
     {{#signedIn}}
     <header>
       <nav aria-label="Main">
@@ -29,7 +31,7 @@ enum DashboardTemplates {
       </nav>
     </header>
     {{/signedIn}}
-    <main>
+    <main id="main" tabindex="-1">
     {{#flash}}<p id="flash" role="status">{{flash}}</p>{{/flash}}
     {{{body}}}
     </main>
@@ -49,6 +51,12 @@ enum DashboardTemplates {
 
     static let overview = """
     <h1>Fleet overview</h1>
+    <div class="filters" role="search" aria-label="Filter the floor">
+      <label for="floor-state">Show</label>
+      <select id="floor-state"><option value="">every device</option><option value="in_session">in session</option><option value="idle">idle</option><option value="offline">offline</option><option value="faulted">faulted</option><option value="locked_out">locked out</option><option value="revoked">revoked</option></select>
+      <label for="floor-text">Device or program</label>
+      <input id="floor-text" type="search">
+    </div>
     <div class="sites">
     {{#sites}}
     <section class="site" data-site="{{site}}" aria-labelledby="site-{{site}}">
@@ -64,6 +72,19 @@ enum DashboardTemplates {
         <div><dt>Sessions today</dt><dd data-count="sessions_today">{{sessions_today}}</dd></div>
         <div><dt>Utilisation</dt><dd data-count="utilisation">{{utilisationText}}</dd></div>
       </dl>
+      <h3 id="floor-h-{{site}}">Floor</h3>
+      <ul class="floor" data-floor="{{site}}" aria-labelledby="floor-h-{{site}}">
+      {{#tiles}}
+        <li class="tile {{state}}" data-device="{{site}}/{{device}}" data-state="{{state}}">
+          <a href="/devices/{{site}}/{{device}}" class="tile-name">{{device}}</a>
+          <span class="tile-label" data-tile="label">{{label}}</span>
+          <span data-tile="program">{{program}}</span>
+          <span data-tile="left">{{left}}</span>
+          <span class="tile-alert" data-tile="alert">{{alert}}</span>
+        </li>
+      {{/tiles}}
+      </ul>
+      <p class="floor-more" data-more="{{site}}"{{^more}} hidden{{/more}}><span>{{more}}</span> more devices: see <a href="/devices?site={{site}}">the devices list</a>.</p>
       {{#canOperate}}
       <form class="start-site" method="post" action="/ui/sites/{{site}}/start">
         <input type="hidden" name="csrf" value="{{csrf}}">
@@ -79,22 +100,22 @@ enum DashboardTemplates {
 
     static let devices = """
     <h1>Devices</h1>
-    <div class="filters">
+    <form id="device-filters" class="filters" method="get" action="/devices" role="search" aria-label="Filter devices">
       <label for="filter-site">Site</label>
-      <select id="filter-site"><option value="">all</option>{{#siteIDs}}<option value="{{.}}">{{.}}</option>{{/siteIDs}}</select>
+      <select id="filter-site" name="site"><option value="">all</option>{{#siteIDs}}<option value="{{id}}"{{#selected}} selected{{/selected}}>{{id}}</option>{{/siteIDs}}</select>
       <label for="filter-state">State</label>
-      <select id="filter-state"><option value="">all</option><option>in_session</option><option>idle</option><option>offline</option><option>faulted</option><option>revoked</option></select>
+      <select id="filter-state" name="state"><option value="">all</option>{{#states}}<option{{#selected}} selected{{/selected}}>{{id}}</option>{{/states}}</select>
       <label for="filter-text">Search</label>
-      <input id="filter-text" type="search" placeholder="device or program">
-    </div>
+      <input id="filter-text" name="q" type="search" placeholder="device or program" value="{{text}}" maxlength="64">
+      <input type="hidden" name="current_sort" value="{{sort}}">
+      {{#limit}}<input type="hidden" name="limit" value="{{limit}}">{{/limit}}
+      <button type="submit">Filter</button>
+    </form>
+    <p id="devices-range" role="status">{{range}}</p>
     <table id="devices">
       <thead><tr>
-        <th><button type="button" data-sort="site">Site</button></th>
-        <th><button type="button" data-sort="device">Device</button></th>
-        <th><button type="button" data-sort="state">State</button></th>
-        <th><button type="button" data-sort="health">Health</button></th>
-        <th><button type="button" data-sort="program">Program</button></th>
-        <th><button type="button" data-sort="config">Config</button></th>
+        {{#columns}}<th aria-sort="{{ariaSort}}"><button type="submit" form="device-filters" name="sort" value="{{next}}" data-sort="{{column}}">{{label}}</button></th>{{/columns}}
+        <th>Config</th>
       </tr></thead>
       <tbody>
       {{#devices}}
@@ -104,21 +125,29 @@ enum DashboardTemplates {
         <td data-col="state"><span class="state {{state}}">{{state}}</span></td>
         <td data-col="health"><span class="health {{health}}">{{health}}</span></td>
         <td data-col="program">{{program}}</td>
+        <td data-col="last_seen">{{lastSeen}}</td>
         <td data-col="config">{{config}}</td>
       </tr>
       {{/devices}}
       </tbody>
     </table>
+    <nav class="pages" aria-label="Pages of devices">
+      {{#prev}}<a id="devices-prev" href="{{prev}}" rel="prev">Previous page</a>{{/prev}}
+      {{#next}}<a id="devices-next" href="{{next}}" rel="next">Next page</a>{{/next}}
+    </nav>
     """
 
     static let device = """
     <h1>{{site}}/{{device}}</h1>
-    <p>State <strong class="state {{state}}">{{state}}</strong>, health <strong class="health {{health}}">{{health}}</strong>, agent {{agentVersion}}, epoch {{epoch}}.</p>
+    <p>State <strong class="state {{state}}">{{state}}</strong>, health <strong class="health {{health}}">{{health}}</strong>, agent {{agentVersion}}, epoch {{epoch}}. Times are the site's ({{timezone}}).</p>
     <section aria-labelledby="live-h" class="live" data-events="/events/devices/{{site}}/{{device}}">
       <h2 id="live-h">Live</h2>
       <dl class="telemetry">
         <div><dt>Session</dt><dd data-live="state">{{live.state}}</dd></div>
+        <div><dt>Program</dt><dd data-live="program">{{live.program}}</dd></div>
+        <div><dt>Elapsed</dt><dd data-live="elapsed">{{live.elapsed}}</dd></div>
         <div><dt>Step</dt><dd data-live="step">{{live.step}}</dd></div>
+        <div><dt>Left in step</dt><dd data-live="step_left">{{live.step_left}}</dd></div>
         <div><dt>Zone or point</dt><dd data-live="target">{{live.target}}</dd></div>
         <div><dt>Technique</dt><dd data-live="technique">{{live.technique}}</dd></div>
         <div><dt>Intensity</dt><dd data-live="intensity">{{live.intensity}}</dd></div>
@@ -129,6 +158,15 @@ enum DashboardTemplates {
         <div><dt>Pain lockout</dt><dd data-live="lockout">{{live.lockout}}</dd></div>
         <div><dt>Updated</dt><dd data-live="updated">{{live.updated}}</dd></div>
       </dl>
+      <h3 id="pressure-h">Pressure per zone (mmHg)</h3>
+      <div id="pressure" class="chart">{{{chart}}}</div>
+      <h3 id="steps-h">Steps so far</h3>
+      <ol id="steps" class="steps" aria-labelledby="steps-h">{{#steps}}<li data-step="{{index}}"{{#current}} aria-current="step" class="current"{{/current}}>{{text}}</li>{{/steps}}</ol>
+      {{^steps}}<p id="no-steps">No session steps seen yet.</p>{{/steps}}
+    </section>
+    <section aria-labelledby="troubles-h">
+      <h2 id="troubles-h">Recent faults and aborts</h2>
+      <ul id="troubles">{{#troubles}}<li>{{when}}: {{what}}</li>{{/troubles}}{{^troubles}}<li>none</li>{{/troubles}}</ul>
     </section>
     {{#canOperate}}
     <section aria-labelledby="act-h">
@@ -166,7 +204,7 @@ enum DashboardTemplates {
 
     static let alerts = """
     <h1>Alerts</h1>
-    <table id="alerts"><thead><tr><th>Severity</th><th>Site</th><th>Device</th><th>Type</th><th>Message</th><th>Raised</th><th>Acknowledged</th><th></th></tr></thead>
+    <table id="alerts"><thead><tr><th>Severity</th><th>Site</th><th>Device</th><th>Type</th><th>Message</th><th>Raised</th><th>Acknowledged</th><th><span class="visually-hidden">Action</span></th></tr></thead>
     <tbody>
     {{#alerts}}
     <tr data-alert="{{id}}"><td class="health {{severity}}">{{severity}}</td><td>{{site}}</td><td>{{device}}</td><td>{{type}}</td><td>{{message}}</td><td>{{raised}}</td><td>{{acknowledged}}</td>
@@ -179,7 +217,7 @@ enum DashboardTemplates {
     static let usage = """
     <h1>Usage</h1>
     {{#sites}}
-    <section class="usage" data-site="{{site}}"><h2>{{site}}</h2>
+    <section class="usage" data-site="{{site}}" aria-labelledby="usage-{{site}}"><h2 id="usage-{{site}}">{{site}}</h2>
     <p>Sessions: {{started}} started, {{completed}} completed, {{aborted}} aborted.</p>
     <div class="charts">{{{charts}}}</div>
     </section>
@@ -189,8 +227,9 @@ enum DashboardTemplates {
 
     static let rollouts = """
     <h1>Rollouts</h1>
+    {{#canStart}}<p><a id="new-rollout" href="/rollouts/new">Start a new rollout</a></p>{{/canStart}}
     {{#rollouts}}
-    <section class="rollout" data-rollout="{{id}}"><h2>{{name}} <small>{{id}}</small></h2>
+    <section class="rollout" data-rollout="{{id}}" aria-labelledby="rollout-{{id}}"><h2 id="rollout-{{id}}"><a href="/rollouts/{{id}}">{{name}}</a> <small>{{id}}</small></h2>
     <p>State <strong>{{state}}</strong>{{#reason}} ({{reason}}){{/reason}}; waves: {{waves}}; devices: {{counts}}.</p>
     {{#partial}}<p class="partial">Only your sites' devices are shown; this rollout also runs elsewhere, so only an admin of every site it spans can pause, resume or abort it.</p>{{/partial}}
     {{#canAdmin}}
@@ -198,16 +237,97 @@ enum DashboardTemplates {
     <form method="post" action="/ui/rollouts/{{id}}/resume"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Resume</button></form>
     <form method="post" action="/ui/rollouts/{{id}}/abort"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Abort</button></form>
     {{/canAdmin}}
-    <table><thead><tr><th>Wave</th><th>Device</th><th>State</th><th>Version</th><th>Error</th></tr></thead>
+    <table><caption class="visually-hidden">Devices of {{name}}</caption><thead><tr><th>Wave</th><th>Device</th><th>State</th><th>Version</th><th>Error</th></tr></thead>
     <tbody>{{#devices}}<tr><td>{{wave}}</td><td>{{site}}/{{device}}</td><td>{{state}}</td><td>{{version}}</td><td>{{error}}</td></tr>{{/devices}}</tbody></table>
     </section>
     {{/rollouts}}
     {{^rollouts}}<p>No rollouts yet.</p>{{/rollouts}}
     """
 
+    /// The site icon (a leg's outline in the accent colour), as SVG.
+    static let icon = """
+    <svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 32 32"><rect width="32" height="32" rx="6" fill="#0a58ca"/><path d="M12 4h6v14l6 6v4H12z" fill="#fff"/></svg>
+    """
+
+    static let rolloutNew = """
+    <h1>New rollout</h1>
+    <p>Nothing is sent to a device until the form passes the same checks as the API. <strong>Check</strong> shows the devices it targets, the waves, and every problem; <strong>Start rollout</strong> checks again and starts it.</p>
+    {{#checked}}
+    <section id="rollout-check" aria-labelledby="check-h" tabindex="-1">
+      <h2 id="check-h">{{#ok}}Ready to start{{/ok}}{{^ok}}Not sent: fix these first{{/ok}}</h2>
+      {{^ok}}<ul id="rollout-reasons" role="alert">{{#reasons}}<li data-key="{{key}}"><code>{{key}}</code>{{text}}</li>{{/reasons}}</ul>{{/ok}}
+      <p id="rollout-preview"><span id="target-count">{{targets}}</span> devices match; waves: <span id="wave-sizes">{{#waves}}<span data-wave="{{index}}">{{size}}</span> {{/waves}}</span></p>
+    </section>
+    {{/checked}}
+    <form id="rollout-form" method="post" action="/ui/rollouts/new">
+      <input type="hidden" name="csrf" value="{{csrf}}">
+      <fieldset><legend>What</legend>
+        <label for="ro-name">Name</label> <input id="ro-name" name="name" value="{{name}}" maxlength="200" required>
+        <label for="ro-config">Configuration (YAML or JSON)</label>
+        <textarea id="ro-config" name="config" rows="6" cols="50" spellcheck="false">{{config}}</textarea>
+      </fieldset>
+      <fieldset><legend>Targets</legend>
+        {{#canAll}}<label><input type="checkbox" name="all"{{#all}} checked{{/all}}> every device of every site</label>{{/canAll}}
+        {{#sites}}<label><input type="checkbox" name="site.{{id}}"{{#checked}} checked{{/checked}}> site {{id}} <small>({{timezone}})</small></label>{{/sites}}
+        <label for="ro-devices">Devices (site/device, one a line)</label>
+        <textarea id="ro-devices" name="devices" rows="3" cols="40" spellcheck="false">{{devices}}</textarea>
+      </fieldset>
+      <fieldset><legend>Waves</legend>
+        <label for="ro-canary">Canary devices</label> <input id="ro-canary" name="canary" value="{{canary}}" inputmode="numeric" size="5">
+        <label><input type="radio" name="wave_mode" value="percentages"{{#percentMode}} checked{{/percentMode}}> cumulative percentages</label>
+        <label for="ro-percentages">Percentages</label> <input id="ro-percentages" name="percentages" value="{{percentages}}" size="14">
+        <label><input type="radio" name="wave_mode" value="factor"{{#factorMode}} checked{{/factorMode}}> each wave a factor of the last</label>
+        <label for="ro-factor">Factor</label> <input id="ro-factor" name="factor" value="{{factor}}" inputmode="decimal" size="5">
+        <label for="ro-bake">Bake (s)</label> <input id="ro-bake" name="bake_s" value="{{bake_s}}" inputmode="decimal" size="6">
+        <label for="ro-timeout">Apply timeout (s)</label> <input id="ro-timeout" name="apply_timeout_s" value="{{apply_timeout_s}}" inputmode="decimal" size="6">
+      </fieldset>
+      <fieldset><legend>Error threshold</legend>
+        <label for="ro-th-percent">Percent failed</label> <input id="ro-th-percent" name="threshold_percent" value="{{threshold_percent}}" inputmode="decimal" size="5">
+        <label for="ro-th-min">Once this many are done</label> <input id="ro-th-min" name="threshold_min" value="{{threshold_min}}" inputmode="numeric" size="5">
+        <label for="ro-th-action">Then</label>
+        <select id="ro-th-action" name="threshold_action"><option value="pause">pause</option><option value="abort"{{#thresholdAbort}} selected{{/thresholdAbort}}>abort</option></select>
+        <label for="ro-on-abort">On abort</label>
+        <select id="ro-on-abort" name="on_abort"><option value="rollback">roll back</option><option value="leave"{{#onAbortLeave}} selected{{/onAbortLeave}}>leave as is</option></select>
+      </fieldset>
+      <fieldset><legend>Maintenance window (each site's time zone)</legend>
+        {{#days}}<label><input type="checkbox" name="day.{{id}}"{{#checked}} checked{{/checked}}> {{id}}</label>{{/days}}
+        <label for="ro-start">From (HH:MM)</label> <input id="ro-start" name="window_start" value="{{window_start}}" size="5">
+        <label for="ro-end">To (HH:MM)</label> <input id="ro-end" name="window_end" value="{{window_end}}" size="5">
+      </fieldset>
+      <button type="submit" name="intent" value="check">Check</button>
+      <button type="submit" name="intent" value="start">Start rollout</button>
+    </form>
+    """
+
+    static let rollout = """
+    <h1>Rollout {{name}} <small>{{id}}</small></h1>
+    <section class="live rollout-live" data-rollout-events="/events/rollouts/{{id}}" aria-labelledby="ro-state-h">
+      <h2 id="ro-state-h">State</h2>
+      <dl class="telemetry">
+        <div><dt>State</dt><dd data-ro="state">{{state}}</dd></div>
+        <div><dt>Reason</dt><dd data-ro="reason">{{reason}}</dd></div>
+        <div><dt>Devices</dt><dd data-ro="counts">{{counts}}</dd></div>
+        <div><dt>Error threshold</dt><dd data-ro="threshold">{{threshold}}</dd></div>
+      </dl>
+      {{#partial}}<p class="partial">Only your sites' devices are shown; only an admin of every site it spans can pause, resume or abort it.</p>{{/partial}}
+      {{#canAdmin}}
+      <form method="post" action="/ui/rollouts/{{id}}/pause"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Pause</button></form>
+      <form method="post" action="/ui/rollouts/{{id}}/resume"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Resume</button></form>
+      <form method="post" action="/ui/rollouts/{{id}}/abort"><input type="hidden" name="csrf" value="{{csrf}}"><button type="submit">Abort</button></form>
+      {{/canAdmin}}
+      <h2 id="ro-waves-h">Waves</h2>
+      <table id="ro-waves" aria-labelledby="ro-waves-h"><thead><tr><th>Wave</th><th>Devices</th><th>State</th></tr></thead>
+      <tbody>{{#waves}}<tr data-wave="{{index}}"{{#current}} aria-current="step"{{/current}}><td>{{index}}</td><td>{{size}}</td><td>{{state}}</td></tr>{{/waves}}</tbody></table>
+      <h2 id="ro-devices-h">Devices</h2>
+      <table id="ro-devices" aria-labelledby="ro-devices-h"><thead><tr><th>Wave</th><th>Device</th><th>State</th><th>Version</th><th>Error</th></tr></thead>
+      <tbody>{{#devices}}<tr data-device="{{site}}/{{device}}"><td>{{wave}}</td><td>{{site}}/{{device}}</td><td>{{state}}</td><td>{{version}}</td><td>{{error}}</td></tr>{{/devices}}</tbody></table>
+    </section>
+    """
+
     static let css = """
     :root { --fg: #1b1f24; --muted: #57606a; --bg: #ffffff; --line: #d0d7de; --ok: #116329; --warn: #7d4e00; --crit: #a40e26; --accent: #0a58ca; }
     * { box-sizing: border-box; }
+    [hidden] { display: none !important; }
     body { margin: 0; font: 16px/1.45 system-ui, sans-serif; color: var(--fg); background: var(--bg); }
     header nav { display: flex; flex-wrap: wrap; gap: .25rem 1rem; align-items: center; padding: .6rem 1rem; border-bottom: 1px solid var(--line); }
     nav a { color: var(--accent); text-decoration: none; padding: .2rem 0; }
@@ -223,13 +343,13 @@ enum DashboardTemplates {
     dd { margin: 0; font-size: 1.3rem; font-weight: 600; }
     .telemetry { display: grid; grid-template-columns: repeat(auto-fit, minmax(150px, 1fr)); gap: .5rem; }
     table { border-collapse: collapse; width: 100%; margin: .5rem 0 1rem; }
-    th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); }
+    th, td { text-align: left; padding: .35rem .5rem; border-bottom: 1px solid var(--line); overflow-wrap: anywhere; }
     th button { all: unset; cursor: pointer; font-weight: 700; color: var(--accent); }
     th button:focus-visible, button:focus-visible, a:focus-visible, input:focus-visible, select:focus-visible { outline: 3px solid var(--accent); outline-offset: 2px; }
     button { font: inherit; padding: .35rem .8rem; border: 1px solid var(--accent); background: var(--accent); color: #fff; border-radius: 6px; cursor: pointer; }
     form { display: inline-flex; gap: .5rem; align-items: center; flex-wrap: wrap; margin: .25rem .5rem .25rem 0; }
     select, input { font: inherit; padding: .3rem; border: 1px solid var(--muted); border-radius: 4px; }
-    .filters { display: flex; gap: .5rem; flex-wrap: wrap; align-items: center; }
+    .filters { display: flex; gap: .5rem; flex-wrap: wrap; align-items: center; margin: 0 0 1rem; }
     .health.ok, .state.idle, .state.in_session { color: var(--ok); }
     .health.warning { color: var(--warn); }
     .health.critical, .state.offline, .state.faulted { color: var(--crit); }
@@ -237,11 +357,37 @@ enum DashboardTemplates {
     #flash { background: #ddf4ff; border: 1px solid var(--accent); padding: .5rem; border-radius: 6px; }
     #login-error { color: var(--crit); }
     svg text { font: 12px system-ui, sans-serif; fill: var(--fg); }
+    .skip { position: absolute; left: -10000px; top: 0; background: var(--bg); padding: .5rem; }
+    .skip:focus { left: .5rem; z-index: 10; }
+    .visually-hidden { position: absolute; width: 1px; height: 1px; overflow: hidden; clip: rect(0 0 0 0); white-space: nowrap; }
+    h3 { font-size: 1rem; margin: .5rem 0; }
+    .floor { list-style: none; padding: 0; margin: 0 0 1rem; display: grid; grid-template-columns: repeat(auto-fill, minmax(130px, 1fr)); gap: .5rem; }
+    .tile { border: 1px solid var(--line); border-left: 6px solid var(--muted); border-radius: 6px; padding: .35rem .5rem; display: flex; flex-direction: column; font-size: .85rem; min-height: 5.2rem; }
+    .tile-name { font-weight: 700; color: var(--accent); }
+    .tile-label { font-weight: 600; }
+    .tile-alert { color: var(--crit); }
+    .tile.in_session { border-left-color: #0a58ca; background: #eef4ff; }
+    .tile.idle { border-left-color: var(--ok); }
+    .tile.offline { border-left-color: #57606a; background: #f3f4f6; }
+    .tile.faulted { border-left-color: var(--crit); background: #fff0f0; }
+    .tile.locked_out { border-left-color: var(--warn); background: #fff8e6; }
+    .tile.revoked { border-left-color: var(--muted); text-decoration: line-through; }
+    .pages { display: flex; gap: 1rem; }
+    fieldset { border: 1px solid var(--line); border-radius: 6px; margin: 0 0 .8rem; display: flex; flex-wrap: wrap; gap: .4rem .8rem; align-items: center; }
+    textarea { font: 14px/1.4 ui-monospace, monospace; padding: .3rem; border: 1px solid var(--muted); border-radius: 4px; max-width: 100%; }
+    #rollout-reasons { color: var(--crit); }
+    #rollout-reasons code { font-weight: 700; }
+    tr[aria-current] { font-weight: 700; }
+    .chart { max-width: 720px; }
+    .steps li { padding: .15rem 0; }
+    .steps li.current { font-weight: 700; border-left: 4px solid var(--accent); padding-left: .4rem; }
+    .pages a { color: var(--accent); }
     @media (max-width: 820px) { .counts { grid-template-columns: repeat(2, 1fr); } table { font-size: .9rem; } }
     """
 
     static let js = """
-    // Live updates (Server-Sent Events), and sorting/filtering of the devices table.
+    // Live updates (Server-Sent Events) and the overview's floor filter. The
+    // devices list is filtered, sorted and paged by the server (a GET form).
     (function () {
       function set(sel, value) { document.querySelectorAll(sel).forEach(function (e) { e.textContent = value; }); }
       var live = document.querySelector('[data-events]');
@@ -250,51 +396,105 @@ enum DashboardTemplates {
         es.addEventListener('signed_out', function () { es.close(); });
         es.onmessage = function (m) {
           var d = JSON.parse(m.data);
-          Object.keys(d).forEach(function (k) { set('[data-live="' + k + '"]', d[k]); });
+          Object.keys(d).forEach(function (k) { if (k !== 'chart' && k !== 'steps') set('[data-live="' + k + '"]', d[k]); });
+          // The chart is the server's SVG (numbers and known zone names only).
+          var chart = document.getElementById('pressure');
+          if (chart && typeof d.chart === 'string') chart.innerHTML = d.chart;
+          var steps = document.getElementById('steps');
+          if (steps && d.steps) {
+            steps.replaceChildren.apply(steps, d.steps.map(function (s) {
+              var li = document.createElement('li');
+              li.dataset.step = s.index;
+              li.textContent = s.text;
+              if (s.current) { li.setAttribute('aria-current', 'step'); li.className = 'current'; }
+              return li;
+            }));
+            var none = document.getElementById('no-steps');
+            if (none) none.hidden = d.steps.length > 0;
+          }
         };
+      }
+      var ro = document.querySelector('[data-rollout-events]');
+      if (ro && window.EventSource) {
+        var rs = new EventSource(ro.getAttribute('data-rollout-events'));
+        rs.addEventListener('signed_out', function () { rs.close(); });
+        function rows(id, items, cells, key) {
+          var body = document.querySelector('#' + id + ' tbody');
+          if (!body) return;
+          body.replaceChildren.apply(body, items.map(function (it) {
+            var tr = document.createElement('tr');
+            tr.dataset[key[0]] = key[1](it);
+            if (it.current) tr.setAttribute('aria-current', 'step');
+            cells(it).forEach(function (c) { var td = document.createElement('td'); td.textContent = c; tr.appendChild(td); });
+            return tr;
+          }));
+        }
+        rs.onmessage = function (m) {
+          var d = JSON.parse(m.data);
+          ['state', 'reason', 'counts', 'threshold'].forEach(function (k) { set('[data-ro="' + k + '"]', d[k]); });
+          rows('ro-waves', d.waves, function (w) { return [w.index, w.size, w.state]; }, ['wave', function (w) { return w.index; }]);
+          rows('ro-devices', d.devices, function (x) { return [x.wave, x.site + '/' + x.device, x.state, x.version, x.error]; },
+               ['device', function (x) { return x.site + '/' + x.device; }]);
+        };
+      }
+      var check = document.getElementById('rollout-check');
+      if (check) check.focus();
+      function el(tag, cls, text) {
+        var e = document.createElement(tag);
+        if (cls) e.className = cls;
+        if (text !== undefined) e.textContent = text;
+        return e;
+      }
+      // One tile, built with textContent only: whatever a device sent stays text.
+      function tile(t) {
+        var li = el('li', 'tile ' + t.state);
+        li.dataset.device = t.site + '/' + t.device;
+        li.dataset.state = t.state;
+        var a = el('a', 'tile-name', t.device);
+        a.href = '/devices/' + encodeURIComponent(t.site) + '/' + encodeURIComponent(t.device);
+        li.appendChild(a);
+        var parts = [['tile-label', 'label'], ['', 'program'], ['', 'left'], ['tile-alert', 'alert']];
+        parts.forEach(function (p) { var s = el('span', p[0], t[p[1]]); s.dataset.tile = p[1]; li.appendChild(s); });
+        return li;
+      }
+      function filterFloor() {
+        var state = document.getElementById('floor-state'), text = document.getElementById('floor-text');
+        if (!state || !text) return;
+        var st = state.value, q = text.value.toLowerCase();
+        document.querySelectorAll('.floor .tile').forEach(function (li) {
+          li.hidden = !((!st || li.dataset.state === st) && (!q || li.textContent.toLowerCase().indexOf(q) >= 0));
+        });
+      }
+      if (document.body.dataset.page === 'overview') {
+        ['floor-state', 'floor-text'].forEach(function (id) {
+          var e = document.getElementById(id);
+          if (e) e.addEventListener('input', filterFloor);
+        });
+        filterFloor();
       }
       if (document.body.dataset.page === 'overview' && window.EventSource) {
         var os = new EventSource('/events/overview');
         os.addEventListener('signed_out', function () { os.close(); });
         os.onmessage = function (m) {
           JSON.parse(m.data).forEach(function (s) {
-            var sec = document.querySelector('section.site[data-site="' + s.site + '"]');
+            var sec = document.querySelector('section.site[data-site="' + CSS.escape(s.site) + '"]');
             if (!sec) return;
             Object.keys(s.counts).forEach(function (k) {
               var e = sec.querySelector('[data-count="' + k + '"]');
               if (e) e.textContent = s.counts[k];
             });
+            var floor = sec.querySelector('ul.floor');
+            if (floor && s.tiles) {
+              var focused = document.activeElement && floor.contains(document.activeElement) ? document.activeElement.closest('li').dataset.device : null;
+              var items = s.tiles.map(tile);
+              floor.replaceChildren.apply(floor, items);
+              if (focused) items.forEach(function (li) { if (li.dataset.device === focused) li.querySelector('a').focus(); });
+            }
+            var more = sec.querySelector('[data-more]');
+            if (more) { more.hidden = !s.more; more.querySelector('span').textContent = s.more; }
           });
+          filterFloor();
         };
-      }
-      var table = document.getElementById('devices');
-      if (table) {
-        var body = table.tBodies[0];
-        var dir = 1, last = null;
-        table.querySelectorAll('th button[data-sort]').forEach(function (b) {
-          b.addEventListener('click', function () {
-            var col = b.getAttribute('data-sort');
-            dir = (last === col) ? -dir : 1; last = col;
-            var rows = Array.prototype.slice.call(body.rows);
-            rows.sort(function (x, y) {
-              var a = x.querySelector('[data-col="' + col + '"]').textContent, c = y.querySelector('[data-col="' + col + '"]').textContent;
-              return a.localeCompare(c) * dir;
-            });
-            rows.forEach(function (r) { body.appendChild(r); });
-          });
-        });
-        function filter() {
-          var site = document.getElementById('filter-site').value;
-          var state = document.getElementById('filter-state').value;
-          var text = document.getElementById('filter-text').value.toLowerCase();
-          Array.prototype.forEach.call(body.rows, function (r) {
-            var ok = (!site || r.dataset.site === site) && (!state || r.dataset.state === state) && (!text || r.textContent.toLowerCase().indexOf(text) >= 0);
-            r.hidden = !ok;
-          });
-        }
-        ['filter-site', 'filter-state', 'filter-text'].forEach(function (id) {
-          document.getElementById(id).addEventListener('input', filter);
-        });
       }
     })();
     """

@@ -1,0 +1,76 @@
+import FleetProtocol
+import Foundation
+
+/// The overview's live floor (issue 24, item 3): one tile per device of each
+/// site a token may see, with its state as a colour and a word, the program,
+/// the time left in the step, and a pain lockout or fault when there is one.
+/// Rendered by the overview page and sent again by `/events/overview`.
+///
+/// A site shows at most `maxTilesPerSite` tiles (in device order); the rest
+/// are counted and left to the paged devices list, so a huge site cannot
+/// make the page or every live update grow without bound.
+enum DashboardFloor {
+    static let maxTilesPerSite = 500
+
+    struct Tile: Sendable, Equatable {
+        var site: String
+        var device: String
+        /// `in_session`, `idle`, `offline`, `faulted`, `locked_out` or `revoked`: the colour.
+        var state: String
+        /// The same in words.
+        var label: String
+        var program: String
+        /// e.g. `step 3 · 1:20 left`; empty when no session runs.
+        var left: String
+        /// A lockout or faults, in words; empty when neither.
+        var alert: String
+
+        var plain: [String: String] {
+            ["site": site, "device": device, "state": state, "label": label, "program": program, "left": left, "alert": alert]
+        }
+    }
+
+    struct Site: Sendable {
+        var tiles: [Tile]
+        /// Devices of the site not shown as tiles (beyond `maxTilesPerSite`).
+        var more: Int
+    }
+
+    static let labels: [String: String] = [
+        "in_session": "In session", "idle": "Idle", "offline": "Offline", "faulted": "Faulted",
+        "locked_out": "Locked out", "revoked": "Revoked",
+    ]
+
+    /// The floor of every site `principal` may see, by site id.
+    static func floor(_ core: ConsoleCore, for principal: Principal) -> [String: Site] {
+        let devices = core.state.model.withLock { $0.devices }
+        var bySite: [String: [DeviceRecord]] = [:]
+        for (address, record) in devices where principal.canSee(site: address.site.rawValue) {
+            bySite[address.site.rawValue, default: []].append(record)
+        }
+        return bySite.mapValues { records in
+            let sorted = records.sorted { $0.device < $1.device }
+            return Site(tiles: sorted.prefix(maxTilesPerSite).map(tile), more: max(0, sorted.count - maxTilesPerSite))
+        }
+    }
+
+    static func tile(_ r: DeviceRecord) -> Tile {
+        var state = r.state.rawValue
+        let t = r.online ? r.telemetry : nil
+        if r.state == .idle || r.state == .inSession, t?.lockout != nil { state = "locked_out" }
+        var alert: [String] = []
+        if let l = t?.lockout {
+            alert.append("pain lockout at \(String((l.point?.uppercased() ?? l.zone).prefix(32))), \(DashboardFormat.duration(l.remainingSeconds.rounded(.up))) left")
+        }
+        if let faults = t?.faults, !faults.isEmpty {
+            alert.append("fault: " + faults.prefix(3).map { String($0.prefix(32)) }.joined(separator: ", ") + (faults.count > 3 ? " …" : ""))
+        }
+        var left = ""
+        if r.state == .inSession, let step = t?.step {
+            left = "step \(step.index + 1)" + (step.remainingSeconds.map { " · \(DashboardFormat.duration($0)) left" } ?? "")
+        }
+        let program = r.state == .inSession ? (r.session?.program ?? t?.program ?? "") : ""
+        return Tile(site: r.site, device: r.device, state: state, label: labels[state] ?? state,
+                    program: String(program.prefix(64)), left: left, alert: alert.joined(separator: "; "))
+    }
+}
