@@ -98,6 +98,12 @@ if ! python3 -c "import playwright.sync_api" >/dev/null 2>&1; then
     PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PIP_BREAK_SYSTEM_PACKAGES=1 \
         python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore playwright
 fi
+# axe-playwright-python bundles axe-core: the browser suite's accessibility check of every page.
+if ! python3 -c "import axe_playwright_python.sync_playwright" >/dev/null 2>&1; then
+    echo "==> installing axe-playwright-python for $(command -v python3)"
+    PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 PIP_BREAK_SYSTEM_PACKAGES=1 \
+        python3 -m pip install --quiet --disable-pip-version-check --root-user-action=ignore axe-playwright-python
+fi
 
 command -v swift >/dev/null || { echo "error: swift is not on PATH; install the Swift 6 toolchain (swift.org) first" >&2; exit 2; }
 

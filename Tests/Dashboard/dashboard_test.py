@@ -24,6 +24,7 @@ online, idle and without alerts, and passes (environment):
   DASH_OPERATOR_NAME   its name in the console config (shown in #whoami)
   DASH_VIEWER_TOKEN    a viewer's API token
   DASH_VIEWER_NAME     its name
+  DASH_ADMIN_TOKEN     an admin's API token (rollouts from the browser)
   DASH_SITES           JSON: {"site-id": ["device", ...], ...}, every device
                        of the fleet, all online and idle when the script starts
   DASH_PROGRAM         a program id every device has (a long one: the session
@@ -31,6 +32,16 @@ online, idle and without alerts, and passes (environment):
   DASH_SCREENSHOTS     directory for the screenshots (created)
   DASH_CHROMIUM        optional, default /usr/bin/chromium
   DASH_TIMEOUT_S       optional, default 30: the deadline of each wait
+  DASH_BROKER          the broker as host:port (the alert check publishes a
+                       device's status there with mosquitto_pub)
+  DASH_SITE_ZONES      JSON: {"site-id": "IANA time zone", ...}: each site's
+                       times must show that zone (e.g. CET for Europe/Berlin)
+
+Also (issue 24): the overview's floor of tiles following live, the devices
+list filtered, sorted and paged by the server (and the API's pages), times
+in the site's zone and durations as m:ss, no request of any page answering
+an error, a real alert acknowledged, an axe-core check of every page, and
+the main actions done with the keyboard alone.
 
 Every wait has a deadline; nothing sleeps a fixed time and hopes. Prints a
 line per check and exits 0 when all passed, 1 when a check failed, 2 when
@@ -42,10 +53,13 @@ from __future__ import annotations
 import json
 import os
 import re
+import subprocess
 import sys
 import time
 import traceback
+from datetime import datetime, timedelta
 from typing import Callable
+from zoneinfo import ZoneInfo
 from urllib.parse import urlparse
 
 INSTALL_HINT = (
@@ -77,11 +91,38 @@ OPERATOR_TOKEN = require_env("DASH_OPERATOR_TOKEN")
 OPERATOR_NAME = require_env("DASH_OPERATOR_NAME")
 VIEWER_TOKEN = require_env("DASH_VIEWER_TOKEN")
 VIEWER_NAME = require_env("DASH_VIEWER_NAME")
+ADMIN_TOKEN = require_env("DASH_ADMIN_TOKEN")
 SITES: dict[str, list[str]] = json.loads(require_env("DASH_SITES"))
 PROGRAM = require_env("DASH_PROGRAM")
 SCREENSHOTS = require_env("DASH_SCREENSHOTS")
 CHROMIUM = os.environ.get("DASH_CHROMIUM") or "/usr/bin/chromium"
 TIMEOUT_S = float(os.environ.get("DASH_TIMEOUT_S") or 30)
+BROKER = require_env("DASH_BROKER")
+
+
+def zone_names(zone: str) -> set[str]:
+    """How a time in `zone` may name it now: its abbreviation (CET, UTC) or,
+    where the console's time zone data has no letters for it, its offset
+    from GMT (GMT+1). Never another zone's."""
+    now = datetime.now(ZoneInfo(zone))
+    hours = int((now.utcoffset() or timedelta()).total_seconds() // 3600)
+    names = {now.tzname() or zone, zone}
+    if hours:
+        names.add(f"GMT{hours:+d}")
+    return names
+
+
+SITE_ZONES: dict[str, set[str]] = {site: zone_names(zone) for site, zone in json.loads(require_env("DASH_SITE_ZONES")).items()}
+# A time as the dashboard writes it: the site's wall clock and its zone.
+TIME_RE = r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2} (\S+)$"
+DURATION_RE = r"^\d+:\d{2}(:\d{2})?$"
+
+try:
+    from axe_playwright_python.sync_playwright import Axe
+except ImportError as error:  # pragma: no cover - environment check
+    print(f"error: the Python package axe-playwright-python is missing ({error}); deploy/test.sh installs it "
+          "(`python3 -m pip install axe-playwright-python`)", file=sys.stderr)
+    sys.exit(2)
 
 if not os.access(CHROMIUM, os.X_OK):
     print(f"error: no Chromium at {CHROMIUM}; {INSTALL_HINT}", file=sys.stderr)
@@ -99,7 +140,7 @@ DEVICE_A = f"{SITE_A}/{sorted(SITES[SITE_A])[0]}"
 DEVICE_B = f"{SITE_B}/{sorted(SITES[SITE_B])[0]}"
 PAGES = ["/", "/devices", f"/devices/{DEVICE_A}", "/alerts", "/usage", "/rollouts"]
 NAV = [("Overview", "/"), ("Devices", "/devices"), ("Alerts", "/alerts"), ("Usage", "/usage"), ("Rollouts", "/rollouts")]
-LIVE_FIELDS = ["state", "step", "target", "technique", "intensity", "pressure", "motor_temp", "breathing", "updated"]
+LIVE_FIELDS = ["state", "program", "elapsed", "step", "step_left", "target", "technique", "intensity", "pressure", "motor_temp", "breathing", "updated"]
 TECHNIQUES = {"compression", "circular", "kneading", "rolling", "tapping", "shiatsu"}
 PLACEHOLDERS = {"", "-", "–", "—", "no telemetry yet"}
 CONTROL_BUTTONS = ["Start session", "Stop session", "Start on idle devices", "Acknowledge", "Pause", "Resume", "Abort"]
@@ -296,6 +337,58 @@ def site_counts(page: Page, site: str) -> dict[str, str]:
     return counts
 
 
+def tiles(page: Page, site: str | None = None) -> dict[str, dict[str, str]]:
+    """The overview's floor tiles (visible or not): device -> state, label, program, left, alert, visible."""
+    scope = f'ul.floor[data-floor="{site}"] li.tile' if site else "ul.floor li.tile"
+    return {t["device"]: t for t in page.eval_on_selector_all(scope, """ts => ts.map(t => ({
+        device: t.dataset.device, state: t.dataset.state, visible: t.getClientRects().length > 0,
+        label: (t.querySelector('[data-tile=label]') || {}).textContent || '',
+        program: (t.querySelector('[data-tile=program]') || {}).textContent || '',
+        left: (t.querySelector('[data-tile=left]') || {}).textContent || '',
+        alert: (t.querySelector('[data-tile=alert]') || {}).textContent || ''}))""")}
+
+
+def error_responses(page: Page, path: str) -> list[str]:
+    """Loads `path` and returns every request of the page that answered 400 or more."""
+    bad: list[str] = []
+    listener = lambda r: bad.append(f"{r.status} {urlparse(r.url).path}") if r.status >= 400 else None
+    page.on("response", listener)
+    try:
+        page.goto(url(path))
+        page.wait_for_load_state("load")
+        page.evaluate("() => new Promise(r => setTimeout(r, 0))")  # the icon request goes out with the load
+    finally:
+        page.remove_listener("response", listener)
+    return bad
+
+
+def axe_problems(page: Page, path: str) -> list[str]:
+    """axe-core on the page as it stands: every serious or critical violation, with where."""
+    results = Axe().run(page)
+    found = []
+    for violation in results.response.get("violations", []):
+        if violation.get("impact") in ("serious", "critical"):
+            targets = [", ".join(n.get("target", [])) for n in violation.get("nodes", [])][:3]
+            found.append(f"{path}: {violation['impact']} {violation['id']} ({violation.get('help')}) at {targets}")
+    return found
+
+
+def tab_to(page: Page, selector: str, limit: int = 120) -> None:
+    """Presses Tab until the focused element matches `selector` (the keyboard alone)."""
+    for _ in range(limit):
+        page.keyboard.press("Tab")
+        if page.evaluate("s => !!document.activeElement && document.activeElement.matches(s)", selector):
+            return
+    raise CheckFailed(f"{path_of(page)}: {limit} presses of Tab never reached {selector}")
+
+
+def publish(topic: str, payload: dict, retain: bool = True) -> None:
+    host, port = BROKER.rsplit(":", 1)
+    command = ["mosquitto_pub", "-h", host, "-p", port, "-q", "1", "-t", topic, "-m", json.dumps(payload)] + (["-r"] if retain else [])
+    done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT_S)
+    check(done.returncode == 0, f"mosquitto_pub {topic}: exit {done.returncode}: {done.stderr.strip()}")
+
+
 def refused(response, what: str) -> None:
     body = response.text()[:200].strip()
     check(response.status == 403, f"{what}: expected 403, got {response.status} ({response.headers.get('location') or body!r})")
@@ -421,53 +514,118 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
                   f"overview {site}: no 'Start on idle devices' button")
     runner.run("overview shows the right counts per site (and start-site forms for the operator)", overview_counts)
 
-    # 6. The devices table: rows, columns, sorting, filters, links.
+    # 5b. The floor: a tile per device with its state in words, filterable.
+    def overview_floor() -> None:
+        page.goto(url("/"))
+        shown = tiles(page)
+        check(sorted(shown) == ALL_DEVICES, f"floor tiles {sorted(shown)}, expected {ALL_DEVICES}")
+        wrong = {d: (t["state"], t["label"]) for d, t in shown.items() if (t["state"], t["label"].strip()) != ("idle", "Idle")}
+        check(not wrong, f"tiles not idle with the label 'Idle': {wrong}")
+        for site in SITE_IDS:
+            mine = sorted(tiles(page, site))
+            check(mine == sorted(d for d in ALL_DEVICES if d.startswith(site + "/")), f"{site}'s floor shows {mine}")
+        page.locator("#floor-state").select_option("in_session")
+        poll(lambda: [d for d, t in tiles(page).items() if t["visible"]], lambda v: v == [], "no tile visible when showing in_session only", page)
+        page.locator("#floor-state").select_option("")
+        page.locator("#floor-text").fill(DEVICE_B.split("/", 1)[1])
+        poll(lambda: [d for d, t in tiles(page).items() if t["visible"]], lambda v: v == [DEVICE_B], f"only {DEVICE_B}'s tile after searching it", page)
+        page.locator("#floor-text").fill("")
+    runner.run("overview floor: a tile per device with its state in words, filterable", overview_floor)
+
+    # 6. The devices table, filtered, sorted and paged by the server: every
+    # filter and column button is a GET of /devices with its parameters.
+    def rows_after(action: Callable[[], None]) -> list[str]:
+        with page.expect_navigation():
+            action()
+        return visible_rows(page)
+
     def devices_table() -> None:
         page.goto(url("/devices"))
         rows = sorted(page.eval_on_selector_all("#devices tr[data-device]", "rs => rs.map(r => r.dataset.device)"))
         check(rows == ALL_DEVICES, f"#devices rows {rows}, expected {ALL_DEVICES}")
-        for column in ["state", "health", "program", "config"]:
+        for column in ["state", "health", "program", "last_seen", "config"]:
             count = page.locator(f'#devices tr[data-device] td[data-col="{column}"]').count()
             check(count == len(ALL_DEVICES), f"{count} cells td[data-col={column}], expected {len(ALL_DEVICES)}")
         states = page.eval_on_selector_all('#devices tr[data-device] td[data-col="state"]', "cs => cs.map(c => c.textContent.trim())")
         check(all(s == "idle" for s in states), f"device states {states}, expected all idle")
-        for key in ["site", "device", "state", "health", "program", "config"]:
+        for key in ["site", "device", "state", "health", "program", "last_seen"]:
             check(page.locator(f'#devices th button[data-sort="{key}"]').count() == 1, f"no sort button th button[data-sort={key}]")
+        for cell in page.eval_on_selector_all('#devices td[data-col="last_seen"]', "cs => cs.map(c => c.textContent.trim())"):
+            check(re.match(TIME_RE, cell) is not None, f"a last-seen time reads {cell!r}, not 'YYYY-MM-DD hh:mm:ss ZONE'")
 
         def device_order() -> list[str]:
             return [d.split("/", 1)[1] for d in visible_rows(page)]
-        page.locator('#devices th button[data-sort="device"]').click()
-        poll(device_order, lambda o: o in (sorted(o), sorted(o, reverse=True)), "rows sorted by device after clicking Device", page)
-        page.locator('#devices th button[data-sort="device"]').click()
-        poll(device_order, lambda o: o in (sorted(o), sorted(o, reverse=True)), "rows sorted by device after clicking Device again", page)
+        order = [d.split("/", 1)[1] for d in rows_after(lambda: page.locator('#devices th button[data-sort="device"]').click())]
+        check(order == sorted(order), f"after clicking Device the rows are {order}, expected ascending")
+        check("sort=device" in page.url, f"the sort is not in the URL (sorted by the server?): {page.url}")
+        order = [d.split("/", 1)[1] for d in rows_after(lambda: page.locator('#devices th button[data-sort="device"]').click())]
+        check(order == sorted(order, reverse=True), f"after clicking Device again the rows are {order}, expected descending")
+        check(page.locator('#devices th[aria-sort="descending"] button[data-sort="device"]').count() == 1,
+              "the Device column is not marked aria-sort=descending")
 
-        site_filter = page.locator("#filter-site")
-        check(site_filter.count() == 1, "no #filter-site")
-        is_select = site_filter.evaluate("e => e.tagName") == "SELECT"
-        (site_filter.select_option(SITE_B) if is_select else site_filter.fill(SITE_B))
+        page.locator("#filter-site").select_option(SITE_B)
         only_b = sorted(d for d in ALL_DEVICES if d.startswith(SITE_B + "/"))
-        poll(lambda: sorted(visible_rows(page)), lambda v: v == only_b, f"only {SITE_B}'s rows after #filter-site={SITE_B}", page)
-        (site_filter.select_option("") if is_select else site_filter.fill(""))
-        poll(lambda: sorted(visible_rows(page)), lambda v: v == ALL_DEVICES, "every row after clearing #filter-site", page)
-
+        shown = sorted(rows_after(lambda: page.get_by_role("button", name="Filter").click()))
+        check(shown == only_b, f"after filtering by site {SITE_B}: rows {shown}, expected {only_b}")
+        check(f"site={SITE_B}" in page.url, f"the site filter is not in the URL: {page.url}")
+        page.locator("#filter-site").select_option("")
         page.locator("#filter-state").select_option("in_session")
-        poll(lambda: visible_rows(page), lambda v: v == [], "no rows after #filter-state=in_session (all idle)", page)
-        page.locator("#filter-state").select_option("idle")
-        poll(lambda: sorted(visible_rows(page)), lambda v: v == ALL_DEVICES, "every row after #filter-state=idle", page)
+        shown = rows_after(lambda: page.get_by_role("button", name="Filter").click())
+        check(shown == [], f"rows {shown} after state=in_session (all idle)")
+        check("No devices match" in text(page, "#devices-range"), f"#devices-range says {text(page, '#devices-range')!r}")
         page.locator("#filter-state").select_option("")
 
         device_a_name = DEVICE_A.split("/", 1)[1]
         page.locator("#filter-text").fill(device_a_name)
-        poll(lambda: visible_rows(page), lambda v: v == [DEVICE_A], f"only {DEVICE_A} after #filter-text={device_a_name}", page)
-        page.locator("#filter-text").fill("")
-        poll(lambda: sorted(visible_rows(page)), lambda v: v == ALL_DEVICES, "every row after clearing #filter-text", page)
+        shown = rows_after(lambda: page.locator("#filter-text").press("Enter"))
+        check(shown == [DEVICE_A], f"rows {shown} after searching {device_a_name}, expected only {DEVICE_A}")
+
+        # Pages of two rows: following "Next page" visits every device once, in order.
+        page.goto(url("/devices?limit=2&sort=device"))
+        seen = visible_rows(page)
+        check(len(seen) == 2, f"/devices?limit=2 shows {len(seen)} rows")
+        check(page.locator("#devices-prev").count() == 0, "the first page has a Previous link")
+        for _ in range(len(ALL_DEVICES)):
+            if page.locator("#devices-next").count() == 0:
+                break
+            seen += rows_after(lambda: page.locator("#devices-next").click())
+        names = [d.split("/", 1)[1] for d in seen]
+        check(sorted(seen) == ALL_DEVICES and names == sorted(names), f"the pages of 2 rows showed {seen}")
+        check(page.locator("#devices-prev").count() == 1, "the last page has no Previous link")
+
+        page.goto(url("/devices?limit=0"))
+        check("limit" in text(page, "#flash"), "a bad limit does not say which field is wrong")
 
         link = page.locator(f'#devices tr[data-device="{DEVICE_A}"] a[href="/devices/{DEVICE_A}"]')
+        page.goto(url("/devices"))
         check(link.count() >= 1, f"row {DEVICE_A} has no link to /devices/{DEVICE_A}")
         with page.expect_navigation():
             link.first.click()
         check(path_of(page) == f"/devices/{DEVICE_A}", f"the row's link went to {page.url}")
-    runner.run("devices table: a row per device, sort, filters, link to the device page", devices_table)
+    runner.run("devices list: filtered, sorted and paged by the server, link to the device page", devices_table)
+
+    # 6b. The API's device list: pages, filters, sort, and errors naming the parameter.
+    def devices_api() -> None:
+        api = playwright.request.new_context(base_url=BASE, extra_http_headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
+        try:
+            whole = api.get("/api/v1/devices").json()
+            check(len(whole["devices"]) == len(ALL_DEVICES) and whole["total"] == len(ALL_DEVICES) and whole["next_offset"] is None,
+                  f"the unpaged list: {len(whole['devices'])} devices, total {whole.get('total')}, next_offset {whole.get('next_offset')}")
+            first = api.get("/api/v1/devices?limit=2&sort=-device").json()
+            names = [d["device"] for d in first["devices"]]
+            expected = sorted((d.split("/", 1)[1] for d in ALL_DEVICES), reverse=True)[:2]
+            check(names == expected and first["total"] == len(ALL_DEVICES) and first["next_offset"] == 2,
+                  f"?limit=2&sort=-device: {names}, total {first['total']}, next_offset {first['next_offset']}; expected {expected}")
+            filtered = api.get(f"/api/v1/devices?site={SITE_B}&q={DEVICE_B.split('/', 1)[1]}").json()
+            check([f"{d['site']}/{d['device']}" for d in filtered["devices"]] == [DEVICE_B], f"?site&q: {filtered['devices']}")
+            for query, field in [("limit=0", "limit"), ("offset=-1", "offset"), ("sort=colour", "sort"), ("state=asleep", "state")]:
+                response = api.get(f"/api/v1/devices?{query}")
+                message = response.json().get("error", {}).get("message", "") if response.status == 400 else ""
+                check(response.status == 400 and message.startswith(field + ":"),
+                      f"?{query}: {response.status} {response.text()[:200]}, expected 400 naming {field}")
+        finally:
+            api.dispose()
+    runner.run("API device list: unpaged as before, pages, sort, filters, bad parameters named", devices_api)
 
     # A second tab on the overview, opened before the session starts, shows
     # the counts following live.
@@ -519,7 +677,36 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
         check(not empty, f"while the session runs these live fields are empty: {empty} ({values})")
         check(values["technique"] in TECHNIQUES, f'[data-live="technique"] is {values["technique"]!r}, not a technique')
         check(re.search(r"\d", values["intensity"]) is not None, f'[data-live="intensity"] is {values["intensity"]!r}')
+        zone = re.match(TIME_RE, values["updated"])
+        check(zone is not None and zone.group(1) in SITE_ZONES[SITE_A],
+              f'[data-live="updated"] is {values["updated"]!r}: expected the time in {SITE_A}\'s zone, shown as one of {SITE_ZONES[SITE_A]}')
+        for field in ["elapsed", "step_left"]:
+            check(re.match(DURATION_RE, values[field]) is not None, f'[data-live="{field}"] is {values[field]!r}, not m:ss')
     runner.run("the device's telemetry updates on the page without a reload", telemetry_updates_live)
+
+    # The live session picture: the pressure chart draws more points as
+    # telemetry comes, the steps timeline marks the current step.
+    def session_picture() -> None:
+        check("value" in device_mark, "no running session to watch (the previous check failed)")
+
+        def points() -> int:
+            return page.eval_on_selector_all("#pressure-chart polyline",
+                                             "ls => ls.map(l => l.getAttribute('points').trim().split(/\\s+/).filter(p => p).length).reduce((a, b) => Math.max(a, b), 0)")
+        first = poll(points, lambda n: n >= 2, "the pressure chart to draw a line of at least 2 points", page)
+        poll(points, lambda n: n > first, f"the pressure chart to draw more than {first} points without a reload", page)
+        zones = page.eval_on_selector_all("#pressure-chart polyline", "ls => ls.map(l => l.dataset.zone)")
+        check(zones and all(z in {"thigh", "calf", "shin", "achilles", "heel", "arch"} for z in zones), f"chart lines for zones {zones}")
+        label = page.locator("#pressure-chart").get_attribute("aria-label") or ""
+        check("mmHg" in label, f"the chart's aria-label does not say the pressures: {label!r}")
+        current = page.locator('#steps li[aria-current="step"]')
+        poll(lambda: current.count(), lambda n: n == 1, "exactly one current step in #steps", page)
+        step_text = current.inner_text()
+        check(live(page, "technique") in step_text or re.search(r"Step \d+:", step_text) is not None,
+              f"the current step reads {step_text!r}")
+        check(re.search(r"intensity \d+", step_text) is not None, f"the current step does not show its intensity: {step_text!r}")
+        check(page.locator("#troubles").count() == 1, "no #troubles (recent faults and aborts)")
+        check_not_reloaded(page, device_mark["value"])
+    runner.run("session picture: the pressure chart draws points live, the current step is marked", session_picture)
 
     def overview_follows_live() -> None:
         expected = expected_counts(SITE_A, running=1, sessions_today=1)
@@ -529,6 +716,18 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
               f"{SITE_B}'s counts changed: {site_counts(overview_tab, SITE_B)}")
         check_not_reloaded(overview_tab, overview_mark)
     runner.run("the overview's counts follow the session live (SSE, no reload)", overview_follows_live)
+
+    def floor_follows_live() -> None:
+        tile = poll(lambda: tiles(overview_tab).get(DEVICE_A, {}), lambda t: t.get("state") == "in_session",
+                    f"{DEVICE_A}'s tile to turn in_session without a reload", overview_tab)
+        check(tile["label"].strip() == "In session", f"{DEVICE_A}'s tile says {tile['label']!r}, expected 'In session'")
+        check(PROGRAM in tile["program"], f"{DEVICE_A}'s tile shows program {tile['program']!r}, expected {PROGRAM}")
+        poll(lambda: tiles(overview_tab)[DEVICE_A]["left"], lambda v: re.search(r"\d+:\d{2} left", v) is not None,
+             f"{DEVICE_A}'s tile to show the time left as m:ss", overview_tab)
+        others = {d: t["state"] for d, t in tiles(overview_tab).items() if d != DEVICE_A and t["state"] != "idle"}
+        check(not others, f"other tiles changed: {others}")
+        check_not_reloaded(overview_tab, overview_mark)
+    runner.run("the floor tile of the device follows the session live (state, label, program, time left)", floor_follows_live)
 
     # 8. Screenshots while the session runs.
     def screenshots() -> None:
@@ -605,8 +804,209 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
             return page.eval_on_selector_all("main svg", "ss => ss.map(s => (s.getAttribute('aria-label') || '').trim())")
         labels = poll(usage_charts, lambda ls: len(ls) > 0, "/usage to show inline <svg> charts after a session", page)
         check(all(labels), f"/usage has <svg> charts without an aria-label: {labels}")
+        values = page.eval_on_selector_all("main svg text", "ts => ts.map(t => t.textContent.trim())")
+        decimals = [v for v in values if re.fullmatch(r"\d+\.\d+", v)]
+        check(not decimals, f"/usage prints numbers with decimals: {decimals}")
+        counts = re.findall(r"\d+(?:\.\d+)?", page.locator("section.usage p").first.inner_text())
+        check(counts and all("." not in c for c in counts), f"/usage session counts read {counts}")
+        check(any(re.fullmatch(r"\d+:\d{2}", v) for v in values), f"/usage shows no duration as m:ss: {values}")
         print(f"     usage charts: {labels}", flush=True)
     runner.run("alerts table, rollouts page, usage charts (inline SVG with aria-labels)", other_pages)
+
+    # 11b. No page's own resources answer an error (the icon answered 404 on every page).
+    def no_error_responses() -> None:
+        bad = {}
+        for path in PAGES:
+            found = error_responses(page, path)
+            if found:
+                bad[path] = found
+        check(not bad, f"requests answering errors: {bad}")
+    runner.run("no request of any page answers 404 or another error", no_error_responses)
+
+    # 11c. A real alert: a device (the real broker, the real ingest) comes
+    # online and loses its connection; the operator acknowledges the
+    # console's alert with the keyboard alone.
+    alarm_device = "sim-alarm"
+
+    def acknowledge_real_alert() -> None:
+        topic = f"massage/v1/{SITE_A}/{alarm_device}/status"
+        now = lambda: time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        publish(topic, {"ts": now(), "epoch": 1, "seq": 1, "state": "online", "agent_version": "test", "programs": [PROGRAM]})
+        api = playwright.request.new_context(base_url=BASE, extra_http_headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
+        try:
+            poll(lambda: api.get(f"/api/v1/devices?site={SITE_A}&q={alarm_device}").json()["devices"],
+                 lambda ds: len(ds) == 1 and ds[0]["online"], f"{SITE_A}/{alarm_device} online in the API", page)
+            publish(topic, {"ts": now(), "epoch": 1, "seq": 2, "state": "offline"})
+
+            def alert_row() -> str | None:
+                page.goto(url("/alerts"))
+                rows = page.locator(f"table#alerts tr[data-alert]", has_text=alarm_device)
+                return rows.first.get_attribute("data-alert") if rows.count() else None
+            alert_id = poll(alert_row, lambda a: a is not None, f"an alert for {SITE_A}/{alarm_device} on /alerts", page)
+            row = page.locator(f'table#alerts tr[data-alert="{alert_id}"]')
+            raised = row.locator("td").nth(5).inner_text().strip()
+            zone = re.match(TIME_RE, raised)
+            check(zone is not None and zone.group(1) in SITE_ZONES[SITE_A], f"the alert's raised time {raised!r} is not in {SITE_A}'s zone {SITE_ZONES[SITE_A]}")
+            tab_to(page, f'tr[data-alert="{alert_id}"] button')
+            with page.expect_navigation():
+                page.keyboard.press("Enter")
+            check(f"Alert {alert_id} acknowledged" in text(page, "#flash"), f"flash after acknowledging: {text(page, '#flash')!r}")
+            row = page.locator(f'table#alerts tr[data-alert="{alert_id}"]')
+            check(OPERATOR_NAME in row.inner_text(), f"the alert row does not name who acknowledged it: {row.inner_text()!r}")
+            check(row.get_by_role("button", name="Acknowledge").count() == 0, "the acknowledged alert still offers Acknowledge")
+            alerts = api.get("/api/v1/alerts?active=true").json()["alerts"]
+            mine = [a for a in alerts if str(a.get("id")) == alert_id]
+            check(mine and mine[0].get("acknowledged_by") == OPERATOR_NAME, f"the API's alert {alert_id}: {mine}")
+        finally:
+            api.dispose()
+    runner.run("a real alert (a device that lost its connection) is acknowledged from /alerts with the keyboard", acknowledge_real_alert)
+
+    # 11d. Keyboard only: skip link, navigation, the devices search, a
+    # device's start and stop.
+    def keyboard_only() -> None:
+        page.goto(url("/"))
+        page.keyboard.press("Tab")
+        check(page.evaluate("() => document.activeElement.className") == "skip", "the first Tab does not reach the skip link")
+        page.keyboard.press("Enter")
+        check(page.evaluate("() => document.activeElement.id") == "main", "the skip link does not move focus to <main>")
+        page.goto(url("/"))
+        tab_to(page, 'nav a[href="/devices"]')
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        check(path_of(page) == "/devices", f"Enter on the Devices link went to {page.url}")
+        tab_to(page, "#filter-text")
+        page.keyboard.type(DEVICE_A.split("/", 1)[1])
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        check(visible_rows(page) == [DEVICE_A], f"the keyboard's search shows {visible_rows(page)}")
+        tab_to(page, f'#devices a[href="/devices/{DEVICE_A}"]')
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        check(path_of(page) == f"/devices/{DEVICE_A}", f"Enter on the device link went to {page.url}")
+        tab_to(page, "form#start button")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        check("start_session" in text(page, "#flash"), f"flash after starting with the keyboard: {text(page, '#flash')!r}")
+        poll(lambda: live(page, "state"), lambda s: s == "running", f"{DEVICE_A} running after a keyboard start", page)
+        tab_to(page, "form#stop button")
+        with page.expect_navigation():
+            page.keyboard.press("Enter")
+        check("stop_session" in text(page, "#flash"), f"flash after stopping with the keyboard: {text(page, '#flash')!r}")
+        poll(lambda: live(page, "state"), lambda s: s != "running", f"{DEVICE_A} leaves running after a keyboard stop", page)
+    runner.run("keyboard only: skip link, nav, device search, start and stop a session", keyboard_only)
+
+    # 11f. Rollouts from the browser (admin): a bad form shows every reason
+    # with its key and sends nothing; a good one runs to completed and its
+    # page follows it live; pause, resume and abort from the page.
+    admin = new_context(browser)
+    admin_page = admin.new_page()
+    runner.pages.append(admin_page)
+    site_a_devices = sorted(d for d in ALL_DEVICES if d.startswith(SITE_A + "/"))
+    rollout_pages: list[str] = []
+
+    def api_rollouts() -> list[dict]:
+        api = playwright.request.new_context(base_url=BASE, extra_http_headers={"Authorization": f"Bearer {VIEWER_TOKEN}"})
+        try:
+            return api.get("/api/v1/rollouts").json()["rollouts"]
+        finally:
+            api.dispose()
+
+    def fill_rollout(name: str, config: str, canary: str, percentages: str, bake: str) -> None:
+        admin_page.goto(url("/rollouts"))
+        with admin_page.expect_navigation():
+            admin_page.locator("#new-rollout").click()
+        admin_page.locator("#ro-name").fill(name)
+        admin_page.locator("#ro-config").fill(config)
+        admin_page.locator("#ro-devices").fill("\n".join(site_a_devices))
+        admin_page.locator("#ro-canary").fill(canary)
+        admin_page.locator("#ro-percentages").fill(percentages)
+        admin_page.locator("#ro-bake").fill(bake)
+
+    def submit_rollout(button: str) -> None:
+        with admin_page.expect_navigation():
+            admin_page.locator("#rollout-form").get_by_role("button", name=button, exact=True).click()
+
+    def bad_rollout_refused() -> None:
+        sign_in(admin_page, ADMIN_TOKEN)
+        before = len(api_rollouts())
+        fill_rollout("bad one", "default_intensity: 42\nbogus_key: 1", "x", "50, 100", "0")
+        submit_rollout("Start rollout")
+        check(path_of(admin_page) == "/ui/rollouts/new", f"a bad rollout went to {admin_page.url}")
+        keys = admin_page.eval_on_selector_all("#rollout-reasons li", "ls => ls.map(l => l.dataset.key)")
+        texts = admin_page.eval_on_selector_all("#rollout-reasons li", "ls => ls.map(l => l.textContent.trim())")
+        print(f"     reasons shown: {texts}", flush=True)
+        check("waves.canary" in keys, f"no reason for waves.canary among {texts}")
+        check(sum(1 for k in keys if k.startswith("config")) >= 2, f"expected a reason for each of the config's two problems: {texts}")
+        check(any("bogus_key" in t for t in texts) and any("default_intensity" in t for t in texts), f"the config's reasons do not name their keys: {texts}")
+        check(admin_page.locator("#ro-config").input_value().startswith("default_intensity: 42"), "the form lost what was typed")
+        check(len(api_rollouts()) == before, "a refused form created a rollout")
+    runner.run("rollout form: a bad config and canary show every reason with its key; nothing is sent", bad_rollout_refused)
+
+    def good_rollout_completes() -> None:
+        fill_rollout("intensity four", "default_intensity: 4", "1", "100", "0")
+        submit_rollout("Check")
+        check(text(admin_page, "#target-count") == str(len(site_a_devices)), f"Check counts {text(admin_page, '#target-count')} devices")
+        sizes = admin_page.eval_on_selector_all("#wave-sizes [data-wave]", "ws => ws.map(w => w.textContent.trim())")
+        check(sizes == ["1", str(len(site_a_devices) - 1)], f"Check previews waves {sizes}")
+        check(admin_page.locator("#rollout-reasons").count() == 0, "a good form shows reasons")
+        check(len(api_rollouts()) == 0, "Check created a rollout")
+        submit_rollout("Start rollout")
+        check(re.fullmatch(r"/rollouts/[a-z0-9-]+", path_of(admin_page)) is not None, f"Start rollout went to {admin_page.url}")
+        rollout_pages.append(path_of(admin_page))
+        mark = mark_page(admin_page, "rollout")
+        poll(lambda: text(admin_page, '[data-ro="state"]'), lambda st: st == "completed", "the rollout page to say completed", admin_page, timeout=120)
+        states = admin_page.eval_on_selector_all("#ro-devices tbody tr", "rs => rs.map(r => r.cells[2].textContent)")
+        check(states == ["succeeded"] * len(site_a_devices), f"the devices' states when completed: {states}")
+        check_not_reloaded(admin_page, mark)
+    runner.run("rollout form: Check previews devices and waves; Start runs it to completed, the page following live", good_rollout_completes)
+
+    def pause_resume_abort() -> None:
+        fill_rollout("long bake", "default_intensity: 5", "1", "100", "600")
+        submit_rollout("Start rollout")
+        check(re.fullmatch(r"/rollouts/[a-z0-9-]+", path_of(admin_page)) is not None, f"Start rollout went to {admin_page.url}")
+        rollout_pages.append(path_of(admin_page))
+        check(text(admin_page, '[data-ro="threshold"]') != "", "the rollout page shows no error threshold line")
+        for button, state in [("Pause", "paused"), ("Resume", "running"), ("Abort", "aborted")]:
+            with admin_page.expect_navigation():
+                admin_page.get_by_role("button", name=button, exact=True).click()
+            check(path_of(admin_page) == rollout_pages[-1], f"{button} went to {admin_page.url}")
+            poll(lambda: text(admin_page, '[data-ro="state"]'), lambda st: st == state, f"the rollout to be {state} after {button}", admin_page)
+        rollout = [r for r in api_rollouts() if r["id"] == rollout_pages[-1].rsplit("/", 1)[1]]
+        check(rollout and rollout[0]["state"] == "aborted", f"the API's rollout: {rollout[:1]}")
+    runner.run("rollout page: pause, resume and abort from the page", pause_resume_abort)
+
+    def more_screenshots() -> None:
+        shots, overflow = [], []
+        for path, name in [("/devices", "devices"), ("/rollouts/new", "rollout-form")] + [(p, "rollout") for p in rollout_pages[:1]]:
+            admin_page.goto(url(path))
+            for width_name, viewport in [("desktop", DESKTOP), ("tablet", TABLET)]:
+                shots.append(screenshot(admin_page, f"{name}-{width_name}", viewport))
+                extra = horizontal_overflow(admin_page)
+                if extra > 1:
+                    overflow.append(f"{name} at {viewport['width']} px scrolls sideways by {extra} px")
+            admin_page.set_viewport_size(DESKTOP)
+        print("     screenshots: " + ", ".join(shots), flush=True)
+        check(not overflow, "; ".join(overflow))
+    runner.run("screenshots of the devices list, rollout form and rollout page at both widths (no sideways scrolling)", more_screenshots)
+
+    # 11e. axe-core on every page (and the sign-in page): no serious or critical violation.
+    def accessibility() -> None:
+        problems = []
+        for path in PAGES:
+            page.goto(url(path))
+            problems += axe_problems(page, path)
+        for path in ["/rollouts/new"] + rollout_pages[:1]:
+            admin_page.goto(url(path))
+            problems += axe_problems(admin_page, path)
+        anonymous = new_context(browser)
+        try:
+            login = anonymous.new_page()
+            login.goto(url("/login"))
+            problems += axe_problems(login, "/login")
+        finally:
+            anonymous.close()
+        check(not problems, "; ".join(problems))
+    runner.run("axe-core: no serious or critical violation on any page", accessibility)
 
     # 12. A viewer sees no controls, and the server refuses a forged POST.
     viewer = new_context(browser)

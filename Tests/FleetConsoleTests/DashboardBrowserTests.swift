@@ -34,6 +34,9 @@ struct DashboardBrowserTests {
     static let chromium = ProcessInfo.processInfo.environment["DASH_CHROMIUM"].flatMap { $0.isEmpty ? nil : $0 } ?? "/usr/bin/chromium"
 
     static let sites = ["clinic-north", "spa-south"]
+    /// Each site's time zone: the dashboard must show the site's own times
+    /// with the zone (issue 24, item 4), so one site is not on UTC.
+    static let zones = ["clinic-north": "Europe/Berlin", "spa-south": "UTC"]
     static let deviceCount = 6
     /// Slow enough that the script's session (full-leg circulation, 750
     /// simulated seconds: 150 s here) still runs while the script looks at
@@ -51,13 +54,13 @@ struct DashboardBrowserTests {
         return fleet
     }
 
-    @Test("sign in, overview counts, live telemetry, start a session, viewer refused, sign out, screenshots")
+    @Test("sign in, overview counts and floor, paged devices, live telemetry, start a session, a real alert acknowledged, axe, keyboard, viewer refused, sign out, screenshots")
     func dashboardInHeadlessChromium() async throws {
         let python = try await Self.browserTooling()
 
         let broker = try await MosquittoBroker.start()
         defer { broker.stopNow() }
-        let console = try await ConsoleProcess.start(.init(sites: Self.sites.map { .init(id: $0) }), broker: broker)
+        let console = try await ConsoleProcess.start(.init(sites: Self.sites.map { .init(id: $0, timezone: Self.zones[$0] ?? "UTC") }), broker: broker)
         defer { console.stopNow() }
 
         let work = try TemporaryDirectory(prefix: "dashboard-browser")
@@ -92,8 +95,11 @@ struct DashboardBrowserTests {
             "DASH_OPERATOR_NAME": "operator",
             "DASH_VIEWER_TOKEN": console.tokens.viewer,
             "DASH_VIEWER_NAME": "viewer",
+            "DASH_ADMIN_TOKEN": console.tokens.admin,
             "DASH_SITES": fleetJSON,
             "DASH_PROGRAM": Self.program,
+            "DASH_BROKER": "\(broker.host):\(broker.port)",
+            "DASH_SITE_ZONES": String(decoding: try JSONSerialization.data(withJSONObject: Self.zones, options: [.sortedKeys]), as: UTF8.self),
             "DASH_SCREENSHOTS": Self.screenshots.path,
             "DASH_CHROMIUM": Self.chromium,
             "PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD": "1",
@@ -149,6 +155,12 @@ struct DashboardBrowserTests {
         let probe = try await ProcessRunner.run(
             python, arguments: ["-c", "import playwright.sync_api"], environment: ["PYTHONDONTWRITEBYTECODE": "1"],
             timeout: .seconds(60))
+        let axe = try await ProcessRunner.run(
+            python, arguments: ["-c", "import axe_playwright_python.sync_playwright"], environment: ["PYTHONDONTWRITEBYTECODE": "1"],
+            timeout: .seconds(60))
+        if !axe.succeeded {
+            missing.append("the Python package axe-playwright-python for \(python.path) (`\(python.path) -m pip install axe-playwright-python`; it bundles axe-core)")
+        }
         if !probe.succeeded {
             missing.append(
                 "the Python package playwright for \(python.path) "
