@@ -117,4 +117,33 @@ struct DashboardViewTests {
         #expect(faulted.state == "faulted" && faulted.label == "Faulted" && faulted.alert.hasPrefix("fault: overpressure, "))
         #expect(faulted.alert.count < 80)
     }
+
+    @Test("the telemetry history is bounded per device and in total, keeps only known zones and finite pressures, and starts afresh with a new session")
+    func historyBounds() throws {
+        let history = TelemetryHistory()
+        let a = try DeviceAddress(site: "clinic-north", device: "m-1")
+        let t0 = Date(timeIntervalSince1970: 1_800_000_000)
+        func telemetry(_ session: String, pressure: [String: Double], step: Int = 0) -> Telemetry {
+            Telemetry(sessionState: .running, sessionID: session, program: "calf-release",
+                      step: CurrentStep(index: step, target: "calf", zone: "calf", technique: "kneading", intensity: 3, remainingSeconds: 10),
+                      pressureMMHg: pressure, motorTempC: 30, intervalSeconds: 1)
+        }
+        for i in 0..<(TelemetryHistory.samplesPerDevice + 50) {
+            history.record(a, telemetry("s1", pressure: ["calf": 40, "evil-zone": 99, "heel": .nan], step: i), at: t0.addingTimeInterval(Double(i)))
+        }
+        let kept = try #require(history.history(a))
+        #expect(kept.samples.count == TelemetryHistory.samplesPerDevice)
+        #expect(kept.steps.count == TelemetryHistory.stepsPerDevice)
+        #expect(kept.samples.allSatisfy { $0.pressure(of: 1) == 40 && $0.pressure(of: 4) == nil })
+        let chart = DashboardSessionPicture.chart(kept)
+        #expect(chart.contains("data-zone=\"calf\"") && !chart.contains("evil") && !chart.contains("heel"))
+        history.record(a, telemetry("s2", pressure: ["calf": 20]), at: t0.addingTimeInterval(1000))
+        #expect(history.history(a)?.samples.count == 1, "a new session starts afresh")
+        history.record(a, Telemetry(sessionState: .idle, motorTempC: 30, intervalSeconds: 1), at: t0.addingTimeInterval(1001))
+        #expect(history.history(a)?.samples.count == 1, "idle telemetry is not kept")
+        for n in 0..<(TelemetryHistory.maxDevices + 10) {
+            history.record(try DeviceAddress(site: "spa-south", device: "d-\(n)"), telemetry("s", pressure: ["arch": 10]), at: t0)
+        }
+        #expect(history.deviceCount == TelemetryHistory.maxDevices)
+    }
 }
