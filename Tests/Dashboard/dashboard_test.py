@@ -318,6 +318,22 @@ def screenshot(page: Page, name: str, viewport: dict) -> str:
     return target
 
 
+def screenshots_at_both_widths(shots: list[tuple[Page, str, Callable[[], None]]]) -> None:
+    """Each (tab, name, show) at desktop and tablet width: `show` brings the
+    page up, then a screenshot at each width; fails when one scrolls sideways."""
+    taken, overflow = [], []
+    for tab, name, show in shots:
+        show()
+        for width_name, viewport in [("desktop", DESKTOP), ("tablet", TABLET)]:
+            taken.append(screenshot(tab, f"{name}-{width_name}", viewport))
+            extra = horizontal_overflow(tab)
+            if extra > 1:
+                overflow.append(f"{name} at {viewport['width']} px scrolls sideways by {extra} px")
+        tab.set_viewport_size(DESKTOP)
+    print("     screenshots: " + ", ".join(taken), flush=True)
+    check(not overflow, "; ".join(overflow))
+
+
 def expected_counts(site: str, running: int = 0, sessions_today: int = 0) -> dict[str, str]:
     devices = len(SITES[site])
     return {
@@ -731,16 +747,7 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
 
     # 8. Screenshots while the session runs.
     def screenshots() -> None:
-        shots, overflow = [], []
-        for tab, name in [(overview_tab, "overview"), (page, "device")]:
-            for width_name, viewport in [("desktop", DESKTOP), ("tablet", TABLET)]:
-                shots.append(screenshot(tab, f"{name}-{width_name}", viewport))
-                extra = horizontal_overflow(tab)
-                if extra > 1:
-                    overflow.append(f"{name} at {viewport['width']} px scrolls sideways by {extra} px")
-            tab.set_viewport_size(DESKTOP)
-        print("     screenshots: " + ", ".join(shots), flush=True)
-        check(not overflow, "; ".join(overflow))
+        screenshots_at_both_widths([(overview_tab, "overview", lambda: None), (page, "device", lambda: None)])
     runner.run("screenshots of overview and device page at 1280x800 and 820x1180 (no sideways scrolling)", screenshots)
 
     def devices_table_shows_session() -> None:
@@ -976,17 +983,8 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
     runner.run("rollout page: pause, resume and abort from the page", pause_resume_abort)
 
     def more_screenshots() -> None:
-        shots, overflow = [], []
-        for path, name in [("/devices", "devices"), ("/rollouts/new", "rollout-form")] + [(p, "rollout") for p in rollout_pages[:1]]:
-            admin_page.goto(url(path))
-            for width_name, viewport in [("desktop", DESKTOP), ("tablet", TABLET)]:
-                shots.append(screenshot(admin_page, f"{name}-{width_name}", viewport))
-                extra = horizontal_overflow(admin_page)
-                if extra > 1:
-                    overflow.append(f"{name} at {viewport['width']} px scrolls sideways by {extra} px")
-            admin_page.set_viewport_size(DESKTOP)
-        print("     screenshots: " + ", ".join(shots), flush=True)
-        check(not overflow, "; ".join(overflow))
+        pages = [("/devices", "devices"), ("/rollouts/new", "rollout-form")] + [(p, "rollout") for p in rollout_pages[:1]]
+        screenshots_at_both_widths([(admin_page, name, lambda path=path: admin_page.goto(url(path))) for path, name in pages])
     runner.run("screenshots of the devices list, rollout form and rollout page at both widths (no sideways scrolling)", more_screenshots)
 
     # 11e. axe-core on every page (and the sign-in page): no serious or critical violation.
