@@ -60,7 +60,7 @@ extension Dashboard {
         }
     }
 
-    func rolloutFormContext(_ form: DashboardRolloutForm, check: DashboardRolloutForm.Check?, for s: DashboardSessions.SignedIn) async -> [String: Any] {
+    func rolloutFormContext(_ form: DashboardRolloutForm, check: RolloutPreview?, for s: DashboardSessions.SignedIn) async -> [String: Any] {
         let f = form.fields
         var ctx: [String: Any] = [:]
         for key in ["name", "devices", "canary", "percentages", "factor", "bake_s", "apply_timeout_s", "threshold_percent", "threshold_min", "window_start", "window_end", "config"] {
@@ -77,7 +77,7 @@ extension Dashboard {
         if let check {
             ctx["checked"] = true
             ctx["reasons"] = check.reasons.map { r -> [String: String] in
-                let key = RolloutForms.key(of: r)
+                let key = RolloutPreview.key(of: r)
                 return ["key": key, "text": String(r.dropFirst(min(r.count, key.count)))]
             }
             ctx["ok"] = check.reasons.isEmpty

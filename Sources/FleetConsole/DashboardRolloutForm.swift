@@ -87,53 +87,15 @@ struct DashboardRolloutForm: Sendable {
         return (.object(doc), reasons)
     }
 
-    /// What checking the form found: every reason (each naming its key), or
-    /// the document ready to send with its devices and wave sizes.
-    struct Check: Sendable {
-        var reasons: [String]
-        var document: RolloutDocument?
-        var targets: Int
-        var waves: [Int]
-    }
-
-    /// Checks the form as the API checks a document: the same decoding and
-    /// semantic checks, and the same target resolution for `principal`.
-    func check(_ core: ConsoleCore, for principal: Principal) -> Check {
-        let (json, formReasons) = document()
-        var reasons = formReasons
-        var document: RolloutDocument?
-        if let data = try? FleetJSON.encode(json) {
-            switch RolloutDocument.decodeCollecting(Array(data)) {
-            case .success(let d): document = d
-            case .failure(let error):
-                // The form's own reading already named these keys.
-                reasons += error.reasons.filter { r in !formReasons.contains { RolloutForms.key(of: $0) == RolloutForms.key(of: r) } }
-            }
-        }
-        var count = 0, waves: [Int] = []
-        // The devices and waves are previewed even while other keys are wrong.
-        var candidate = document
-        if candidate == nil, let data = try? FleetJSON.encode(json), case .success(let d) = FleetJSON.decode(RolloutDocument.self, from: Array(data)) {
-            candidate = d
-        }
-        if let doc = candidate {
-            do {
-                count = try core.rollouts.rolloutTargets(doc.targets, for: principal).count
-                if count == 0 { reasons.append("targets: no known device matches") }
-                waves = doc.waveSizes(count: count)
-            } catch {
-                reasons.append(error.message.hasPrefix("targets") ? error.message : "targets: \(error.message)")
-            }
-        }
-        return Check(reasons: reasons, document: reasons.isEmpty ? document : nil, targets: count, waves: waves)
+    /// Checks the form as the API checks a document (RolloutPreview): the
+    /// form's own reasons, then the document's, then its targets.
+    func check(_ core: ConsoleCore, for principal: Principal) -> RolloutPreview {
+        let (json, found) = document()
+        let bytes = (try? FleetJSON.encode(json)).map(Array.init) ?? []
+        return RolloutPreview(bytes, found: found, rollouts: core.rollouts, for: principal)
     }
 }
 
 enum RolloutForms {
     static func clip(_ s: String, _ n: Int = 40) -> String { s.count > n ? String(s.prefix(n)) + "…" : s }
-
-    /// The key a reason names: the text before its first ": ".
-    static func key(of reason: String) -> String {
-        reason.range(of: ": ").map { String(reason[..<$0.lowerBound]) } ?? reason
-    }
 }

@@ -15,6 +15,12 @@ extension HTTPAPI {
             return APIReply(.created, try await core.rollouts.create(document, by: context.principal))
         }
 
+        // What a document would do, without starting it (RolloutPreview; docs/api.md).
+        api.post("/rollouts/preview", .admin("previewing rollouts")) { request, context in
+            let buffer = try await body(request, limit: limit)
+            return APIReply(RolloutPreview(Array(buffer.readableBytesView), rollouts: core.rollouts, for: context.principal))
+        }
+
         api.get("/rollouts", .viewer) { _, context in
             APIReply(["rollouts": try await core.rollouts.list(for: context.principal)])
         }

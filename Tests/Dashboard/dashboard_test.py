@@ -949,6 +949,24 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
         check(len(api_rollouts()) == before, "a refused form created a rollout")
     runner.run("rollout form: a bad config and canary show every reason with its key; nothing is sent", bad_rollout_refused)
 
+    def rollout_preview_api() -> None:
+        api = playwright.request.new_context(base_url=BASE, extra_http_headers={"Authorization": f"Bearer {ADMIN_TOKEN}"})
+        try:
+            good = {"name": "preview", "config": {"default_intensity": 4}, "targets": {"sites": [SITE_B]},
+                    "waves": {"canary": 1, "percentages": [100]}}
+            answer = api.post("/api/v1/rollouts/preview", data=json.dumps(good), headers={"Content-Type": "application/json"}).json()
+            devices_b = len(SITES[SITE_B])
+            check(answer == {"ok": True, "reasons": [], "targets": devices_b, "waves": [1, devices_b - 1]}, f"preview of a good document: {answer}")
+            bad = {**good, "config": {"bogus_key": 1}, "waves": {"canary": 0, "percentages": [100]}}
+            answer = api.post("/api/v1/rollouts/preview", data=json.dumps(bad), headers={"Content-Type": "application/json"}).json()
+            keys = sorted(r.split(": ", 1)[0] for r in answer.get("reasons", []))
+            check(answer.get("ok") is False and "waves.canary" in keys and any(k.startswith("config") for k in keys),
+                  f"preview of a bad document: {answer}")
+        finally:
+            api.dispose()
+        check(api_rollouts() == [], "a preview created a rollout")
+    runner.run("API rollout preview: devices and waves of a good document, every reason of a bad one, nothing created", rollout_preview_api)
+
     def good_rollout_completes() -> None:
         fill_rollout("intensity four", "default_intensity: 4", "1", "100", "0")
         submit_rollout("Check")
