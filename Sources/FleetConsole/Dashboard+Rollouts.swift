@@ -40,6 +40,16 @@ extension Dashboard {
             }
         }
 
+        // The form's live preview as it is filled in: the same check, as
+        // JSON (RolloutPreview), and nothing sent.
+        actions.action("/ui/rollouts/preview", requires: .admin, formLimit: limit) { _, context -> Response in
+            let preview = DashboardRolloutForm(fields: context.form).check(core, for: context.signedIn.principal)
+            var headers = HTTPFields()
+            headers[.contentType] = "application/json; charset=utf-8"
+            Self.securityHeaders(&headers)
+            return Response(status: .ok, headers: headers, body: ResponseBody(byteBuffer: ByteBuffer(string: Self.json(preview))))
+        }
+
         pages.get("/rollouts/:id") { request, context -> Response in
             let s = context.signedIn
             let id = context.parameters.get("id") ?? ""

@@ -21,7 +21,7 @@ enum DashboardSessionPicture {
         }
         let span = max(last.at.timeIntervalSince(first.at), 1)
         let peak = max(50, samples.flatMap { s in zones.compactMap { s.pressure(of: $0) } }.max() ?? 50)
-        let scaleTop = (peak / 25).rounded(.up) * 25
+        let scaleTop = (peak / 20).rounded(.up) * 20 // ticks at whole multiples of 5 mmHg
         let plotW = width - left - right, plotH = height - top - bottom
         func x(_ d: Date) -> String { String(format: "%.1f", left + plotW * d.timeIntervalSince(first.at) / span) }
         func y(_ p: Double) -> String { String(format: "%.1f", top + plotH * (1 - p / scaleTop)) }

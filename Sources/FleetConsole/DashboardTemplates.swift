@@ -259,6 +259,7 @@ enum DashboardTemplates {
       <p id="rollout-preview"><span id="target-count">{{targets}}</span> devices match; waves: <span id="wave-sizes">{{#waves}}<span data-wave="{{index}}">{{size}}</span> {{/waves}}</span></p>
     </section>
     {{/checked}}
+    <p id="live-preview" aria-live="polite"></p>
     <form id="rollout-form" method="post" action="/ui/rollouts/new">
       <input type="hidden" name="csrf" value="{{csrf}}">
       <fieldset><legend>What</legend>
@@ -439,6 +440,26 @@ enum DashboardTemplates {
       }
       var check = document.getElementById('rollout-check');
       if (check) check.focus();
+      // The rollout form's live preview: the server's check as the form is
+      // filled in (nothing is sent to a device).
+      var roForm = document.getElementById('rollout-form'), roLive = document.getElementById('live-preview');
+      if (roForm && roLive && window.fetch) {
+        var timer = null;
+        var preview = function () {
+          var body = new URLSearchParams(new FormData(roForm));
+          fetch('/ui/rollouts/preview', { method: 'POST', body: body, credentials: 'same-origin' })
+            .then(function (r) { return r.ok ? r.json() : null; })
+            .then(function (p) {
+              if (!p) return;
+              var text = p.targets + ' devices match; waves: ' + (p.waves.length ? p.waves.join(' + ') : 'none');
+              text += p.ok ? '; no problems.' : '; ' + p.reasons.length + ' to fix: ' + p.reasons.map(function (r) { return r.split(': ')[0]; }).join(', ') + '.';
+              roLive.textContent = text;
+            })
+            .catch(function () {});
+        };
+        roForm.addEventListener('input', function () { clearTimeout(timer); timer = setTimeout(preview, 400); });
+        preview();
+      }
       function el(tag, cls, text) {
         var e = document.createElement(tag);
         if (cls) e.className = cls;

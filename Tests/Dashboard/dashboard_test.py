@@ -969,6 +969,13 @@ def scenario(playwright: Playwright, browser: Browser, runner: Runner) -> None:
 
     def good_rollout_completes() -> None:
         fill_rollout("intensity four", "default_intensity: 4", "1", "100", "0")
+        live_text = poll(lambda: text(admin_page, "#live-preview"), lambda t: t.startswith(f"{len(site_a_devices)} devices match"),
+                         "the form's live preview to count the devices as they are typed", admin_page)
+        check(f"waves: 1 + {len(site_a_devices) - 1}; no problems" in live_text, f"the live preview reads {live_text!r}")
+        admin_page.locator("#ro-canary").fill("zero")
+        poll(lambda: text(admin_page, "#live-preview"), lambda t: "waves.canary" in t, "the live preview to name waves.canary", admin_page)
+        admin_page.locator("#ro-canary").fill("1")
+        check(len(api_rollouts()) == 0, "the live preview created a rollout")
         submit_rollout("Check")
         check(text(admin_page, "#target-count") == str(len(site_a_devices)), f"Check counts {text(admin_page, '#target-count')} devices")
         sizes = admin_page.eval_on_selector_all("#wave-sizes [data-wave]", "ws => ws.map(w => w.textContent.trim())")
