@@ -30,12 +30,14 @@ struct FleetSim: AsyncParsableCommand {
     @Option(name: .customLong("telemetry-interval"), help: "Seconds between telemetry messages of each massager (default: the agent's own default).") var telemetryInterval: Double?
     @Option(help: "Seconds to run (0: until SIGTERM/SIGINT).") var duration: Double = 0
     @Option(help: "Event-loop threads for the MQTT connections.") var threads = 2
+    @Option(name: .customLong("control-threads"), help: "Threads that tick every engine of the process (shared, normal scheduler).") var controlThreads = 2
     @Option(help: "Random seed (devices and load are deterministic per seed).") var seed: UInt64 = 1
     @Option(name: .customLong("summary-every"), help: "Seconds between summary lines.") var summaryEvery: Double = 5
 
     func validate() throws {
         guard devices >= 1, sites >= 1 else { throw ValidationError("--devices and --sites must be at least 1") }
         guard (0...1).contains(painRate), (0...1).contains(overheatRate) else { throw ValidationError("--pain-rate and --overheat-rate are shares from 0 to 1") }
+        guard (1...64).contains(controlThreads) else { throw ValidationError("--control-threads must be 1–64") }
         guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be in (0, 1000]") }
         if let t = telemetryInterval, !DeviceConfig.telemetryIntervalRange.contains(t) {
             throw ValidationError("--telemetry-interval must be \(DeviceConfig.telemetryIntervalRange.lowerBound)–\(DeviceConfig.telemetryIntervalRange.upperBound) seconds")
@@ -52,6 +54,14 @@ struct FleetSim: AsyncParsableCommand {
         let base = URL(fileURLWithPath: dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("fleet-sim-\(getpid())").path)
         let siteIDs = siteNames.map { $0.split(separator: ",").map(String.init) } ?? (1...sites).map { "site-\($0)" }
         let group = MQTTEventLoopGroup(numberOfThreads: threads)
+        // Every engine of the process is ticked by a few shared control
+        // threads on the normal scheduler, not a thread each at a real-time
+        // priority as on a massager: a thousand SCHED_FIFO threads would take
+        // the machine from the broker and console they exist to load, and a
+        // thousand threads waking 50 times a second cost more than the
+        // ticks (issue 23). Each engine keeps the loop's per-engine checks
+        // (ControlLoopGroup.swift).
+        let controlGroup = ControlLoopGroup(threads: controlThreads)
         var agents: [(AgentService, SimulatedMassager)] = []
         for i in 0..<devices {
             let site = siteIDs[i % siteIDs.count]
@@ -67,7 +77,7 @@ struct FleetSim: AsyncParsableCommand {
             config.hardwareSeed = seed &+ UInt64(i)
             if let telemetryInterval { config.telemetryIntervalSeconds = telemetryInterval }
             let hardware = SimulatedMassager(seed: config.hardwareSeed)
-            let agent = try AgentService(configuration: config, dependencies: .init(hardware: hardware, eventLoopGroup: group), logger: logger)
+            let agent = try AgentService(configuration: config, dependencies: .init(hardware: hardware, eventLoopGroup: group, controlGroup: controlGroup), logger: logger)
             agents.append((agent, hardware))
         }
         logger.warning("fleet-sim connects WITHOUT TLS to \(broker): simulated massagers are for a development or test broker only")
