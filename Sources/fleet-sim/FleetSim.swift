@@ -33,6 +33,8 @@ struct FleetSim: AsyncParsableCommand {
     @Option(name: .customLong("control-threads"), help: "Threads that tick every engine of the process (shared, normal scheduler).") var controlThreads = 2
     @Option(help: "Random seed (devices and load are deterministic per seed).") var seed: UInt64 = 1
     @Option(name: .customLong("summary-every"), help: "Seconds between summary lines.") var summaryEvery: Double = 5
+    @Flag(help: "Thin devices: the wire contract only (status, telemetry, events, usage, replies to commands and desired configs), no engine, control thread or database each; for 10,000 devices. Sessions and faults are not simulated.")
+    var thin = false
 
     func validate() throws {
         guard devices >= 1, sites >= 1 else { throw ValidationError("--devices and --sites must be at least 1") }
@@ -54,6 +56,10 @@ struct FleetSim: AsyncParsableCommand {
         let base = URL(fileURLWithPath: dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("fleet-sim-\(getpid())").path)
         let siteIDs = siteNames.map { $0.split(separator: ",").map(String.init) } ?? (1...sites).map { "site-\($0)" }
         let group = MQTTEventLoopGroup(numberOfThreads: threads)
+        if thin {
+            try await runThin(sites: siteIDs, base: base, group: group, logger: logger)
+            return
+        }
         // Every engine of the process is ticked by a few shared control
         // threads on the normal scheduler, not a thread each at a real-time
         // priority as on a massager: a thousand SCHED_FIFO threads would take
@@ -90,6 +96,59 @@ struct FleetSim: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
         await load.printTotals()
+    }
+}
+
+extension FleetSim {
+    /// `--thin`: one `ThinDevice` per massager, a summary line every
+    /// `summaryEvery` seconds, until `duration` or SIGTERM/SIGINT.
+    func runThin(sites: [String], base: URL, group: MQTTEventLoopGroup, logger: Logger) async throws {
+        let programs = try ProgramLibrary.load(directory: URL(fileURLWithPath: programsDir)).ids
+        var devices: [ThinDevice] = []
+        for i in 0..<self.devices {
+            let device = String(format: "sim-%04d", i + 1)
+            // The configuration asks for a data directory; a thin device creates and writes none.
+            var overrides = AgentOverrides(site: sites[i % sites.count], device: device, broker: broker, dataDirectory: base.appendingPathComponent(device).path)
+            overrides.logLevel = "warning"
+            var config = try AgentConfiguration.load(file: nil, overrides: overrides)
+            config.broker.allowPlaintext = true  // as the full agents above: a development or test broker only
+            if let telemetryInterval { config.telemetryIntervalSeconds = telemetryInterval }
+            devices.append(try ThinDevice(configuration: config, programs: programs, eventLoopGroup: group, logger: logger))
+        }
+        logger.warning("fleet-sim connects WITHOUT TLS to \(broker): simulated massagers are for a development or test broker only")
+        print("fleet-sim: \(devices.count) thin devices over \(sites.count) sites (\(sites.joined(separator: ", "))), broker \(broker)")
+        let summary = ThinSummary(devices: devices, summaryEvery: summaryEvery, duration: duration)
+        let services: [any Service] = devices + [summary]
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: $0 is ThinSummary ? .gracefullyShutdownGroup : .ignore) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await serviceGroup.run()
+        print("fleet-sim totals: \(devices.count) thin devices")
+    }
+}
+
+/// Prints how many thin devices are connected; ends after `duration` (if set).
+final class ThinSummary: Service, Sendable {
+    let devices: [ThinDevice]
+    let summaryEvery, duration: Double
+
+    init(devices: [ThinDevice], summaryEvery: Double, duration: Double) {
+        self.devices = devices
+        self.summaryEvery = summaryEvery
+        self.duration = duration
+    }
+
+    func run() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                let elapsed = start.duration(to: clock.now)
+                if duration > 0, elapsed >= .seconds(duration) { break }
+                print("[\(elapsed.components.seconds) s] connected \(devices.filter(\.isConnected).count)/\(devices.count)")
+                try? await Task.sleep(for: .seconds(summaryEvery))
+            }
+        } onGracefulShutdown: {}
     }
 }
 
