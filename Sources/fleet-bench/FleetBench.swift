@@ -413,7 +413,7 @@ struct IngestBench: AsyncParsableCommand {
             print("| console RSS with \(devices) devices | \(String(format: "%.1f", o.rssMiB.first ?? 0)) MiB |")
         }
         print("")
-        BenchResult("console ingest and commit, \(devices) devices\(title)", value: ours, unit: "msg/s", reference: reference,
+        BenchResult("console ingest of \(kind), \(devices) devices\(title)", value: ours, unit: "msg/s", reference: reference,
                     referenceName: "mosquitto_sub", goal: 0.95, on: .ratio, .atLeast).print()
     }
 
