@@ -103,6 +103,7 @@ extension FleetSim {
     /// `--thin`: one `ThinDevice` per massager, a summary line every
     /// `summaryEvery` seconds, until `duration` or SIGTERM/SIGINT.
     func runThin(sites: [String], base: URL, group: MQTTEventLoopGroup, logger: Logger) async throws {
+        try Self.ensureDescriptors(for: devices)
         let programs = try ProgramLibrary.load(directory: URL(fileURLWithPath: programsDir)).ids
         var devices: [ThinDevice] = []
         for i in 0..<self.devices {
@@ -124,6 +125,25 @@ extension FleetSim {
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
         print("fleet-sim totals: \(devices.count) thin devices")
+    }
+}
+
+extension FleetSim {
+    /// Each thin device holds three descriptors (its socket and
+    /// libmosquitto's socket pair); run out, and libdispatch traps instead of
+    /// anything reporting it. Raises the soft open-file limit to the hard one
+    /// and refuses to start when even that is too low.
+    static func ensureDescriptors(for devices: Int) throws {
+        let needed = rlim_t(devices * 3 + 1024)  // + what the process needs besides
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < needed, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = min(needed, limit.rlim_max)
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        guard limit.rlim_cur >= needed else {
+            throw ValidationError("\(devices) thin devices need about \(needed) open files (3 each); the limit is \(limit.rlim_cur) (hard \(limit.rlim_max)): raise it (ulimit -n, LimitNOFILE) or run several fleet-sim processes")
+        }
     }
 }
 
