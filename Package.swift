@@ -237,7 +237,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .executableTarget(name: "engine-bench", dependencies: ["MassageEngine", "MassageEngineTesting"]),
+        .executableTarget(name: "engine-bench", dependencies: ["MassageEngine", "MassageEngineTesting", "FleetTestKit"]),
         .executableTarget(
             name: "fleet-bench",
             dependencies: [

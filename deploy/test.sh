@@ -235,6 +235,15 @@ if (($# == 0)); then
     FLEET_BUILD_PRODUCTS="$PWD/.build-agent/release" run_pass "the massagers' agent end-to-end pass" 15 swift test --skip-build --filter AgentEndToEndTests
 fi
 
+# The benchmarks' smoke run (deploy/bench.sh --smoke, under a minute): each
+# benchmark runs briefly on the debug build and must print its figures, so
+# the script that measures every figure at HEAD cannot rot. Goals are not
+# judged here (debug build, tiny sizes). Skipped when arguments narrow the run.
+if (($# == 0)); then
+    echo "==> the benchmarks' smoke run (deploy/bench.sh --smoke)"
+    run_pass "the benchmarks' smoke run" 5 deploy/bench.sh --smoke
+fi
+
 # The fuzz targets (Tests/Fuzz, a package of their own built with the fuzzer
 # and address sanitizers): a short run of each, which replays the seed corpus
 # (every input that once crashed is in it) and explores a little. Skipped when

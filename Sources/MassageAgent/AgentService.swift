@@ -29,6 +29,8 @@ public final class AgentService: Service, Sendable {
     /// Runs the engine's flushes (blocking SQLite) on a queue of their own;
     /// the driver's persistence loop and the tasks here await them.
     let persistence: EnginePersistence
+    /// The shared control threads, or nil for the driver's own (see `Dependencies`).
+    let controlGroup: ControlLoopGroup?
     let client: MQTTClient
     let epoch: UInt64
     let topics: DeviceTopics
@@ -54,10 +56,16 @@ public final class AgentService: Service, Sendable {
         public var hardware: any MassagerHardware
         public var clock: any WallClock
         public var eventLoopGroup: MQTTEventLoopGroup
-        public init(hardware: (any MassagerHardware)? = nil, clock: any WallClock = SystemWallClock(), eventLoopGroup: MQTTEventLoopGroup = .shared) {
+        /// The control threads to share with the other engines of the
+        /// process (`fleet-sim`); nil (a massager) for a thread of the
+        /// agent's own, at the configured real-time priority.
+        public var controlGroup: ControlLoopGroup?
+        public init(hardware: (any MassagerHardware)? = nil, clock: any WallClock = SystemWallClock(), eventLoopGroup: MQTTEventLoopGroup = .shared,
+                    controlGroup: ControlLoopGroup? = nil) {
             self.hardware = hardware ?? SimulatedMassager()
             self.clock = clock
             self.eventLoopGroup = eventLoopGroup
+            self.controlGroup = controlGroup
         }
     }
 
@@ -126,6 +134,7 @@ public final class AgentService: Service, Sendable {
         mqtt.will = Will(topic: topics.status, payload: Array(try FleetJSON.encode(willBody)), qos: .atLeastOnce, retain: true,
                          properties: MQTTProperties(contentType: "application/json"))
         client = try MQTTClient(configuration: mqtt, eventLoopGroup: dependencies.eventLoopGroup, logger: logger)
+        controlGroup = dependencies.controlGroup
     }
 
     var appliedVersion: UInt64 { state.withLock { $0.applied.version } }
@@ -181,13 +190,14 @@ public final class AgentService: Service, Sendable {
         }
     }
 
-    /// The control loop, on its own thread (real-time priority when configured).
+    /// The control loop, on its own thread (real-time priority when
+    /// configured), or on the process's shared control threads (fleet-sim).
     private func runEngine() async {
         let driver = EngineDriver(engine: engine, speed: configuration.driverSpeed, realtimePriority: configuration.realtimePriority,
-                                  persistence: persistence)
+                                  persistence: persistence, controlGroup: controlGroup)
         await withDiscardingTaskGroup { group in
             group.addTask { await driver.run() }
-            if let priority = configuration.realtimePriority {
+            if let priority = driver.realtimePriority {
                 // Report what the control thread got, once it has started.
                 let clock = ContinuousClock()
                 let deadline = clock.now + .seconds(5)

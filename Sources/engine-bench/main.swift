@@ -14,6 +14,7 @@ import Glibc
 #elseif canImport(Darwin)
 import Darwin
 #endif
+import FleetTestKit
 import Foundation
 import MassageEngine
 import MassageEngineTesting
@@ -115,3 +116,5 @@ print("  idle ticks:     \(rate(ticks, idle))")
 print("  reference, simulator alone (read + apply): \(rate(ticks, reference))")
 let sessionRate = Double(ticks) / session.seconds
 print("  goal ≥ 1,000,000 session ticks/s of CPU: \(sessionRate >= 1_000_000 ? "met" : "NOT met") (\(String(format: "%.0f", sessionRate / 50))× real time on one core)")
+BenchResult("engine session ticks per CPU second", value: sessionRate, unit: "ticks/s", reference: Double(ticks) / reference,
+            referenceName: "the simulator alone", goal: 1_000_000, .atLeast).print()

@@ -163,6 +163,12 @@ struct AgentBench: AsyncParsableCommand {
             let agent = percentile(agentTimes, p), echoed = percentile(echoTimes, p), bare = percentile(brokerTimes, p)
             print("| command round trip \(name) (ping) | \(String(format: "%.3f", agent)) ms | through an echo responder (two broker passes, as a command takes) \(String(format: "%.3f", echoed)) ms: **\(String(format: "%.2f", agent / echoed))×** (goal ≤ 2×); one broker pass \(String(format: "%.3f", bare)) ms: \(String(format: "%.2f", agent / bare))× |")
         }
+        let p99 = (agent: percentile(agentTimes, 0.99), echoed: percentile(echoTimes, 0.99), bare: percentile(brokerTimes, 0.99))
+        BenchResult("agent command round trip p99 vs the bare broker round trip", value: p99.agent, unit: "ms", reference: p99.bare,
+                    referenceName: "one publish the probe receives itself", goal: 2, on: .ratio, .atMost).print()
+        BenchResult("agent command round trip p99 vs an echo responder", value: p99.agent, unit: "ms", reference: p99.echoed,
+                    referenceName: "echo responder", goal: 2, on: .ratio, .atMost).print()
+        BenchResult("agent idle CPU, 1 s telemetry", value: idleCPU, unit: "% of a core", goal: 1, .atMost).print()
         print("| CPU per command (ping) | \(String(format: "%.0f", agentCPU)) µs | echo responder \(String(format: "%.0f", echoCPU)) µs per reply (both include their keepalive; the agent also its 1 s telemetry and engine ticks during the loop) |")
     }
 }
@@ -407,6 +413,8 @@ struct IngestBench: AsyncParsableCommand {
             print("| console RSS with \(devices) devices | \(String(format: "%.1f", o.rssMiB.first ?? 0)) MiB |")
         }
         print("")
+        BenchResult("console ingest of \(kind), \(devices) devices\(title)", value: ours, unit: "msg/s", reference: reference,
+                    referenceName: "mosquitto_sub", goal: 0.95, on: .ratio, .atLeast).print()
     }
 
     /// One row per replica count, for issue 10's figure.
@@ -470,6 +478,7 @@ struct RolloutBench: AsyncParsableCommand {
         print("| waves | \(waves.map(String.init).joined(separator: " + ")) |")
         print("| state, device counts | \(final["state"] ?? "?"), \(final["counts"] ?? "?") |")
         print("| time from POST to completed | \(String(format: "%.2f", took.seconds)) s (goal ≤ 10 s) |")
+        BenchResult("rollout to \(devices) devices, 5 waves, bake 0", value: took.seconds, unit: "s", goal: 10, .atMost).print()
     }
 }
 

@@ -58,6 +58,10 @@ struct LoadBench: AsyncParsableCommand {
         for (name, values) in times.sorted(by: { $0.key < $1.key }) {
             print("| \(name): p50 / p95 / max | \(String(format: "%.1f / %.1f / %.1f", percentile(values, 0.5), percentile(values, 0.95), values.max() ?? 0)) ms | p95 < 200 ms |")
         }
+        BenchResult("load, \(devices) devices: ingest lag p95", value: percentile(lags, 0.95), unit: "s", goal: 1, .atMost).print()
+        for (name, values) in times.sorted(by: { $0.key < $1.key }) {
+            BenchResult("load, \(devices) devices: \(name) p95", value: percentile(values, 0.95), unit: "ms", goal: 200, .atMost).print()
+        }
         for (name, r) in readings {
             print("| \(name): CPU, RSS | \(String(format: "%.1f", r.cpuPercent)) % of a core, \(String(format: "%.1f", r.rssMiB)) MiB | |")
         }
@@ -183,6 +187,9 @@ struct StormBench: AsyncParsableCommand {
         print("| messages (events, usage, reported config) still in outboxes at the simulator's exit, kept for its next start | \(backlog) | |")
         print("| events stored by the console / duplicates ignored | \(stored) / \(duplicates) | stored = numbered |")
         print("| QoS 1 events lost | \(numbered - stored) | 0 |")
+        BenchResult("storm, \(devices) devices: all back after the broker returned", value: back?.seconds ?? .infinity, unit: "s", goal: 30, .atMost).print()
+        BenchResult("storm, \(devices) devices: busiest one-second bin / mean", value: Double(peak) / max(mean, 1), unit: "×", goal: 3, .atMost).print()
+        BenchResult("storm, \(devices) devices: QoS 1 events lost", value: Double(numbered - stored), unit: "events", goal: 0, .atMost).print()
     }
 }
 

@@ -30,12 +30,16 @@ struct FleetSim: AsyncParsableCommand {
     @Option(name: .customLong("telemetry-interval"), help: "Seconds between telemetry messages of each massager (default: the agent's own default).") var telemetryInterval: Double?
     @Option(help: "Seconds to run (0: until SIGTERM/SIGINT).") var duration: Double = 0
     @Option(help: "Event-loop threads for the MQTT connections.") var threads = 2
+    @Option(name: .customLong("control-threads"), help: "Threads that tick every engine of the process (shared, normal scheduler).") var controlThreads = 2
     @Option(help: "Random seed (devices and load are deterministic per seed).") var seed: UInt64 = 1
     @Option(name: .customLong("summary-every"), help: "Seconds between summary lines.") var summaryEvery: Double = 5
+    @Flag(help: "Thin devices: the wire contract only (status, telemetry, events, usage, replies to commands and desired configs), no engine, control thread or database each; for 10,000 devices. Sessions and faults are not simulated.")
+    var thin = false
 
     func validate() throws {
         guard devices >= 1, sites >= 1 else { throw ValidationError("--devices and --sites must be at least 1") }
         guard (0...1).contains(painRate), (0...1).contains(overheatRate) else { throw ValidationError("--pain-rate and --overheat-rate are shares from 0 to 1") }
+        guard (1...64).contains(controlThreads) else { throw ValidationError("--control-threads must be 1–64") }
         guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be in (0, 1000]") }
         if let t = telemetryInterval, !DeviceConfig.telemetryIntervalRange.contains(t) {
             throw ValidationError("--telemetry-interval must be \(DeviceConfig.telemetryIntervalRange.lowerBound)–\(DeviceConfig.telemetryIntervalRange.upperBound) seconds")
@@ -52,6 +56,18 @@ struct FleetSim: AsyncParsableCommand {
         let base = URL(fileURLWithPath: dataDir ?? FileManager.default.temporaryDirectory.appendingPathComponent("fleet-sim-\(getpid())").path)
         let siteIDs = siteNames.map { $0.split(separator: ",").map(String.init) } ?? (1...sites).map { "site-\($0)" }
         let group = MQTTEventLoopGroup(numberOfThreads: threads)
+        if thin {
+            try await runThin(sites: siteIDs, base: base, group: group, logger: logger)
+            return
+        }
+        // Every engine of the process is ticked by a few shared control
+        // threads on the normal scheduler, not a thread each at a real-time
+        // priority as on a massager: a thousand SCHED_FIFO threads would take
+        // the machine from the broker and console they exist to load, and a
+        // thousand threads waking 50 times a second cost more than the
+        // ticks (issue 23). Each engine keeps the loop's per-engine checks
+        // (ControlLoopGroup.swift).
+        let controlGroup = ControlLoopGroup(threads: controlThreads)
         var agents: [(AgentService, SimulatedMassager)] = []
         for i in 0..<devices {
             let site = siteIDs[i % siteIDs.count]
@@ -67,7 +83,7 @@ struct FleetSim: AsyncParsableCommand {
             config.hardwareSeed = seed &+ UInt64(i)
             if let telemetryInterval { config.telemetryIntervalSeconds = telemetryInterval }
             let hardware = SimulatedMassager(seed: config.hardwareSeed)
-            let agent = try AgentService(configuration: config, dependencies: .init(hardware: hardware, eventLoopGroup: group), logger: logger)
+            let agent = try AgentService(configuration: config, dependencies: .init(hardware: hardware, eventLoopGroup: group, controlGroup: controlGroup), logger: logger)
             agents.append((agent, hardware))
         }
         logger.warning("fleet-sim connects WITHOUT TLS to \(broker): simulated massagers are for a development or test broker only")
@@ -80,6 +96,79 @@ struct FleetSim: AsyncParsableCommand {
             gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
         try await serviceGroup.run()
         await load.printTotals()
+    }
+}
+
+extension FleetSim {
+    /// `--thin`: one `ThinDevice` per massager, a summary line every
+    /// `summaryEvery` seconds, until `duration` or SIGTERM/SIGINT.
+    func runThin(sites: [String], base: URL, group: MQTTEventLoopGroup, logger: Logger) async throws {
+        try Self.ensureDescriptors(for: devices)
+        let programs = try ProgramLibrary.load(directory: URL(fileURLWithPath: programsDir)).ids
+        var devices: [ThinDevice] = []
+        for i in 0..<self.devices {
+            let device = String(format: "sim-%04d", i + 1)
+            // The configuration asks for a data directory; a thin device creates and writes none.
+            var overrides = AgentOverrides(site: sites[i % sites.count], device: device, broker: broker, dataDirectory: base.appendingPathComponent(device).path)
+            overrides.logLevel = "warning"
+            var config = try AgentConfiguration.load(file: nil, overrides: overrides)
+            config.broker.allowPlaintext = true  // as the full agents above: a development or test broker only
+            if let telemetryInterval { config.telemetryIntervalSeconds = telemetryInterval }
+            devices.append(try ThinDevice(configuration: config, programs: programs, eventLoopGroup: group, logger: logger))
+        }
+        logger.warning("fleet-sim connects WITHOUT TLS to \(broker): simulated massagers are for a development or test broker only")
+        print("fleet-sim: \(devices.count) thin devices over \(sites.count) sites (\(sites.joined(separator: ", "))), broker \(broker)")
+        let summary = ThinSummary(devices: devices, summaryEvery: summaryEvery, duration: duration)
+        let services: [any Service] = devices + [summary]
+        let serviceGroup = ServiceGroup(configuration: .init(
+            services: services.map { ServiceGroupConfiguration.ServiceConfiguration(service: $0, successTerminationBehavior: $0 is ThinSummary ? .gracefullyShutdownGroup : .ignore) },
+            gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+        try await serviceGroup.run()
+        print("fleet-sim totals: \(devices.count) thin devices")
+    }
+}
+
+extension FleetSim {
+    /// Each thin device holds three descriptors (its socket and
+    /// libmosquitto's socket pair); run out, and libdispatch traps instead of
+    /// anything reporting it. Raises the soft open-file limit to the hard one
+    /// and refuses to start when even that is too low.
+    static func ensureDescriptors(for devices: Int) throws {
+        let needed = rlim_t(devices * 3 + 1024)  // + what the process needs besides
+        var limit = rlimit()
+        guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return }
+        if limit.rlim_cur < needed, limit.rlim_cur < limit.rlim_max {
+            limit.rlim_cur = min(needed, limit.rlim_max)
+            _ = setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        guard limit.rlim_cur >= needed else {
+            throw ValidationError("\(devices) thin devices need about \(needed) open files (3 each); the limit is \(limit.rlim_cur) (hard \(limit.rlim_max)): raise it (ulimit -n, LimitNOFILE) or run several fleet-sim processes")
+        }
+    }
+}
+
+/// Prints how many thin devices are connected; ends after `duration` (if set).
+final class ThinSummary: Service, Sendable {
+    let devices: [ThinDevice]
+    let summaryEvery, duration: Double
+
+    init(devices: [ThinDevice], summaryEvery: Double, duration: Double) {
+        self.devices = devices
+        self.summaryEvery = summaryEvery
+        self.duration = duration
+    }
+
+    func run() async throws {
+        let clock = ContinuousClock()
+        let start = clock.now
+        await withGracefulShutdownHandler {
+            while !Task.isCancelled && !Task.isShuttingDownGracefully {
+                let elapsed = start.duration(to: clock.now)
+                if duration > 0, elapsed >= .seconds(duration) { break }
+                print("[\(elapsed.components.seconds) s] connected \(devices.filter(\.isConnected).count)/\(devices.count)")
+                try? await Task.sleep(for: .seconds(summaryEvery))
+            }
+        } onGracefulShutdown: {}
     }
 }
 

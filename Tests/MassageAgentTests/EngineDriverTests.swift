@@ -117,6 +117,50 @@ struct EngineDriverTests {
     }
 }
 
+@Suite("Live drivers sharing a control thread")
+struct SharedControlThreadTests {
+
+    @Test("twenty engines on a group of one thread: every tick of every engine runs on that one thread, outside the pool, and cancelling each driver releases its massager")
+    func oneThreadForMany() async throws {
+        let group = ControlLoopGroup(threads: 1)
+        let probes = (0..<20).map { WhereTicksRun(SimulatedMassager(seed: UInt64($0))) }
+        let rigs = try probes.map { try DriverRig(hardware: $0) }
+        for rig in rigs { try rig.engine.start(.steps([step("calf", "kneading", 5, 600)])) }
+        let runs = rigs.map { rig in Task { await EngineDriver(engine: rig.engine, controlGroup: group).run() } }
+        #expect(await rigs[0].waitUntil { probes.allSatisfy { $0.reads.withLock { $0.count } >= 10 } })
+        #expect(group.engineCount == 20)
+        for run in runs { run.cancel() }
+        for run in runs { await run.value }
+        #expect(group.engineCount == 0)
+        let reads = probes.flatMap { $0.reads.withLock { $0 } }
+        #expect(Set(reads.map(\.threadID)).count == 1, "ticks ran on \(Set(reads.map(\.threadID)).count) threads")
+        #expect(reads.allSatisfy { !$0.inTask && $0.thread == "engine-control" })
+        for (probe, rig) in zip(probes, rigs) {
+            #expect(probe.simulator.snapshot().released)
+            #expect(rig.abortReasons == [.shutdown])
+        }
+    }
+
+    @Test("a group of two threads splits its engines between them, and a thread that lost its engines stops and starts again for new ones")
+    func twoLanes() async throws {
+        let group = ControlLoopGroup(threads: 2)
+        let probes = (0..<4).map { WhereTicksRun(SimulatedMassager(seed: UInt64($0))) }
+        let rigs = try probes.map { try DriverRig(hardware: $0) }
+        let runs = rigs.map { rig in Task { await EngineDriver(engine: rig.engine, controlGroup: group).run() } }
+        #expect(await rigs[0].waitUntil { probes.allSatisfy { $0.reads.withLock { $0.count } >= 5 } })
+        for run in runs { run.cancel() }
+        for run in runs { await run.value }
+        #expect(Set(probes.flatMap { $0.reads.withLock { $0 }.map(\.threadID) }).count == 2)
+        // Again, after every thread has ended.
+        let again = WhereTicksRun(SimulatedMassager(seed: 9))
+        let rig = try DriverRig(hardware: again)
+        let run = Task { await EngineDriver(engine: rig.engine, controlGroup: group).run() }
+        #expect(await rig.waitUntil { again.reads.withLock { $0.count } >= 5 })
+        run.cancel()
+        await run.value
+    }
+}
+
 /// An engine on a manual clock (the driver paces ticks by the monotonic
 /// clock of the machine; the manual clock only stamps events) with the
 /// built-in programs, the simulator or a wrapper of it, in-memory storage
@@ -163,14 +207,15 @@ private func step(_ target: String, _ technique: String, _ intensity: Int, _ sec
 /// thread the tick runs on and whether it runs inside a Swift task.
 private final class WhereTicksRun: MassagerHardware {
     let simulator: SimulatedMassager
-    let reads = Mutex<[(thread: String, inTask: Bool)]>([])
+    let reads = Mutex<[(thread: String, threadID: UInt, inTask: Bool)]>([])
 
     init(_ simulator: SimulatedMassager) { self.simulator = simulator }
 
     func read(engineTime: Double) -> SensorReadings {
         let inTask = withUnsafeCurrentTask { $0 != nil }
         let thread = kernelThreadName()
-        reads.withLock { $0.append((thread, inTask)) }
+        let id = UInt(bitPattern: Int(bitPattern: pthread_self()))
+        reads.withLock { $0.append((thread, id, inTask)) }
         return simulator.read(engineTime: engineTime)
     }
 
