@@ -13,26 +13,39 @@ import FoundationNetworking
 /// simulator and console over the same window.
 struct LoadBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "load", abstract: "N devices at 1 s telemetry: ingest lag, API and dashboard p95, CPU and RSS of broker, simulator, console.")
-    @Option(help: "Simulated massagers (one fleet-sim process).") var devices = 1000
+    @Option(help: "Simulated massagers.") var devices = 1000
     @Option(name: .customLong("telemetry-interval"), help: "Seconds between telemetry messages of each massager.") var telemetryInterval = 1.0
     @Option(help: "Seconds to measure over.") var window = 60
     @Option(name: .customLong("sessions-per-hour"), help: "Sessions each massager starts per simulated hour (at --speed 60).") var sessionsPerHour = 6.0
+    @Flag(help: "Thin simulated devices (fleet-sim --thin: the wire contract only, no engine or database each), for 10,000.") var thin = false
+    @Option(help: "fleet-sim processes sharing the devices (each needs three file descriptors per device).") var processes = 1
+
+    func validate() throws {
+        guard devices >= 1, processes >= 1, processes <= devices else { throw ValidationError("--devices and --processes must be at least 1, and --processes at most --devices") }
+    }
 
     func run() async throws {
         let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
         defer { scenario.stop() }
-        let sim = try scenario.startSimulator(devices: devices, extraArguments: [
-            "--speed", "60", "--sessions-per-hour", "\(sessionsPerHour)", "--telemetry-interval", "\(telemetryInterval)", "--summary-every", "10"])
-        defer { sim.kill() }
+        var sims: [ProcessRunner] = []
+        defer { for sim in sims { sim.kill() } }
+        let kind = thin ? "thin devices" : "agents"
+        for p in 0..<processes {
+            let first = p * devices / processes, count = (p + 1) * devices / processes - first
+            sims.append(try scenario.startSimulator(devices: count, extraArguments: [
+                "--first", "\(first + 1)", "--speed", "60", "--sessions-per-hour", "\(sessionsPerHour)", "--telemetry-interval", "\(telemetryInterval)",
+                "--summary-every", "10"] + (thin ? ["--thin"] : [])))
+        }
         let online = try await scenario.waitForDevicesOnline(devices, timeout: .seconds(300))
         let dashboard = try await DashboardClient.signIn(port: scenario.httpPort, token: FleetScenario.token)
 
-        let usage = [("broker (mosquitto)", ProcessUsage(scenario.broker.processIdentifier ?? 0)),
-                     ("simulator (fleet-sim, \(devices) agents)", ProcessUsage(sim.processIdentifier)),
-                     ("console (fleet-console)", ProcessUsage(scenario.console.processIdentifier))]
+        let usage = [("broker (mosquitto)", ProcessUsage(scenario.broker.processIdentifier ?? 0))]
+            + sims.enumerated().map { ("simulator \($0.offset + 1) (fleet-sim, \(devices / processes) \(kind))", ProcessUsage($0.element.processIdentifier)) }
+            + [("console (fleet-console)", ProcessUsage(scenario.console.processIdentifier))]
         let messages0 = await scenario.metric("fleet_ingest_messages_total") ?? 0
         var lags: [Double] = []
-        let endpoints = ["/api/v1/devices", "/api/v1/devices/north/sim-0001", "/api/v1/sites", "/api/v1/alerts", "/api/v1/usage"]
+        // The whole list (what clients before paging get) and a page of it.
+        let endpoints = ["/api/v1/devices", "/api/v1/devices?limit=50&sort=-last_seen", "/api/v1/devices/north/sim-0001", "/api/v1/sites", "/api/v1/alerts", "/api/v1/usage"]
         let pages = ["/", "/devices", "/devices/north/sim-0001"]
         var times: [String: [Double]] = [:]
         let clock = ContinuousClock()
@@ -48,9 +61,9 @@ struct LoadBench: AsyncParsableCommand {
         let elapsed = start.duration(to: clock.now).seconds
         let messages = (await scenario.metric("fleet_ingest_messages_total") ?? 0) - messages0
         let readings = usage.map { ($0.0, $0.1.read()) }
-        sim.terminate()
+        for sim in sims { sim.terminate() }
 
-        print("| \(devices) devices, \(telemetryInterval) s telemetry, \(window) s window | value | goal |")
+        print("| \(devices) \(kind), \(telemetryInterval) s telemetry, \(window) s window | value | goal |")
         print("| --- | ---: | --- |")
         print("| devices online in the console after the simulator started | \(String(format: "%.1f", online.seconds)) s | |")
         print("| messages ingested by the console | \(Int(messages / elapsed)) msg/s | |")

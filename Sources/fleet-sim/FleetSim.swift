@@ -18,6 +18,7 @@ struct FleetSim: AsyncParsableCommand {
         abstract: "Run N simulated massagers over S sites against a broker, with sessions and faults.")
 
     @Option(help: "Number of massagers.") var devices = 12
+    @Option(help: "Number of the first massager (sim-N): several processes can each run a part of one fleet.") var first = 1
     @Option(help: "Number of sites (site-1 … site-S, or --site-names).") var sites = 2
     @Option(name: .customLong("site-names"), help: "Comma-separated site ids to use instead of site-1…") var siteNames: String?
     @Option(help: "Broker as HOST:PORT.") var broker = "127.0.0.1:1883"
@@ -37,7 +38,7 @@ struct FleetSim: AsyncParsableCommand {
     var thin = false
 
     func validate() throws {
-        guard devices >= 1, sites >= 1 else { throw ValidationError("--devices and --sites must be at least 1") }
+        guard devices >= 1, sites >= 1, first >= 1 else { throw ValidationError("--devices, --sites and --first must be at least 1") }
         guard (0...1).contains(painRate), (0...1).contains(overheatRate) else { throw ValidationError("--pain-rate and --overheat-rate are shares from 0 to 1") }
         guard (1...64).contains(controlThreads) else { throw ValidationError("--control-threads must be 1–64") }
         guard speed > 0, speed <= 1000 else { throw ValidationError("--speed must be in (0, 1000]") }
@@ -69,7 +70,7 @@ struct FleetSim: AsyncParsableCommand {
         // (ControlLoopGroup.swift).
         let controlGroup = ControlLoopGroup(threads: controlThreads)
         var agents: [(AgentService, SimulatedMassager)] = []
-        for i in 0..<devices {
+        for i in first - 1..<first - 1 + devices {
             let site = siteIDs[i % siteIDs.count]
             let device = String(format: "sim-%04d", i + 1)
             var overrides = AgentOverrides(site: site, device: device, broker: broker, dataDirectory: base.appendingPathComponent(device).path, speed: speed)
@@ -106,7 +107,7 @@ extension FleetSim {
         try Self.ensureDescriptors(for: devices)
         let programs = try ProgramLibrary.load(directory: URL(fileURLWithPath: programsDir)).ids
         var devices: [ThinDevice] = []
-        for i in 0..<self.devices {
+        for i in first - 1..<first - 1 + self.devices {
             let device = String(format: "sim-%04d", i + 1)
             // The configuration asks for a data directory; a thin device creates and writes none.
             var overrides = AgentOverrides(site: sites[i % sites.count], device: device, broker: broker, dataDirectory: base.appendingPathComponent(device).path)
