@@ -77,13 +77,21 @@ if [[ $mode == full ]]; then
     run ingest 1 "$bin/fleet-bench" ingest
     run load 2 "$bin/fleet-bench" load --devices 1000 --window 30
     run rollout 1 "$bin/fleet-bench" rollout --devices 1000
+    run start 1 "$bin/fleet-bench" start --devices 1000
     run storm 3 "$bin/fleet-bench" storm --devices 1000
+    # 10,000 massagers: thin simulated devices, in two fleet-sim processes
+    # (three file descriptors a device). The issue sets no goal for the
+    # start across 10,000; it is held to the rollout's 30 s.
+    run load-10k 2 "$bin/fleet-bench" load --devices 10000 --thin --processes 2 --window 30
+    run start-10k 1 "$bin/fleet-bench" start --devices 10000 --thin --processes 2 --goal 30
+    run rollout-10k 1 "$bin/fleet-bench" rollout --devices 10000 --thin --processes 2 --goal 30
 else
     run engine-bench 1 "$bin/engine-bench" --ticks 20000
     run mqtt-bench 4 "$bin/mqtt-bench" all --messages 2000 --runs 1 --clients 20
     run agent 3 "$bin/fleet-bench" agent --round-trips 20 --idle-seconds 2
     run ingest 1 "$bin/fleet-bench" ingest --devices 10 --events 20
     run rollout 1 "$bin/fleet-bench" rollout --devices 5
+    run start 1 "$bin/fleet-bench" start --devices 6 --thin --processes 2
 fi
 
 commit=$(git rev-parse --short HEAD)

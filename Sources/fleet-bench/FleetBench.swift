@@ -18,7 +18,7 @@ struct FleetBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fleet-bench",
         abstract: "Agent footprint, command round trip and pain-to-release; console ingest vs mosquitto_sub.",
-        subcommands: [AgentBench.self, PainBench.self, ModbusBench.self, IngestBench.self, RolloutBench.self, LoadBench.self, StormBench.self, EchoResponder.self, MemoryPressure.self])
+        subcommands: [AgentBench.self, PainBench.self, ModbusBench.self, IngestBench.self, RolloutBench.self, LoadBench.self, StartBench.self, StormBench.self, EchoResponder.self, MemoryPressure.self])
 }
 
 /// The directory holding this binary and the other products.
@@ -444,13 +444,17 @@ struct IngestBench: AsyncParsableCommand {
 
 struct RolloutBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Time to roll a config to N simulated devices in 5 waves with zero bake time.")
-    @Option(help: "Simulated devices (fleet-sim, one process).") var devices = 1000
+    @Option(help: "Simulated devices.") var devices = 1000
+    @Flag(help: "Thin simulated devices (fleet-sim --thin), for 10,000.") var thin = false
+    @Option(help: "fleet-sim processes sharing the devices.") var processes = 1
+    @Option(help: "The goal, in seconds (issue 23: 10 for 1,000 devices, 30 for 10,000).") var goal = 10.0
 
     func run() async throws {
         let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
         defer { scenario.stop() }
-        let sim = try scenario.startSimulator(devices: devices, extraArguments: ["--speed", "1", "--sessions-per-hour", "0", "--summary-every", "600"])
-        defer { sim.kill() }
+        let sims = try scenario.startSimulators(devices: devices, processes: processes, thin: thin,
+                                                extraArguments: ["--speed", "1", "--sessions-per-hour", "0", "--summary-every", "600"])
+        defer { for sim in sims { sim.kill() } }
         func call(_ method: String, _ path: String, _ body: Data? = nil) async throws -> [String: Any] {
             try await scenario.call(method, path, body).json
         }
@@ -472,13 +476,13 @@ struct RolloutBench: AsyncParsableCommand {
         }
         let took = start.duration(to: clock.now)
         let waves = (final["waves"] as? [[String: Any]])?.compactMap { $0["size"] as? Int } ?? []
-        print("| rollout to \(devices) simulated devices (fleet-sim, one process) | value |")
+        print("| rollout to \(devices) simulated \(thin ? "thin devices" : "agents") (fleet-sim, \(processes) process\(processes == 1 ? "" : "es")) | value |")
         print("| --- | ---: |")
         print("| devices online in the console after start | \(String(format: "%.1f", onlineAfter.seconds)) s |")
         print("| waves | \(waves.map(String.init).joined(separator: " + ")) |")
         print("| state, device counts | \(final["state"] ?? "?"), \(final["counts"] ?? "?") |")
-        print("| time from POST to completed | \(String(format: "%.2f", took.seconds)) s (goal ≤ 10 s) |")
-        BenchResult("rollout to \(devices) devices, 5 waves, bake 0", value: took.seconds, unit: "s", goal: 10, .atMost).print()
+        print("| time from POST to completed | \(String(format: "%.2f", took.seconds)) s (goal ≤ \(String(format: "%g", goal)) s) |")
+        BenchResult("rollout to \(devices) \(thin ? "thin " : "")devices, 5 waves, bake 0", value: took.seconds, unit: "s", goal: goal, .atMost).print()
     }
 }
 

@@ -79,6 +79,22 @@ final class FleetScenario: Sendable {
     }
 
     /// Starts `fleet-sim` with `devices` massagers over ``sites``.
+    /// `devices` simulated massagers split over `processes` fleet-sim
+    /// processes (sim-0001… numbered across them), thin ones when asked.
+    func startSimulators(devices: Int, processes: Int, thin: Bool, extraArguments: [String]) throws -> [ProcessRunner] {
+        var sims: [ProcessRunner] = []
+        for p in 0..<processes {
+            let first = p * devices / processes, count = (p + 1) * devices / processes - first
+            do {
+                sims.append(try startSimulator(devices: count, extraArguments: ["--first", "\(first + 1)"] + extraArguments + (thin ? ["--thin"] : [])))
+            } catch {
+                for sim in sims { sim.kill() }
+                throw error
+            }
+        }
+        return sims
+    }
+
     func startSimulator(devices: Int, extraArguments: [String]) throws -> ProcessRunner {
         try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-sim"), arguments: [
             "--devices", "\(devices)", "--site-names", Self.sites.joined(separator: ","), "--broker", "127.0.0.1:\(broker.port)",

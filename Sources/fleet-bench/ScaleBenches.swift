@@ -27,15 +27,10 @@ struct LoadBench: AsyncParsableCommand {
     func run() async throws {
         let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
         defer { scenario.stop() }
-        var sims: [ProcessRunner] = []
+        let sims = try scenario.startSimulators(devices: devices, processes: processes, thin: thin, extraArguments: [
+            "--speed", "60", "--sessions-per-hour", "\(sessionsPerHour)", "--telemetry-interval", "\(telemetryInterval)", "--summary-every", "10"])
         defer { for sim in sims { sim.kill() } }
         let kind = thin ? "thin devices" : "agents"
-        for p in 0..<processes {
-            let first = p * devices / processes, count = (p + 1) * devices / processes - first
-            sims.append(try scenario.startSimulator(devices: count, extraArguments: [
-                "--first", "\(first + 1)", "--speed", "60", "--sessions-per-hour", "\(sessionsPerHour)", "--telemetry-interval", "\(telemetryInterval)",
-                "--summary-every", "10"] + (thin ? ["--thin"] : [])))
-        }
         let online = try await scenario.waitForDevicesOnline(devices, timeout: .seconds(300))
         let dashboard = try await DashboardClient.signIn(port: scenario.httpPort, token: FleetScenario.token)
 
@@ -240,5 +235,79 @@ struct StormLog {
         var bins = Array(repeating: 0, count: last - first + 1)
         for s in seconds { bins[s - first] += 1 }
         return bins
+    }
+}
+
+// MARK: start
+
+/// Issue 23: a remote start across every idle device of the fleet, from the
+/// POST to every device's result final (p100), one command per site sent at
+/// once, as an operator would start a site's sessions.
+struct StartBench: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "start", abstract: "A remote start_session across N idle devices: from POST to every result final.")
+    @Option(help: "Simulated devices.") var devices = 1000
+    @Flag(help: "Thin simulated devices (fleet-sim --thin), for 10,000.") var thin = false
+    @Option(help: "fleet-sim processes sharing the devices.") var processes = 1
+    @Option(help: "The goal for the last result, in seconds (issue 23: 3 for 1,000 idle devices).") var goal = 3.0
+
+    func validate() throws {
+        guard devices >= 1, processes >= 1, processes <= devices else { throw ValidationError("--devices and --processes must be at least 1, and --processes at most --devices") }
+    }
+
+    func run() async throws {
+        let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
+        defer { scenario.stop() }
+        let sims = try scenario.startSimulators(devices: devices, processes: processes, thin: thin,
+                                                extraArguments: ["--speed", "1", "--sessions-per-hour", "0", "--summary-every", "600"])
+        defer { for sim in sims { sim.kill() } }
+        let onlineAfter = try await scenario.waitForDevicesOnline(devices, timeout: .seconds(300))
+        // Idle as the console sees it (the first telemetry after the birth says so).
+        try await waitUntil(timeout: .seconds(120), pollEvery: .milliseconds(500), "every device idle in the console") {
+            let page = (try? await scenario.call("GET", "/api/v1/devices?state=idle&limit=1").json) ?? [:]
+            return (page["total"] as? Int ?? 0) >= devices
+        }
+        let clock = ContinuousClock()
+        let start = clock.now
+        let ids = try await withThrowingTaskGroup(of: String.self) { group in
+            for site in FleetScenario.sites {
+                group.addTask {
+                    let body: [String: Any] = ["action": "start_session", "params": ["program": "calf-release"], "targets": ["site": site, "idle_only": true], "ttl_s": 60]
+                    let created = try await scenario.call("POST", "/api/v1/commands", try JSONSerialization.data(withJSONObject: body)).json
+                    guard let id = created["id"] as? String else { throw ValidationError("the start was refused: \(created)") }
+                    return id
+                }
+            }
+            return try await group.reduce(into: []) { $0.append($1) }
+        }
+        let accepted = start.duration(to: clock.now)
+        var states: [String: Int] = [:]
+        var targets = 0
+        try await waitUntil(timeout: .seconds(300), pollEvery: .milliseconds(50), "every result final") {
+            var counts: [String: Int] = [:]
+            var all = 0
+            for id in ids {
+                let record = (try? await scenario.call("GET", "/api/v1/commands/\(id)").json) ?? [:]
+                for result in record["results"] as? [[String: Any]] ?? [] {
+                    counts[result["state"] as? String ?? "?", default: 0] += 1
+                    all += 1
+                }
+            }
+            states = counts
+            targets = all
+            return all > 0 && counts.filter { !["queued", "sent"].contains($0.key) }.values.reduce(0, +) == all
+        }
+        let took = start.duration(to: clock.now)
+        let kind = thin ? "thin devices" : "agents"
+        print("| remote start across \(devices) idle \(kind) (fleet-sim, \(processes) process\(processes == 1 ? "" : "es")) | value |")
+        print("| --- | ---: |")
+        print("| devices online in the console after start | \(String(format: "%.1f", onlineAfter.seconds)) s |")
+        print("| commands accepted (one per site, sent together) | \(String(format: "%.3f", accepted.seconds)) s |")
+        print("| results by state | \(states.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")) of \(targets) |")
+        print("| from POST to every result final (p100) | \(String(format: "%.2f", took.seconds)) s (goal ≤ \(String(format: "%g", goal)) s) |")
+        BenchResult("remote start across \(devices) idle \(thin ? "thin " : "")devices: p100", value: took.seconds, unit: "s", goal: goal, .atMost).print()
+        if states["succeeded", default: 0] != devices {
+            FileHandle.standardError.write(Data("fleet-bench start: \(states["succeeded", default: 0]) of \(devices) devices started\n".utf8))
+            throw ExitCode(1)
+        }
     }
 }
