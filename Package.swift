@@ -101,7 +101,8 @@ let package = Package(
         // No MQTT, no database, no test doubles.
         .target(
             name: "MassageEngine",
-            dependencies: [.product(name: "Yams", package: "Yams")]
+            dependencies: [.product(name: "Yams", package: "Yams")],
+            swiftSettings: tsanShadow
         ),
         // The engine's test doubles (the habit of HummingbirdTesting): a
         // manual clock and in-memory and JSON-file storages, for tests and

@@ -210,7 +210,9 @@ fi
 # libswiftSynchronization lock and reported every Mutex-protected access.
 # The agent's end-to-end suites (built executables as processes) are left
 # out: they test processes TSan does not instrument.
-TSAN_FILTER='MosquittoTests|MassageAgentTests\.(OutboxTests|ConfigurationTests|AgentFuzzCorpusTests|AgentEngineStorageTests|HardwareSettingsTests|SimulatorTestControlTests)'
+# The engine drivers' suites too (one engine's control thread, many engines
+# on shared ones): the engine's lock is shadowed the same way.
+TSAN_FILTER='MosquittoTests|MassageAgentTests\.(OutboxTests|ConfigurationTests|AgentFuzzCorpusTests|AgentEngineStorageTests|HardwareSettingsTests|SimulatorTestControlTests|ControlLaneTests|SharedControlThreadTests|EngineDriverTests)'
 if (($# == 0)) && [ "${TSAN:-1}" != 0 ]; then
     echo "==> ThreadSanitizer: building Tests/TSan (-sanitize=thread, .build-tsan)"
     tsan_started=$SECONDS

@@ -159,7 +159,7 @@ private struct LaneEngine {
     private let record: Record
 
     private final class Record: Sendable {
-        let aborts = Mutex<[AbortReason]>([])
+        let aborts = Synchronization.Mutex<[AbortReason]>([])
     }
 
     init() throws {
