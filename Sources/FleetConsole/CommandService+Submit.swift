@@ -39,7 +39,7 @@ extension CommandService {
         guard coordinator.isCoordinator else { return Self.redacted(record) }
         adopted.withLock { _ = $0.insert(record.id) }
         inFlight.withLock { $0[record.id] = record }
-        for address in targets { await send(commandID: record.id, to: address) }
+        await sendAll(targets.map { (record.id, $0) })
         record = inFlight.withLock { $0[record.id] } ?? record
         return Self.redacted(record)
     }
