@@ -49,6 +49,22 @@ final class TelemetryHistory: Sendable {
         var program: String?
         var samples: [Sample] = []
         var steps: [Step] = []
+
+        /// One message's sample, and its step: the last step seen again, or a new one.
+        mutating func add(_ sample: Sample, step: Step?) {
+            samples.append(sample)
+            if samples.count > TelemetryHistory.samplesPerDevice { samples.removeFirst(samples.count - TelemetryHistory.samplesPerDevice) }
+            guard let step else { return }
+            if let i = steps.indices.last, steps[i].index == step.index, steps[i].target == step.target {
+                steps[i].lastSeen = step.lastSeen
+                steps[i].intensity = step.intensity
+                steps[i].breathingBPM = step.breathingBPM
+                steps[i].remainingSeconds = step.remainingSeconds
+            } else {
+                steps.append(step)
+                if steps.count > TelemetryHistory.stepsPerDevice { steps.removeFirst(steps.count - TelemetryHistory.stepsPerDevice) }
+            }
+        }
     }
 
     private let devices = Mutex<[DeviceAddress: Device]>([:])
@@ -61,29 +77,19 @@ final class TelemetryHistory: Sendable {
             if let p = t.pressureMMHg[zone], p.isFinite { pressure[i] = Float(min(max(p, 0), 1000)) }
         }
         let session = t.sessionID.map { String($0.prefix(64)) }
+        let program = t.program.map { String($0.prefix(64)) }
+        let step = t.step.map { s in
+            Step(index: s.index, target: String(s.target.prefix(64)), zone: String(s.zone.prefix(64)), technique: String(s.technique.prefix(64)),
+                 intensity: s.intensity, breathingBPM: t.breathingBPM, firstSeen: now, lastSeen: now, remainingSeconds: s.remainingSeconds)
+        }
         devices.withLock { all in
             guard all[address] != nil || all.count < Self.maxDevices else { return }
-            var d = all[address] ?? Device()
-            if d.sessionID != session {
-                d = Device(sessionID: session, program: t.program.map { String($0.prefix(64)) })
+            if all[address]?.sessionID != session || all[address] == nil {
+                all[address] = Device(sessionID: session, program: program)
             }
-            d.samples.append(Sample(at: now, pressure: pressure))
-            if d.samples.count > Self.samplesPerDevice { d.samples.removeFirst(d.samples.count - Self.samplesPerDevice) }
-            if let s = t.step {
-                if var last = d.steps.last, last.index == s.index, last.target == String(s.target.prefix(64)) {
-                    last.lastSeen = now
-                    last.intensity = s.intensity
-                    last.breathingBPM = t.breathingBPM
-                    last.remainingSeconds = s.remainingSeconds
-                    d.steps[d.steps.count - 1] = last
-                } else {
-                    d.steps.append(Step(index: s.index, target: String(s.target.prefix(64)), zone: String(s.zone.prefix(64)),
-                                        technique: String(s.technique.prefix(64)), intensity: s.intensity, breathingBPM: t.breathingBPM,
-                                        firstSeen: now, lastSeen: now, remainingSeconds: s.remainingSeconds))
-                    if d.steps.count > Self.stepsPerDevice { d.steps.removeFirst(d.steps.count - Self.stepsPerDevice) }
-                }
-            }
-            all[address] = d
+            // In place (the dictionary's storage, not a copy of the device's
+            // arrays): this runs for every telemetry message of the fleet.
+            all[address]!.add(Sample(at: now, pressure: pressure), step: step)
         }
     }
 
