@@ -177,9 +177,10 @@ struct AgentBench: AsyncParsableCommand {
 
 struct RolloutBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "rollout", abstract: "Time to roll a config to N simulated devices in 5 waves with zero bake time.")
-    @Option(help: "Simulated devices.") var devices = 1000
-    @Flag(help: "Thin simulated devices (fleet-sim --thin), for 10,000.") var thin = false
-    @Option(help: "fleet-sim processes sharing the devices.") var processes = 1
+    @OptionGroup var fleet: SimulatedFleet
+    var devices: Int { fleet.devices }
+    var thin: Bool { fleet.thin }
+    var processes: Int { fleet.processes }
     @Option(help: "The goal, in seconds (issue 23: 10 for 1,000 devices, 30 for 10,000).") var goal = 10.0
 
     func run() async throws {

@@ -13,16 +13,13 @@ import FoundationNetworking
 /// simulator and console over the same window.
 struct LoadBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "load", abstract: "N devices at 1 s telemetry: ingest lag, API and dashboard p95, CPU and RSS of broker, simulator, console.")
-    @Option(help: "Simulated massagers.") var devices = 1000
+    @OptionGroup var fleet: SimulatedFleet
+    var devices: Int { fleet.devices }
+    var thin: Bool { fleet.thin }
+    var processes: Int { fleet.processes }
     @Option(name: .customLong("telemetry-interval"), help: "Seconds between telemetry messages of each massager.") var telemetryInterval = 1.0
     @Option(help: "Seconds to measure over.") var window = 60
     @Option(name: .customLong("sessions-per-hour"), help: "Sessions each massager starts per simulated hour (at --speed 60).") var sessionsPerHour = 6.0
-    @Flag(help: "Thin simulated devices (fleet-sim --thin: the wire contract only, no engine or database each), for 10,000.") var thin = false
-    @Option(help: "fleet-sim processes sharing the devices (each needs three file descriptors per device).") var processes = 1
-
-    func validate() throws {
-        guard devices >= 1, processes >= 1, processes <= devices else { throw ValidationError("--devices and --processes must be at least 1, and --processes at most --devices") }
-    }
 
     func run() async throws {
         let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
@@ -245,14 +242,11 @@ struct StormLog {
 /// once, as an operator would start a site's sessions.
 struct StartBench: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "start", abstract: "A remote start_session across N idle devices: from POST to every result final.")
-    @Option(help: "Simulated devices.") var devices = 1000
-    @Flag(help: "Thin simulated devices (fleet-sim --thin), for 10,000.") var thin = false
-    @Option(help: "fleet-sim processes sharing the devices.") var processes = 1
+    @OptionGroup var fleet: SimulatedFleet
+    var devices: Int { fleet.devices }
+    var thin: Bool { fleet.thin }
+    var processes: Int { fleet.processes }
     @Option(help: "The goal for the last result, in seconds (issue 23: 3 for 1,000 idle devices).") var goal = 3.0
-
-    func validate() throws {
-        guard devices >= 1, processes >= 1, processes <= devices else { throw ValidationError("--devices and --processes must be at least 1, and --processes at most --devices") }
-    }
 
     func run() async throws {
         let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
@@ -309,5 +303,17 @@ struct StartBench: AsyncParsableCommand {
             FileHandle.standardError.write(Data("fleet-bench start: \(states["succeeded", default: 0]) of \(devices) devices started\n".utf8))
             throw ExitCode(1)
         }
+    }
+}
+
+/// The simulated fleet of load, rollout and start: how many devices, thin or
+/// full agents, and how many fleet-sim processes share them.
+struct SimulatedFleet: ParsableArguments {
+    @Option(help: "Simulated devices.") var devices = 1000
+    @Flag(help: "Thin simulated devices (fleet-sim --thin: the wire contract only, no engine or database each), for 10,000.") var thin = false
+    @Option(help: "fleet-sim processes sharing the devices (each needs three file descriptors per device).") var processes = 1
+
+    func validate() throws {
+        guard devices >= 1, processes >= 1, processes <= devices else { throw ValidationError("--devices and --processes must be at least 1, and --processes at most --devices") }
     }
 }
