@@ -72,7 +72,7 @@ run() {
 
 if [[ $mode == full ]]; then
     run engine-bench 1 "$bin/engine-bench"
-    run mqtt-bench 4 "$bin/mqtt-bench" all --messages 100000 --runs 3 --clients 1000
+    run mqtt-bench 4 "$bin/mqtt-bench" all --messages 60000 --runs 3 --clients 1000
     run agent 3 "$bin/fleet-bench" agent --round-trips 1000 --idle-seconds 20
     run ingest 1 "$bin/fleet-bench" ingest
     run load 2 "$bin/fleet-bench" load --devices 1000 --window 30
