@@ -32,7 +32,7 @@ extension Dashboard {
         // filter form and the column buttons are a GET of this page.
         pages.get("/devices") { request, context -> Response in
             let s = context.signedIn
-            let siteIDs = await core.queries.sites(for: s.principal).map(\.site)
+            let siteIDs = core.queries.siteIDs(for: s.principal)
             let parameters = request.uri.queryParameters
             let query: DeviceListQuery
             do throws(ConsoleError) { query = try DeviceListQuery({ name in
@@ -42,9 +42,9 @@ extension Dashboard {
                 return self.page("devices", title: "Devices", session: s, status: .badRequest, flash: error.message,
                                  Self.devicesContext(siteIDs: siteIDs, query: nil, page: nil, zones: core.configuration))
             }
-            let all = (try? core.queries.devices(for: s.principal, site: query.site, state: query.state, health: query.health)) ?? []
+            let page = (try? core.queries.deviceList(for: s.principal, query: query)) ?? query.page(of: [DeviceSummary]())
             return self.page("devices", title: "Devices", session: s,
-                             Self.devicesContext(siteIDs: siteIDs, query: query, page: query.page(of: all), zones: core.configuration))
+                             Self.devicesContext(siteIDs: siteIDs, query: query, page: page, zones: core.configuration))
         }
 
         pages.get("/devices/:site/:device") { request, context -> Response in
@@ -134,7 +134,7 @@ extension Dashboard {
     /// The devices page's context: the filter form as `query` says, the page's
     /// rows, the column buttons (a second click on the sorted column reverses
     /// it) and the links to the previous and next pages.
-    static func devicesContext(siteIDs: [String], query: DeviceListQuery?, page: DeviceListQuery.Page?, zones: ConsoleConfiguration) -> [String: Any] {
+    static func devicesContext(siteIDs: [String], query: DeviceListQuery?, page: DeviceListQuery.Page<DeviceSummary>?, zones: ConsoleConfiguration) -> [String: Any] {
         var ctx: [String: Any] = [:]
         let q = query
         ctx["siteIDs"] = siteIDs.map { ["id": $0, "selected": $0 == q?.site] as [String: Any] }

@@ -44,13 +44,14 @@ enum DashboardFloor {
     /// The floor of every site `principal` may see, by site id.
     static func floor(_ core: ConsoleCore, for principal: Principal) -> [String: Site] {
         let devices = core.state.model.withLock { $0.devices }
-        var bySite: [String: [DeviceRecord]] = [:]
-        for (address, record) in devices where principal.canSee(site: address.site.rawValue) {
-            bySite[address.site.rawValue, default: []].append(record)
+        // Addresses, not records, are grouped and sorted: only the tiles' records are read.
+        var bySite: [String: [DeviceAddress]] = [:]
+        for address in devices.keys where principal.canSee(site: address.site.rawValue) {
+            bySite[address.site.rawValue, default: []].append(address)
         }
-        return bySite.mapValues { records in
-            let sorted = records.sorted { $0.device < $1.device }
-            return Site(tiles: sorted.prefix(maxTilesPerSite).map(tile), more: max(0, sorted.count - maxTilesPerSite))
+        return bySite.mapValues { addresses in
+            let shown = addresses.sorted { $0.device.rawValue < $1.device.rawValue }.prefix(maxTilesPerSite)
+            return Site(tiles: shown.compactMap { devices[$0].map(tile) }, more: max(0, addresses.count - maxTilesPerSite))
         }
     }
 

@@ -12,16 +12,21 @@ struct FleetQueries: Sendable {
     /// Active alerts by device, so a fleet's summaries cost one pass over
     /// the alerts, not one per device.
     struct AlertIndex {
-        var byDevice: [String: [(type: String, severity: Health)]] = [:]
+        struct Device: Hashable {
+            var site: String
+            var device: String
+        }
+        var byDevice: [Device: [(type: String, severity: Health)]] = [:]
 
         init(_ alerts: [FleetModel.AlertKey: FleetModel.ActiveAlert]) {
             for (key, alert) in alerts {
                 guard let device = key.device else { continue }
-                byDevice["\(key.site)/\(device)", default: []].append((key.type, alert.severity))
+                byDevice[Device(site: key.site, device: device), default: []].append((key.type, alert.severity))
             }
         }
 
-        func of(_ r: DeviceRecord) -> [(type: String, severity: Health)] { byDevice["\(r.site)/\(r.device)"] ?? [] }
+        func of(_ r: DeviceRecord) -> [(type: String, severity: Health)] { byDevice[Device(site: r.site, device: r.device)] ?? [] }
+        func health(of r: DeviceRecord) -> Health { of(r).map(\.severity).max() ?? .ok }
     }
 
     func summary(_ r: DeviceRecord, alerts: AlertIndex) -> DeviceSummary {
@@ -32,15 +37,40 @@ struct FleetQueries: Sendable {
                              config: r.configVersions, forgottenAt: r.forgottenAt, revokedAt: r.revokedAt)
     }
 
-    func devices(for principal: Principal, site: String? = nil, state: DeviceState? = nil, health: Health? = nil) throws(ConsoleError) -> [DeviceSummary] {
-        if let site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
-        let (devices, active) = self.state.model.withLock { ($0.devices, $0.activeAlerts) }
+    /// A device as the list filters and sorts it, before it is summarised.
+    private struct Listed: DeviceListRow {
+        let address: DeviceAddress
+        let site: String
+        let device: String
+        let state: DeviceState
+        let health: Health
+        let program: String?
+        let lastSeen: Date?
+    }
+
+    /// The device list (`GET /api/v1/devices`, the dashboard's `/devices`):
+    /// filtered, sorted and paged, and only the page's devices summarised.
+    /// At 10,000 devices a page of 50 cost almost as much as the whole list
+    /// when every device was summarised first (issue 23).
+    func deviceList(for principal: Principal, query q: DeviceListQuery) throws(ConsoleError) -> DeviceListQuery.Page<DeviceSummary> {
+        if let site = q.site, !principal.canSee(site: site) { throw .forbidden("token '\(principal.name)' may not see site \"\(site)\"") }
+        let (devices, active) = state.model.withLock { ($0.devices, $0.activeAlerts) }
         let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query
-        return devices.values
-            .filter { principal.canSee(site: $0.site) && (site == nil || $0.site == site) }
-            .map { summary($0, alerts: alerts) }
-            .filter { (state == nil || $0.state == state) && (health == nil || $0.health == health) }
-            .sorted { ($0.site, $0.device) < ($1.site, $1.device) }
+        var rows: [Listed] = []
+        rows.reserveCapacity(devices.count)
+        for (address, r) in devices where (q.site == nil || r.site == q.site) && principal.canSee(site: r.site) {
+            let state = r.state
+            if let wanted = q.state, wanted != state { continue }
+            let health = alerts.health(of: r)
+            if let wanted = q.health, wanted != health { continue }
+            rows.append(Listed(address: address, site: r.site, device: r.device, state: state, health: health, program: r.session?.program, lastSeen: r.lastSeen))
+        }
+        return q.page(of: rows).map { summary(devices[$0.address]!, alerts: alerts) }
+    }
+
+    /// Every device matching the filters, by site then device.
+    func devices(for principal: Principal, site: String? = nil, state: DeviceState? = nil, health: Health? = nil) throws(ConsoleError) -> [DeviceSummary] {
+        try deviceList(for: principal, query: DeviceListQuery(site: site, state: state, health: health)).devices
     }
 
     func device(site: String, device: String, for principal: Principal) async throws(ConsoleError) -> DeviceDetail {
@@ -67,29 +97,50 @@ struct FleetQueries: Sendable {
         return out.mapValues { $0.sorted() }
     }
 
-    func sites(for principal: Principal) async -> [SiteSummary] {
-        let (devices, active) = state.model.withLock { ($0.devices, $0.activeAlerts) }
-        let alerts = AlertIndex(active) // outside the lock: ingest never waits for a query
+    /// The sites `principal` may see: the configured ones and any a device
+    /// reports from, sorted (the dashboard's filters).
+    func siteIDs(for principal: Principal) -> [String] {
+        let devices = state.model.withLock { $0.devices }
         var ids = Set(context.configuration.sites.map(\.id))
         for a in devices.keys { ids.insert(a.site.rawValue) }
+        return ids.filter { principal.canSee(site: $0) }.sorted()
+    }
+
+    /// Each site's counts, from one pass over the devices and one over the
+    /// alerts (not one filter of the whole fleet per site).
+    func sites(for principal: Principal) async -> [SiteSummary] {
+        struct Counts {
+            var devices = 0, online = 0, inSession = 0, idle = 0, offline = 0, faulted = 0, revoked = 0, alerts = 0
+        }
+        let (devices, active) = state.model.withLock { ($0.devices, $0.activeAlerts) }
+        var counts: [String: Counts] = [:]
+        for site in context.configuration.sites.map(\.id) { counts[site] = Counts() }
+        for r in devices.values {
+            var c = counts[r.site] ?? Counts()
+            c.devices += 1
+            if r.online { c.online += 1 }
+            switch r.state {
+            case .inSession: c.inSession += 1
+            case .idle: c.idle += 1
+            case .offline: c.offline += 1
+            case .faulted: c.faulted += 1
+            case .revoked: c.revoked += 1
+            }
+            counts[r.site] = c
+        }
+        for key in active.keys where counts[key.site] != nil { counts[key.site]!.alerts += 1 }
         var out: [SiteSummary] = []
-        for id in ids.filter({ principal.canSee(site: $0) }).sorted() {
+        for (id, c) in counts.filter({ principal.canSee(site: $0.key) }).sorted(by: { $0.key < $1.key }) {
             let site = context.configuration.site(id)
-            let mine = devices.filter { $0.key.site.rawValue == id }.map { summary($0.value, alerts: alerts) }
             let zone = context.configuration.timeZone(ofSite: id)
             var calendar = Calendar(identifier: .gregorian)
             calendar.timeZone = zone
             let today = calendar.startOfDay(for: context.clock.now())
-            let online = mine.filter(\.online).count
-            let inSession = mine.filter { $0.state == .inSession }.count
             let sessionsToday = (try? await store.sessionsStarted(site: id, since: today)) ?? 0
-            out.append(SiteSummary(site: id, name: site?.name ?? id, timezone: zone.identifier, devices: mine.count, online: online,
-                               inSession: inSession, idle: mine.filter { $0.state == .idle }.count,
-                               offline: mine.filter { $0.state == .offline }.count, faulted: mine.filter { $0.state == .faulted }.count,
-                               revoked: mine.filter { $0.state == .revoked }.count,
-                               activeAlerts: active.keys.filter { $0.site == id }.count,
-                               sessionsToday: sessionsToday,
-                               utilisation: online == 0 ? 0 : Double(inSession) / Double(online)))
+            out.append(SiteSummary(site: id, name: site?.name ?? id, timezone: zone.identifier, devices: c.devices, online: c.online,
+                                   inSession: c.inSession, idle: c.idle, offline: c.offline, faulted: c.faulted, revoked: c.revoked,
+                                   activeAlerts: c.alerts, sessionsToday: sessionsToday,
+                                   utilisation: c.online == 0 ? 0 : Double(c.inSession) / Double(c.online)))
         }
         return out
     }

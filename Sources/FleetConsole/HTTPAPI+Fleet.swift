@@ -13,8 +13,7 @@ extension HTTPAPI {
         // Filtered, sorted and paged on the server (DeviceListQuery; docs/api.md).
         api.get("/devices", .viewer) { request, context in
             let q = try DeviceListQuery { query(request, $0) }
-            let all = try core.queries.devices(for: context.principal, site: q.site, state: q.state, health: q.health)
-            return APIReply(DeviceListReply(q.page(of: all)))
+            return APIReply(DeviceListReply(try core.queries.deviceList(for: context.principal, query: q)))
         }
 
         api.get("/devices/:site/:device", Access.viewer.seeing(site: "site")) { _, context in
