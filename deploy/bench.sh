@@ -85,6 +85,9 @@ if [[ $mode == full ]]; then
     run load-10k 2 "$bin/fleet-bench" load --devices 10000 --thin --processes 2 --window 30
     run start-10k 1 "$bin/fleet-bench" start --devices 10000 --thin --processes 2 --goal 30
     run rollout-10k 1 "$bin/fleet-bench" rollout --devices 10000 --thin --processes 2 --goal 30
+    # Thin devices keep no outbox: this storm measures the reconnection, the
+    # storm of 1,000 full agents above measures QoS 1 events lost.
+    run storm-10k 2 "$bin/fleet-bench" storm --devices 10000 --thin --processes 2 --down-seconds 10
 else
     run engine-bench 1 "$bin/engine-bench" --ticks 20000
     run mqtt-bench 4 "$bin/mqtt-bench" all --messages 2000 --runs 1 --clients 20
