@@ -80,11 +80,11 @@ public final class ConsoleCore: Service, Sendable {
         let unfinished = coordinator.usesLease ? [] : try await store.unfinishedCommands()
         commands = CommandService(context: context, state: state, store: store, client: client, topics: topics, coordinator: coordinator,
                                   audit: audit, unfinished: unfinished)
-        ingest = IngestService(context: context, state: state, client: client, topics: topics, commands: commands, liveness: liveness)
+        rollouts = RolloutService(context: context, state: state, store: store, client: client, coordinator: coordinator, audit: audit)
+        ingest = IngestService(context: context, state: state, client: client, topics: topics, commands: commands, rollouts: rollouts, liveness: liveness)
         persistence = BatchWriter(context: context, state: state, store: store, liveness: liveness, audit: audit)
         housekeeping = Housekeeping(context: context, state: state, store: store, coordinator: coordinator)
         healthMonitor = HealthMonitor(context: context, state: state, store: store, coordinator: coordinator, commands: commands, audit: audit)
-        rollouts = RolloutService(context: context, state: state, store: store, client: client, coordinator: coordinator, audit: audit)
         rowSync = DeviceRowSync(context: context, state: state, store: store)
         queries = FleetQueries(context: context, state: state, store: store)
         let commands = self.commands

@@ -203,6 +203,7 @@ extension FleetModel {
             if let last = r.lastReported, !Self.isNewer(envelope, than: last) { break }
             r.lastReported = [envelope.epoch, envelope.seq]
             r.reported = c.body
+            r.reportedAt = now
         }
         devices[address] = r
         return items

@@ -22,6 +22,9 @@ public struct DeviceRecord: Codable, Sendable {
     var desired: DesiredConfig?
     var desiredSince: Date?
     var reported: ReportedConfig?
+    /// When the console received `reported` (its clock): a rollout counts
+    /// telemetry after this as "healthy after applying".
+    var reportedAt: Date?
     var lastEventEpoch: UInt64?
     var lastEventSeq: UInt64?
     var lastResyncRequest: Date?

@@ -19,6 +19,8 @@ public final class IngestService: Service, Sendable {
     let client: MQTTClient
     let topics: ConsoleTopics
     let commands: CommandService
+    /// Told when a device in a rollout moves (a reported config, telemetry).
+    let rollouts: RolloutService
     let liveness: Liveness
     /// What ingest applies messages by: fixed by the configuration, made
     /// once rather than for every message.
@@ -27,12 +29,14 @@ public final class IngestService: Service, Sendable {
     /// live session picture (TelemetryHistory; fed by `apply`).
     let telemetryHistory = TelemetryHistory()
 
-    init(context: ConsoleContext, state: FleetState, client: MQTTClient, topics: ConsoleTopics, commands: CommandService, liveness: Liveness) {
+    init(context: ConsoleContext, state: FleetState, client: MQTTClient, topics: ConsoleTopics, commands: CommandService, rollouts: RolloutService,
+         liveness: Liveness) {
         self.context = context
         self.state = state
         self.client = client
         self.topics = topics
         self.commands = commands
+        self.rollouts = rollouts
         self.liveness = liveness
         let configuration = context.configuration
         rules = IngestRules(resyncIntervalSeconds: configuration.health.resyncIntervalSeconds, quota: configuration.deviceQuota,
@@ -179,8 +183,10 @@ public final class IngestService: Service, Sendable {
             if let d = effects.usageDay { b.usageDays["\(d.site)|\(d.day)"] = d }
             return b.count
         }
-        if case .status(let s) = payload, s.body.state == .online {
-            commands.deviceOnline(address)
+        switch payload {
+        case .status(let s) where s.body.state == .online: commands.deviceOnline(address)
+        case .reportedConfig, .telemetry: rollouts.deviceMoved(now: now)
+        default: break
         }
         if size >= BatchWriter.batchSize { state.requestFlush() }
         if effects.resync {

@@ -9,6 +9,14 @@ struct RolloutObservation: Sendable {
     var telemetryAt: Date?
     var faults: [String]
     var timeZone: TimeZone
+    /// When the console received `reported` (nil: not known).
+    var reportedAt: Date? = nil
+
+    /// Healthy since `since`: telemetry received after it, without a fault.
+    func healthy(after since: Date) -> Bool {
+        guard let t = telemetryAt else { return false }
+        return t > since && faults.isEmpty
+    }
 }
 
 enum RolloutAction: Sendable, Equatable {
@@ -63,8 +71,16 @@ enum RolloutRunner {
                 if let rep = o.reported, rep.version == d.version {
                     switch rep.state {
                     case .applied:
+                        // Verifying from the report's arrival, not from this
+                        // step: telemetry that came after the report already
+                        // shows the device healthy on the new config.
+                        let applied = min(o.reportedAt ?? now, now)
                         r.devices[i].state = .verifying
-                        r.devices[i].since = now
+                        r.devices[i].since = applied
+                        if o.healthy(after: applied) {
+                            r.devices[i].state = .succeeded
+                            r.devices[i].since = now
+                        }
                     case .pending:
                         if d.state != .deferred { r.devices[i].state = .deferred }
                     case .rejected, .rolledBack:
@@ -80,7 +96,7 @@ enum RolloutRunner {
                 }
             case .verifying:
                 // Healthy: telemetry after the applied report, without a fault.
-                if let t = o.telemetryAt, t > (d.since ?? now), o.faults.isEmpty {
+                if o.healthy(after: d.since ?? now) {
                     r.devices[i].state = .succeeded
                     r.devices[i].since = now
                 } else if age > timeout {

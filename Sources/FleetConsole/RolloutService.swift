@@ -3,6 +3,7 @@ import Foundation
 import MassageEngine
 import Mosquitto
 import ServiceLifecycle
+import Synchronization
 
 /// Rollouts: the API's create, list and control, and the coordinator's
 /// stepping of every rollout that can still change, twice a second or when
@@ -20,6 +21,13 @@ final class RolloutService: Service, CoordinatedWork, Sendable {
     let audit: AuditTrail
     private let signal: AsyncStream<Void>.Continuation
     private let wakeups: AsyncStream<Void>
+    /// Set by each step: some device of a rollout is being written or verified.
+    private let inFlight = Atomic<Bool>(false)
+    /// When ingest last woke the stepping (milliseconds on the console's clock).
+    private let lastMoved = Atomic<Int64>(0)
+    /// Ingest wakes the stepping at most this often (a step reads every
+    /// rollout and writes one transaction; 10,000 devices report at once).
+    static let movedInterval: Int64 = 100
 
     init(context: ConsoleContext, state: FleetState, store: any RolloutStore, client: MQTTClient, coordinator: Coordinator, audit: AuditTrail) {
         self.context = context
@@ -33,6 +41,20 @@ final class RolloutService: Service, CoordinatedWork, Sendable {
 
     /// A new coordinator steps at once what the last one left.
     func coordinationBegan() { signal.yield() }
+
+    /// Ingest: a device reported a config or sent telemetry. While a rollout
+    /// is writing or verifying devices, the next step comes now (at most
+    /// every `movedInterval` ms), not at the next half-second tick: a wave
+    /// ends when its last device is healthy, not up to a tick later. One
+    /// atomic load when no rollout is in flight.
+    func deviceMoved(now: Date) {
+        guard inFlight.load(ordering: .relaxed) else { return }
+        let ms = Int64((now.timeIntervalSince1970 * 1000).rounded())
+        let last = lastMoved.load(ordering: .relaxed)
+        guard ms - last >= Self.movedInterval,
+              lastMoved.compareExchange(expected: last, desired: ms, ordering: .relaxed).exchanged else { return }
+        signal.yield()
+    }
 
     /// `POST /api/v1/rollouts` (admin): validates the document (every reason
     /// at once, the config against the engine's limits), refuses a target
@@ -198,7 +220,7 @@ final class RolloutService: Service, CoordinatedWork, Sendable {
         let observe = { @Sendable (a: DeviceAddress) -> RolloutObservation? in
             guard let d = devices[a] else { return nil }
             return RolloutObservation(online: d.online, desired: d.desired, reported: d.reported, telemetryAt: d.telemetryAt,
-                                      faults: d.faults, timeZone: configuration.timeZone(ofSite: a.site.rawValue))
+                                      faults: d.faults, timeZone: configuration.timeZone(ofSite: a.site.rawValue), reportedAt: d.reportedAt)
         }
         let results: [(Rollout, [RolloutAction])]
         do {
@@ -209,6 +231,8 @@ final class RolloutService: Service, CoordinatedWork, Sendable {
                     let actions = RolloutRunner.step(&all[i], now: now, observe: observe)
                     if all[i] != before || !actions.isEmpty { out.append((all[i], actions)) }
                 }
+                let moving = all.contains { r in r.canChange && r.devices.contains { $0.state == .applying || $0.state == .verifying } }
+                self.inFlight.store(moving, ordering: .relaxed)
                 return out
             }
         } catch {

@@ -85,6 +85,26 @@ struct RolloutRunnerTests {
         #expect(others.allSatisfy { $0.timeIntervalSince(firstWrite[canary]!) >= 10 })
     }
 
+    @Test("verifying counts from the applied report's arrival: telemetry received after it, before the step that saw the report, makes the device succeed in that step; without the arrival time it must wait for newer telemetry")
+    func verifyingFromTheReport() {
+        for known in [true, false] {
+            var fleet = Fleet(2)
+            var r = Rollout(id: "r6", document: document { $0.waves = .init(canary: 1, percentages: [100]); $0.bakeSeconds = 0 },
+                            targets: fleet.addresses, createdBy: "t", now: start)
+            let f0 = fleet
+            let written = RolloutRunner.step(&r, now: start, observe: { f0.devices[$0] })
+            fleet.answer(written, now: start)
+            let canary = r.devices.first { $0.wave == 0 }!.address!
+            // The report arrives 0.1 s after the write, telemetry 0.1 s after that, the next step at 0.5 s.
+            fleet.devices[canary]?.reportedAt = known ? start.addingTimeInterval(0.1) : nil
+            fleet.devices[canary]?.telemetryAt = start.addingTimeInterval(0.2)
+            let f1 = fleet
+            _ = RolloutRunner.step(&r, now: start.addingTimeInterval(0.5), observe: { f1.devices[$0] })
+            let state = r.devices.first { $0.address == canary }!.state
+            #expect(state == (known ? .succeeded : .verifying), "report time known: \(known)")
+        }
+    }
+
     @Test("a config devices roll back aborts at the canary and restores the devices that took it")
     func abortAndRollback() {
         var fleet = Fleet(10)
