@@ -161,7 +161,7 @@ struct AgentBench: AsyncParsableCommand {
         print("| threads | \(idle.threads) | |")
         for (name, p) in [("p50", 0.5), ("p99", 0.99)] {
             let agent = percentile(agentTimes, p), echoed = percentile(echoTimes, p), bare = percentile(brokerTimes, p)
-            print("| command round trip \(name) (ping) | \(String(format: "%.3f", agent)) ms | through an echo responder (two broker passes, as a command takes) \(String(format: "%.3f", echoed)) ms: **\(String(format: "%.2f", agent / echoed))×** (goal ≤ 2×); one broker pass \(String(format: "%.3f", bare)) ms: \(String(format: "%.2f", agent / bare))× |")
+            print("| command round trip \(name) (ping) | \(String(format: "%.3f", agent)) ms | through an echo responder (two broker passes, as a command takes) \(String(format: "%.3f", echoed)) ms: **\(String(format: "%.2f", agent / echoed))×** (goal ≤ 2×); one broker pass \(String(format: "%.3f", bare)) ms: \(String(format: "%.2f", agent / bare))× (the echo responder alone, which only answers: \(String(format: "%.2f", echoed / bare))×) |")
         }
         let p99 = (agent: percentile(agentTimes, 0.99), echoed: percentile(echoTimes, 0.99), bare: percentile(brokerTimes, 0.99))
         BenchResult("agent command round trip p99 vs the bare broker round trip", value: p99.agent, unit: "ms", reference: p99.bare,
