@@ -146,4 +146,16 @@ struct DashboardViewTests {
         }
         #expect(history.deviceCount == TelemetryHistory.maxDevices)
     }
+
+    @Test("the floor's tiles are shared over the sites: a site under its share shows every device and leaves the rest to the others; the page never passes the budget, however many sites")
+    func tileBudget() {
+        let shared = DashboardFloor.allowances(["north": 10, "south": 5_000, "east": 5_000], budget: 500)
+        #expect(shared == ["north": 10, "east": 245, "south": 245])
+        #expect(DashboardFloor.allowances(["a": 3, "b": 4], budget: 500) == ["a": 3, "b": 4], "small fleets show every device")
+        var many: [String: Int] = [:]
+        for i in 0..<1_000 { many["site-\(i)"] = 10 }
+        let spread = DashboardFloor.allowances(many, budget: 500)
+        #expect(spread.values.reduce(0, +) == 500 && spread.values.allSatisfy { $0 <= 1 }, "a thousand sites share the same 500")
+        #expect(DashboardFloor.allowances(["a": 7], budget: 0) == ["a": 0])
+    }
 }
