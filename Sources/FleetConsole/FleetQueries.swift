@@ -65,6 +65,7 @@ struct FleetQueries: Sendable {
             if let wanted = q.health, wanted != health { continue }
             rows.append(Listed(address: address, site: r.site, device: r.device, state: state, health: health, program: r.session?.program, lastSeen: r.lastSeen))
         }
+        // Every row was read from `devices`, the same snapshot: its record is there.
         return q.page(of: rows).map { summary(devices[$0.address]!, alerts: alerts) }
     }
 
