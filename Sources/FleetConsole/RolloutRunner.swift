@@ -26,7 +26,8 @@ enum RolloutAction: Sendable, Equatable {
 
 /// Advances a rollout: pure logic over the rollout, the observed devices and
 /// `now`, so it is tested on a manual clock. The console calls `step` every
-/// half second for active rollouts (and for completed ones whose offline
+/// half second, and when a device of a rollout in flight reports a config or
+/// sends telemetry, for active rollouts (and for completed ones whose offline
 /// devices may still come back within the lifetime) and carries out the
 /// returned actions.
 enum RolloutRunner {

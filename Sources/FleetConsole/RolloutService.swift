@@ -7,7 +7,8 @@ import Synchronization
 
 /// Rollouts: the API's create, list and control, and the coordinator's
 /// stepping of every rollout that can still change, twice a second or when
-/// signalled. What a step does is decided by `RolloutRunner` (pure: a
+/// signalled (a rollout changed hands or state, or ingest saw a device of a
+/// rollout in flight move: `deviceMoved`). What a step does is decided by `RolloutRunner` (pure: a
 /// rollout, now and what the devices report in, actions out); this service
 /// gathers the inputs, records the result in one store transaction (two
 /// consoles never step or start overlapping rollouts) and performs the
