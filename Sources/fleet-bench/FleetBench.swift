@@ -186,8 +186,7 @@ struct RolloutBench: AsyncParsableCommand {
     func run() async throws {
         let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
         defer { scenario.stop() }
-        let sims = try scenario.startSimulators(devices: devices, processes: processes, thin: thin,
-                                                extraArguments: ["--speed", "1", "--sessions-per-hour", "0", "--summary-every", "600"])
+        let sims = try scenario.startIdleSimulators(fleet)
         defer { for sim in sims { sim.kill() } }
         func call(_ method: String, _ path: String, _ body: Data? = nil) async throws -> [String: Any] {
             try await scenario.call(method, path, body).json

@@ -95,6 +95,13 @@ final class FleetScenario: Sendable {
         return sims
     }
 
+    /// `fleet` as the rollout and start benches want it: real time, no
+    /// sessions of their own, every device idle until told otherwise.
+    func startIdleSimulators(_ fleet: SimulatedFleet) throws -> [ProcessRunner] {
+        try startSimulators(devices: fleet.devices, processes: fleet.processes, thin: fleet.thin,
+                            extraArguments: ["--speed", "1", "--sessions-per-hour", "0", "--summary-every", "600"])
+    }
+
     func startSimulator(devices: Int, extraArguments: [String]) throws -> ProcessRunner {
         try ProcessRunner.start(productsDirectory.appendingPathComponent("fleet-sim"), arguments: [
             "--devices", "\(devices)", "--site-names", Self.sites.joined(separator: ","), "--broker", "127.0.0.1:\(broker.port)",

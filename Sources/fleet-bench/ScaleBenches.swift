@@ -263,8 +263,7 @@ struct StartBench: AsyncParsableCommand {
     func run() async throws {
         let scenario = try await FleetScenario(brokerConfig: "set_tcp_nodelay true\nmax_queued_messages 0\n")
         defer { scenario.stop() }
-        let sims = try scenario.startSimulators(devices: devices, processes: processes, thin: thin,
-                                                extraArguments: ["--speed", "1", "--sessions-per-hour", "0", "--summary-every", "600"])
+        let sims = try scenario.startIdleSimulators(fleet)
         defer { for sim in sims { sim.kill() } }
         let onlineAfter = try await scenario.waitForDevicesOnline(devices, timeout: .seconds(300))
         // Idle as the console sees it (the first telemetry after the birth says so).
@@ -318,7 +317,7 @@ struct StartBench: AsyncParsableCommand {
     }
 }
 
-/// The simulated fleet of load, rollout and start: how many devices, thin or
+/// The simulated fleet of load, rollout, start and storm: how many devices, thin or
 /// full agents, and how many fleet-sim processes share them.
 struct SimulatedFleet: ParsableArguments {
     @Option(help: "Simulated devices.") var devices = 1000
