@@ -3,7 +3,6 @@ import CMosquitto
 import FleetTestSupport
 import Foundation
 import Mosquitto
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -253,11 +252,6 @@ func publishBenchmark(broker: MosquittoBroker, qos: QoS, options: CommonOptions)
     return Comparison(name: "publish QoS \(qos.rawValue)", ours: median(ours), reference: median(theirs), referenceName: "mosquitto_pub -l")
 }
 
-/// A count shared by the draining task and the one watching it.
-private final class Tally: Sendable {
-    let value = Atomic<Int>(0)
-}
-
 /// A persistent session on `topic` that counts what the broker queued for it
 /// while it was away: proof that a publisher delivered every message.
 struct QueuedCounter {
@@ -284,15 +278,15 @@ struct QueuedCounter {
     func expect(_ expected: Int, from publisher: String) async throws {
         let client = try MQTTClient(configuration: configuration, eventLoopGroup: MQTTEventLoopGroup(numberOfThreads: 1))
         try await client.connect()
-        let counted = Tally()
+        let counted = LockedBox(0) // shared by the draining task and the one watching it
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
-                for await _ in client.messages where counted.value.add(1, ordering: .relaxed).newValue >= expected { return }
+                for await _ in client.messages where counted.mutex.withLock({ $0 += 1; return $0 }) >= expected { return }
             }
             group.addTask {
                 var last = -1
                 while !Task.isCancelled {
-                    let now = counted.value.load(ordering: .relaxed)
+                    let now = counted.mutex.withLock { $0 }
                     if now == last || now >= expected { return }
                     last = now
                     try? await Task.sleep(for: .seconds(2))
@@ -302,7 +296,7 @@ struct QueuedCounter {
             group.cancelAll()
         }
         await client.shutdown()
-        let got = counted.value.load(ordering: .relaxed)
+        let got = counted.mutex.withLock { $0 }
         guard got >= expected else {
             throw ValidationError("\(publisher) delivered \(got) of \(expected) messages to '\(topic)' (counted by a subscriber session): its figure would count messages never published")
         }
