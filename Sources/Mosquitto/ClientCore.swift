@@ -19,7 +19,10 @@ enum AckResult: Sendable {
 ///   thread, inside `gate` so that no caller is inside libmosquitto then.
 /// - Lifecycle calls (connect, disconnect, loop_read/write/misc, destroy) happen
 ///   only on the owning loop thread. Callers only publish, subscribe and
-///   unsubscribe, which libmosquitto serialises with its own mutexes.
+///   unsubscribe, which libmosquitto serialises with its own mutexes; the
+///   handle is in threaded mode (`mosquitto_threaded_set`), so those calls
+///   only queue the packet and the loop thread alone reads and writes the
+///   socket (and, over TLS, the one `SSL` object).
 /// - A caller touches the handle only inside `withMosquitto`, i.e. inside
 ///   `gate`, and that includes asking `mosquitto_want_write` afterwards: once
 ///   the gate is released the loop thread may destroy the handle at any time
@@ -28,13 +31,12 @@ enum AckResult: Sendable {
 ///   libmosquitto while holding `state`. `gate` is never taken by callbacks.
 ///
 /// Lock order, which is why calling libmosquitto inside `gate` cannot
-/// deadlock: `gate` → libmosquitto's own mutexes → `state`. A call made inside
-/// `gate` may run a callback on the calling thread (libmosquitto writes a
-/// QoS 0 publish at once when not in a callback and fires `on_publish`), and
-/// callbacks take only `state`; nothing that holds `state` or a libmosquitto
-/// mutex ever waits for `gate`. `gate` guards the handle's lifetime only;
-/// STYLE habit 4's "no libmosquitto call under a lock" is about `state`,
-/// which callbacks take.
+/// deadlock: `gate` → libmosquitto's own mutexes → `state`. Callbacks run on
+/// the loop thread (in threaded mode no call writes, so none fires
+/// `on_publish` on the caller's thread) and take only `state`; nothing that
+/// holds `state` or a libmosquitto mutex ever waits for `gate`. `gate` guards
+/// the handle's lifetime only; STYLE habit 4's "no libmosquitto call under a
+/// lock" is about `state`, which callbacks take.
 final class ClientCore: @unchecked Sendable {
     // @unchecked: `handle` is a C pointer (not Sendable). It is safe to share
     // under the contract above: callers reach it only through `withMosquitto`,
@@ -148,6 +150,16 @@ final class ClientCore: @unchecked Sendable {
         func check(_ rc: Int32, _ what: String) throws {
             guard rc == MOSQ_ERR_SUCCESS.rawValue else { throw MQTTError.mosquitto(rc, "\(who): \(what)") }
         }
+        // Our own threads drive the client (MQTTEventLoop), so libmosquitto
+        // must be told: otherwise it writes each packet on the calling
+        // thread. Over TLS that is `SSL_write` on a caller's thread beside
+        // `SSL_read` on the loop thread, on one `SSL` object, which OpenSSL
+        // forbids (connections dropped under load, SecurityTests
+        // "…publishes from many tasks while the client is reading…"); over
+        // TCP a caller could write to a descriptor the loop thread had just
+        // closed and the process reused. Threaded, a call only queues, and
+        // the loop thread alone touches the socket (`withMosquitto` wakes it).
+        try check(mosquitto_threaded_set(mosq, true), "declaring our own threads")
         try check(mosquitto_int_option(mosq, MOSQ_OPT_PROTOCOL_VERSION, MQTT_PROTOCOL_V5), "selecting MQTT 5")
         try check(mosquitto_int_option(mosq, MOSQ_OPT_TCP_NODELAY, c.tcpNoDelay ? 1 : 0), "setting TCP_NODELAY")
         try check(mosquitto_int_option(mosq, MOSQ_OPT_RECEIVE_MAXIMUM, Int32(c.receiveMaximum)), "setting receive maximum")

@@ -91,8 +91,7 @@ extension MQTTError {
         case MOSQ_ERR_CONN_REFUSED.rawValue:
             return err(.connectionRefused, "the broker refused the connection")
         case MOSQ_ERR_ERRNO.rawValue where [EBADF, EPIPE, ECONNRESET, ENOTCONN].contains(Glibc.errno):
-            // A write on a socket the event loop just closed (libmosquitto
-            // writes on the caller's thread): the connection is gone.
+            // A write on a socket that was just closed: the connection is gone.
             return err(.connectionLost, "the connection to the broker was closed (\(systemErrorText()))")
         case MOSQ_ERR_ERRNO.rawValue:
             return err(.connectionRefused, "\(systemErrorText()); check that the broker is running and the host and port are right")

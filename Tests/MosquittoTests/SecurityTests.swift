@@ -85,6 +85,64 @@ struct SecurityTests {
         await client.shutdown()
     }
 
+    /// libmosquitto writes a packet on the calling thread unless told the
+    /// application runs its own threads (`mosquitto_threaded_set`). Over TLS
+    /// that put `SSL_write` on a caller's thread beside the loop thread's
+    /// `SSL_read` on the same `SSL` object, which OpenSSL does not allow: the
+    /// connection dropped now and then (a CI run lost a TLS test's
+    /// connection that way). Here one client publishes from several tasks
+    /// while another floods it, so reads and writes overlap all the time.
+    @Test("TLS with publishes from many tasks while the client is reading: the connection holds and nothing is lost")
+    func tlsConcurrentReadWrite() async throws {
+        let broker = try await MosquittoBroker.start(BrokerOptions(tls: true))
+        defer { broker.stopNow() }
+        let certs = try #require(broker.certificates)
+        let tlsPort = try #require(broker.tlsPort)
+        func tlsClient(_ name: String) async throws -> MQTTClient {
+            try await makeClient(broker, name) {
+                $0.port = tlsPort
+                $0.host = "localhost"
+                $0.tls = TLSConfiguration(caFile: certs.caCertificate.path, certificateFile: certs.clientCertificate.path, keyFile: certs.clientKey.path)
+            }
+        }
+        let reader = try await tlsClient("tls-both")
+        let flooder = try await tlsClient("tls-flood")
+        let lost = LockedBox(0)
+        let watch = Task {
+            for await state in reader.connectionStates {
+                if case .disconnected = state { lost.mutex.withLock { $0 += 1 } }
+            }
+        }
+        defer { watch.cancel() }
+        let inbox = MessageCollector(reader)
+        try await reader.subscribe("tls/in", qos: .atLeastOnce)
+        try await reader.subscribe("tls/own", qos: .atLeastOnce)
+        let payload = [UInt8](repeating: 0x5A, count: 1500)
+        let (tasks, perTask, flood) = (4, 300, 1200)
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                for _ in 0..<flood { try await flooder.publish("tls/in", payload: payload, qos: .atLeastOnce) }
+            }
+            for _ in 0..<tasks {
+                group.addTask {
+                    for _ in 0..<perTask { try await reader.publish("tls/own", payload: payload, qos: .atLeastOnce) }
+                }
+            }
+            try await group.waitForAll()
+        }
+        try await inbox.waitFor(flood, on: "tls/in", timeout: .seconds(60))
+        try await inbox.waitFor(tasks * perTask, on: "tls/own", timeout: .seconds(60))
+        #expect(inbox.messages(on: "tls/in").count == flood)
+        #expect(inbox.messages(on: "tls/own").count == tasks * perTask)
+        #expect(lost.mutex.withLock { $0 } == 0, "the reader's TLS connection dropped")
+        #expect(reader.isConnected && flooder.isConnected)
+        let brokerLog = broker.log()
+        #expect(!brokerLog.contains("OpenSSL Error"), "the broker saw a TLS error")
+        #expect(!brokerLog.contains("Socket error on client"), "the broker saw a connection fail")
+        await reader.shutdown()
+        await flooder.shutdown()
+    }
+
     @Test("a broker certificate from an unknown CA is refused with a TLS error")
     func unknownCA() async throws {
         let broker = try await MosquittoBroker.start(BrokerOptions(tls: true))
