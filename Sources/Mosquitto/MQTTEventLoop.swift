@@ -231,11 +231,30 @@ final class MQTTEventLoop: Sendable {
                 if revents & (POLLIN | POLLHUP | POLLERR) != 0, !entry.core.inbound.isPaused {
                     // Drain what is readable: libmosquitto reads about one
                     // packet per call and sets EAGAIN when the socket is empty.
+                    // EAGAIN alone does not say so: every packet libmosquitto
+                    // queues (a PUBACK for each QoS 1 message) also writes a
+                    // byte to its own wake-up socketpair, which nothing
+                    // drains, so that write fails with EAGAIN too. Taken at
+                    // its word, the loop read one message per poll(2) (0.7x
+                    // mosquitto_sub at QoS 1); the bytes left in the socket
+                    // settle it.
                     for _ in 0..<256 {
                         errno = 0
                         let rc = mosquitto_loop_read(mosq, 1)
+                        let empty = errno == EAGAIN && Self.bytesWaiting(mosquitto_socket(mosq)) == 0
                         if rc != MOSQ_ERR_SUCCESS.rawValue { entry.core.noteLoopError(rc) }
-                        if rc != MOSQ_ERR_SUCCESS.rawValue || errno == EAGAIN || mosquitto_socket(mosq) < 0 || entry.core.inbound.isPaused {
+                        // What the packet made libmosquitto queue (a PUBACK,
+                        // PUBREC or PUBREL, the QoS 1 publish an acknowledgement
+                        // let into flight) goes out now. Threaded, libmosquitto
+                        // only queues it; left until the socket is drained, the
+                        // broker's window (our receive maximum, 100) emptied
+                        // before the acknowledgements went out and a QoS 1
+                        // stream stalled once per window (0.7x mosquitto_sub).
+                        if rc == MOSQ_ERR_SUCCESS.rawValue, mosquitto_socket(mosq) >= 0, mosquitto_want_write(mosq) {
+                            let wrc = mosquitto_loop_write(mosq, 1)
+                            if wrc != MOSQ_ERR_SUCCESS.rawValue { entry.core.noteLoopError(wrc) }
+                        }
+                        if rc != MOSQ_ERR_SUCCESS.rawValue || empty || mosquitto_socket(mosq) < 0 || entry.core.inbound.isPaused {
                             break
                         }
                     }
@@ -247,6 +266,13 @@ final class MQTTEventLoop: Sendable {
                 }
             }
         }
+    }
+
+    /// Bytes readable on `socket` now (`FIONREAD`); 0 when closed or unknown.
+    private static func bytesWaiting(_ socket: Int32) -> Int32 {
+        guard socket >= 0 else { return 0 }
+        var count: Int32 = 0
+        return ioctl(socket, UInt(FIONREAD), &count) == 0 ? count : 0
     }
 
     private func attemptConnect(_ entry: Entry, now: ContinuousClock.Instant) {
