@@ -89,9 +89,9 @@ public final class MQTTClient: Sendable {
         }
     }
 
-    /// Publishes a message. QoS 0 returns once handed to the socket; QoS 1 and
-    /// 2 return when the broker acknowledged it (PUBACK / PUBCOMP) with its
-    /// reason code, and throw if it answered with a failure.
+    /// Publishes a message. QoS 0 returns once queued for the loop thread to
+    /// write; QoS 1 and 2 return when the broker acknowledged it (PUBACK /
+    /// PUBCOMP) with its reason code, and throw if it answered with a failure.
     @discardableResult
     public func publish(_ topic: String, payload: [UInt8], qos: QoS = .atMostOnce, retain: Bool = false, properties: MQTTProperties = .init()) async throws -> PublishResult {
         let what = "publishing to '\(topic)'"
