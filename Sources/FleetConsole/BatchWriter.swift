@@ -16,8 +16,8 @@ final class BatchWriter: Service, Sendable {
     let audit: AuditTrail
     /// Commits and forgets, one at a time in order (see `SerialGate`).
     let commitGate = SerialGate()
-    /// When device rows are next written (see `flushNow`).
-    private let deviceRowsDue = Mutex(ContinuousClock.now)
+    /// Which changed device rows each commit writes (see `flushNow`).
+    private let rowSchedule: Mutex<DeviceRowSchedule>
 
     init(context: ConsoleContext, state: FleetState, store: any EventLog & DeviceRows, liveness: Liveness, audit: AuditTrail) {
         self.context = context
@@ -25,6 +25,8 @@ final class BatchWriter: Service, Sendable {
         self.state = state
         self.store = store
         self.liveness = liveness
+        let interval = Self.deviceRowInterval(replica: context.isReplica)
+        rowSchedule = Mutex(DeviceRowSchedule(interval: interval, slots: Int(interval / Self.batchInterval), start: .now))
     }
 
     /// A batch is committed every `batchInterval`, when it holds `batchSize`
@@ -72,15 +74,17 @@ final class BatchWriter: Service, Sendable {
         }
     }
 
-    /// How often device rows are written (see `flushNow`): every second for
-    /// replicas, which share their view of the fleet through these rows.
-    var deviceRowInterval: Duration { context.isReplica ? .seconds(1) : .seconds(5) }
+    /// How often a changed device's row is written (see `flushNow`): every
+    /// second for replicas, which share their view of the fleet through
+    /// these rows.
+    static func deviceRowInterval(replica: Bool) -> Duration { replica ? .seconds(1) : .seconds(5) }
 
     /// Commits what ingest gathered. Events, sessions and usage go in every
     /// batch; device rows (a cache of the in-memory model for the next start)
-    /// every `deviceRowInterval`, and always at shutdown: with a thousand devices
-    /// reporting, writing every touched row every 50 ms cost more than the
-    /// events themselves. The event high-water marks they hold are re-read
+    /// within `deviceRowInterval` of the change, spread over the commits
+    /// (`DeviceRowSchedule`), and all of them at shutdown: with a thousand
+    /// devices reporting, writing every touched row every 50 ms cost more
+    /// than the events themselves. The event high-water marks they hold are re-read
     /// from the event table at start-up, so a crash loses nothing by it;
     /// the rest of a row is re-learned within seconds from retained and live
     /// messages.
@@ -92,25 +96,19 @@ final class BatchWriter: Service, Sendable {
     private func commitPending(includingDevices: Bool) async {
         let metrics = context.metrics
         var batch = state.pending.withLock { b -> IngestBatch in defer { b = .init() }; return b }
-        let devicesDue = includingDevices || deviceRowsDue.withLock { due in
-            let now = ContinuousClock.now
-            guard now >= due else { return false }
-            due = now + deviceRowInterval
-            return true
+        let changed = batch.dirtyDevices
+        batch.dirtyDevices = []
+        let due = rowSchedule.withLock { schedule in
+            schedule.add(changed)
+            return includingDevices ? schedule.takeAll() : schedule.takeDue(now: .now)
         }
-        if !batch.dirtyDevices.isEmpty && !devicesDue {
-            let dirty = batch.dirtyDevices
-            batch.dirtyDevices = []
-            state.pending.withLock { $0.dirtyDevices.formUnion(dirty) }
-        }
-        // Device records are encoded here, once per write, not once per message.
-        if !batch.dirtyDevices.isEmpty {
-            let records = state.model.withLock { m in batch.dirtyDevices.compactMap { a in m.devices[a].map { (a, $0) } } }
+        // Device records are encoded here, as the model has them now: once per write, not once per message.
+        if !due.isEmpty {
+            let records = state.model.withLock { m in due.compactMap { a in m.devices[a].map { (a, $0) } } }
             let encoder = FleetJSON.makeEncoder()
             for (address, record) in records {
                 if let json = try? encoder.encode(record) { batch.devices[address] = json }
             }
-            batch.dirtyDevices = []
         }
         guard !batch.isEmpty else { return }
         batch.writer = context.configuration.instance
