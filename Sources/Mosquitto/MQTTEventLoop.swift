@@ -54,6 +54,13 @@ final class MQTTEventLoop: Sendable {
     private let inbox = Mutex<[Request]>([])
     private let registered = Atomic<Int>(0)
     private let polls = Atomic<Int>(0)
+    /// A wake-up byte is in the pipe, or about to be: later wakes skip the
+    /// write(2). The loop clears it right after draining the pipe. Every
+    /// publish wakes the loop (libmosquitto is in threaded mode), and each
+    /// wake costs the loop a pass over all its clients; merged, a burst of
+    /// publishes costs one (the 10,000-device simulators: 49–56 % of a core
+    /// each, 53–64 % without, two runs each, docs/BENCHMARKS.md).
+    private let wakePending = Atomic<Bool>(false)
     private let name: String
 
     init(name: String) {
@@ -81,9 +88,11 @@ final class MQTTEventLoop: Sendable {
     }
 
     func wake() {
+        // Acquiring and releasing: what the caller queued before this is
+        // visible to the loop once it clears the flag (below).
+        if wakePending.exchange(true, ordering: .acquiringAndReleasing) { return }
         var one: UInt8 = 1
         _ = write(wakeWrite, &one, 1) // a full pipe already means "wake up"
-
     }
 
     // MARK: The loop thread
@@ -223,6 +232,13 @@ final class MQTTEventLoop: Sendable {
             if fds[0].revents != 0 {
                 var drain = [UInt8](repeating: 0, count: 256)
                 while read(wakeRead, &drain, drain.count) > 0 {}
+                // After draining, never before: cleared first, a wake in
+                // between left its byte to this drain and the flag set over
+                // an empty pipe, and every later wake was skipped until the
+                // poll timed out (up to a second). A wake skipped because the
+                // flag was still set queued its work before this exchange, so
+                // the next pass over the clients sees it.
+                _ = wakePending.exchange(false, ordering: .acquiringAndReleasing)
             }
             for (index, entry) in polled.enumerated() {
                 let revents = Int32(fds[index + 1].revents)
