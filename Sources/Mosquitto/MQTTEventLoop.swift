@@ -261,11 +261,10 @@ final class MQTTEventLoop: Sendable {
                         if rc != MOSQ_ERR_SUCCESS.rawValue { entry.core.noteLoopError(rc) }
                         // What the packet made libmosquitto queue (a PUBACK,
                         // PUBREC or PUBREL, the QoS 1 publish an acknowledgement
-                        // let into flight) goes out now. Threaded, libmosquitto
-                        // only queues it; left until the socket is drained, the
-                        // broker's window (our receive maximum, 100) emptied
-                        // before the acknowledgements went out and a QoS 1
-                        // stream stalled once per window (0.7x mosquitto_sub).
+                        // let into flight) goes out now, as it did before
+                        // threaded mode. Left until the socket is drained, the
+                        // acknowledgements could trail the broker's window (our
+                        // receive maximum) and let it run dry.
                         if rc == MOSQ_ERR_SUCCESS.rawValue, mosquitto_socket(mosq) >= 0, mosquitto_want_write(mosq) {
                             let wrc = mosquitto_loop_write(mosq, 1)
                             if wrc != MOSQ_ERR_SUCCESS.rawValue { entry.core.noteLoopError(wrc) }

@@ -71,13 +71,7 @@ struct SecurityTests {
     func tlsConnect() async throws {
         let broker = try await MosquittoBroker.start(BrokerOptions(tls: true))
         defer { broker.stopNow() }
-        let certs = try #require(broker.certificates)
-        let tlsPort = try #require(broker.tlsPort)
-        let client = try await makeClient(broker, "tls") {
-            $0.port = tlsPort
-            $0.host = "localhost"
-            $0.tls = TLSConfiguration(caFile: certs.caCertificate.path, certificateFile: certs.clientCertificate.path, keyFile: certs.clientKey.path)
-        }
+        let client = try await tlsClient(broker, "tls")
         let inbox = MessageCollector(client)
         try await client.subscribe("tls/echo", qos: .exactlyOnce)
         try await client.publish("tls/echo", payload: bytes("secret"), qos: .exactlyOnce)
@@ -96,17 +90,8 @@ struct SecurityTests {
     func tlsConcurrentReadWrite() async throws {
         let broker = try await MosquittoBroker.start(BrokerOptions(tls: true))
         defer { broker.stopNow() }
-        let certs = try #require(broker.certificates)
-        let tlsPort = try #require(broker.tlsPort)
-        func tlsClient(_ name: String) async throws -> MQTTClient {
-            try await makeClient(broker, name) {
-                $0.port = tlsPort
-                $0.host = "localhost"
-                $0.tls = TLSConfiguration(caFile: certs.caCertificate.path, certificateFile: certs.clientCertificate.path, keyFile: certs.clientKey.path)
-            }
-        }
-        let reader = try await tlsClient("tls-both")
-        let flooder = try await tlsClient("tls-flood")
+        let reader = try await tlsClient(broker, "tls-both")
+        let flooder = try await tlsClient(broker, "tls-flood")
         let lost = LockedBox(0)
         let watch = Task {
             for await state in reader.connectionStates {
@@ -180,5 +165,17 @@ struct SecurityTests {
         }
         #expect(error?.code == .tls)
         #expect(error?.message.contains("/nonexistent/ca.pem") == true)
+    }
+}
+
+/// A client connected over TLS to `broker`'s TLS port, with the generated
+/// CA and client certificate.
+private func tlsClient(_ broker: MosquittoBroker, _ name: String) async throws -> MQTTClient {
+    let certs = try #require(broker.certificates)
+    let tlsPort = try #require(broker.tlsPort)
+    return try await makeClient(broker, name) {
+        $0.port = tlsPort
+        $0.host = "localhost"
+        $0.tls = TLSConfiguration(caFile: certs.caCertificate.path, certificateFile: certs.clientCertificate.path, keyFile: certs.clientKey.path)
     }
 }
